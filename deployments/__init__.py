@@ -1,0 +1,1 @@
+"""Schedules, serving and the ``spacegroup`` command-line entry."""

@@ -1,0 +1,1 @@
+"""The registry (SQLModel tables, engine) and the content-addressed artifact store."""

@@ -1,0 +1,79 @@
+"""The measured (or simulated) powder pattern as the rest of the code sees it, validated once here."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+
+MIN_POINTS = 50
+
+
+class PatternError(ValueError):
+    """A powder pattern that cannot be used, with the reason in words."""
+
+
+@dataclass(frozen=True)
+class PowderPattern:
+    """A powder profile: intensity on a strictly increasing 2θ grid, for one wavelength."""
+
+    two_theta_deg: np.ndarray
+    intensity: np.ndarray
+    wavelength_angstrom: float
+    source: str = ""
+
+    @property
+    def q_inv_angstrom(self) -> np.ndarray:
+        """Scattering vector magnitude Q = 4π sin θ / λ (Å⁻¹)."""
+        return 4.0 * np.pi * np.sin(np.radians(self.two_theta_deg) / 2.0) / self.wavelength_angstrom
+
+
+def validate_pattern(
+    two_theta_deg, intensity, wavelength_angstrom: float, source: str = "", max_points: int | None = None
+) -> PowderPattern:
+    """Check a pattern and return it as a :class:`PowderPattern`, or raise :class:`PatternError` saying why."""
+    where = f" in {source}" if source else ""
+    try:
+        tt = np.asarray(two_theta_deg, dtype=float).ravel()
+        y = np.asarray(intensity, dtype=float).ravel()
+    except (TypeError, ValueError):
+        raise PatternError(f"2θ and intensity must be numbers{where}") from None
+    if tt.size == 0:
+        raise PatternError(f"the pattern is empty{where}")
+    if tt.size != y.size:
+        raise PatternError(f"2θ has {tt.size} values but intensity has {y.size}{where}")
+    if tt.size < MIN_POINTS:
+        raise PatternError(f"the pattern has only {tt.size} points{where}; at least {MIN_POINTS} are needed")
+    if max_points is not None and tt.size > max_points:
+        raise PatternError(f"the pattern has {tt.size} points{where}; at most {max_points} are accepted")
+    bad = ~np.isfinite(tt) | ~np.isfinite(y)
+    if bad.any():
+        i = int(np.flatnonzero(bad)[0])
+        raise PatternError(f"the pattern contains NaN or infinite values{where} (first at point {i + 1})")
+    steps = np.diff(tt)
+    if np.any(steps == 0):
+        i = int(np.flatnonzero(steps == 0)[0])
+        raise PatternError(f"2θ = {tt[i]:g}° appears twice{where}; each 2θ must be unique")
+    if np.any(steps < 0):
+        i = int(np.flatnonzero(steps < 0)[0])
+        raise PatternError(
+            f"2θ is not increasing{where}: {tt[i]:g}° is followed by {tt[i + 1]:g}° (sort the pattern by 2θ)"
+        )
+    if tt[0] < 0:
+        raise PatternError(f"2θ starts at {tt[0]:g}°{where}; 2θ must be positive")
+    if not math.isfinite(wavelength_angstrom) or wavelength_angstrom <= 0:
+        raise PatternError(f"wavelength {wavelength_angstrom} Å is not a positive number")
+    if tt[-1] >= 180:
+        raise PatternError(
+            f"2θ reaches {tt[-1]:g}°{where}, beyond the 180° that diffraction at {wavelength_angstrom:g} Å allows; "
+            "is the first column 2θ in degrees?"
+        )
+    if np.any(y < 0):
+        # background-subtracted data may dip slightly below zero; large negative counts mean a wrong column.
+        if y.min() < -0.05 * max(y.max(), 0.0) or y.max() <= 0:
+            raise PatternError(f"the intensities are negative{where} (minimum {y.min():g}); counts must be >= 0")
+        y = np.clip(y, 0.0, None)
+    if not np.any(y > 0):
+        raise PatternError(f"all intensities are zero{where}; there is no diffraction signal")
+    return PowderPattern(tt, y, float(wavelength_angstrom), source)

@@ -1,0 +1,70 @@
+"""All configuration in one place: environment variables prefixed ``SPACEGROUP_`` (plus ``MP_API_KEY``).
+
+Defaults work offline: data, artifacts and the SQLite registry live under ``SPACEGROUP_HOME``
+(``~/.spacegroup`` unless set), which the user can move by setting that one variable.
+"""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from pathlib import Path
+
+from pydantic import AliasChoices, Field, SecretStr, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class Settings(BaseSettings):
+    """Runtime configuration, read from the environment (and an optional ``.env`` file)."""
+
+    model_config = SettingsConfigDict(env_prefix="SPACEGROUP_", env_file=".env", extra="ignore")
+
+    home: Path = Field(Path.home() / ".spacegroup", description="Root for the registry, artifacts and plots.")
+    database_url: str | None = Field(
+        None, description="SQLAlchemy URL of the registry; default sqlite:///<home>/registry.sqlite."
+    )
+    log_level: str = Field("INFO", description="Logging level: DEBUG, INFO, WARNING, ERROR.")
+    mp_api_key: SecretStr | None = Field(
+        None,
+        validation_alias=AliasChoices("MP_API_KEY", "SPACEGROUP_MP_API_KEY"),
+        description="Materials Project API key (needed only for the 'mp' source).",
+    )
+    mp_endpoint: str | None = Field(None, description="Materials Project API endpoint (default: mp-api's own).")
+    webhook_secret: SecretStr | None = Field(None, description="HMAC secret for signed webhooks.")
+    max_sites: int = Field(500, ge=1, description="Largest structure (sites in the cell) accepted as input.")
+    max_pattern_points: int = Field(100_000, ge=50, description="Longest powder pattern accepted as input.")
+    default_wavelength: str = Field("CuKa", description="Wavelength assumed for patterns given without one.")
+    n_jobs: int = Field(0, ge=0, description="Worker processes for generation/featurisation; 0 = all cores.")
+
+    @field_validator("log_level")
+    @classmethod
+    def _known_level(cls, value: str) -> str:
+        level = value.upper()
+        if level not in {"DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"}:
+            raise ValueError(f"unknown log level {value!r}; use DEBUG, INFO, WARNING or ERROR")
+        return level
+
+    @property
+    def registry_url(self) -> str:
+        return self.database_url or f"sqlite:///{self.home / 'registry.sqlite'}"
+
+    @property
+    def artifacts_dir(self) -> Path:
+        return self.home / "artifacts"
+
+    @property
+    def reports_dir(self) -> Path:
+        return self.home / "reports"
+
+    @property
+    def cache_dir(self) -> Path:
+        return self.home / "cache"
+
+    def ensure_dirs(self) -> None:
+        for path in (self.home, self.artifacts_dir, self.reports_dir, self.cache_dir):
+            path.mkdir(parents=True, exist_ok=True)
+
+
+@lru_cache(maxsize=1)
+def get_settings() -> Settings:
+    """The process-wide settings (call ``get_settings.cache_clear()`` after changing the environment)."""
+    return Settings()
