@@ -10,6 +10,10 @@ from dataclasses import dataclass
 from functools import lru_cache
 
 import spglib
+import spglib.error
+
+# spglib raises SpglibError instead of returning None (the old behaviour is deprecated).
+spglib.error.OLD_ERROR_HANDLING = False
 
 CRYSTAL_SYSTEMS: tuple[str, ...] = (
     "triclinic", "monoclinic", "orthorhombic", "tetragonal", "trigonal", "hexagonal", "cubic",

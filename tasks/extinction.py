@@ -74,8 +74,11 @@ def absent_reflections(rotations: np.ndarray, translations: np.ndarray, hkl: np.
 
     ``rotations`` (M x 3 x 3) and ``translations`` (M x 3) act on fractional coordinates, x' = R x + t.
     """
-    h_rotated = np.einsum("ni,mij->mnj", hkl, rotations)
-    fixed = np.all(h_rotated == hkl[None, :, :], axis=2)  # M x N
+    n_ops = len(rotations)
+    # all h R at once as one float matrix product (exact for these small integers): N x (3M)
+    h_float = hkl.astype(float)
+    h_rotated = h_float @ np.concatenate(list(rotations.astype(float)), axis=1)
+    fixed = np.all((h_rotated.reshape(len(hkl), n_ops, 3) == h_float[:, None, :]), axis=2).T  # M x N
     phase = translations @ hkl.T  # M x N
     shifted = np.abs(phase - np.round(phase)) > _PHASE_TOL
     return np.any(fixed & shifted, axis=0)

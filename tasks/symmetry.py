@@ -10,6 +10,7 @@ from dataclasses import asdict, dataclass
 
 import numpy as np
 import spglib
+import spglib.error
 from pymatgen.core import Structure
 
 from tasks.crystallography import space_group_type
@@ -61,11 +62,15 @@ def symmetry_labels(
     """spglib's answer for ``structure`` at tolerance ``symprec`` (Å) and ``angle_tolerance`` (degrees)."""
     if len(structure) == 0:
         raise SymmetryError("the structure has no atoms")
-    dataset = spglib.get_symmetry_dataset(spglib_cell(structure), symprec=symprec, angle_tolerance=angle_tolerance)
+    try:
+        dataset = spglib.get_symmetry_dataset(spglib_cell(structure), symprec=symprec, angle_tolerance=angle_tolerance)
+    except spglib.error.SpglibError as exc:
+        dataset, reason = None, str(exc)
+    else:
+        reason = "no dataset"
     if dataset is None:
         raise SymmetryError(
-            f"spglib found no symmetry at symprec={symprec} Å ({spglib.get_error_message()}); "
-            "atoms may overlap or the cell may be degenerate"
+            f"spglib found no symmetry at symprec={symprec} Å ({reason}); atoms may overlap or the cell may be degenerate"
         )
     sg = space_group_type(dataset.number)
     group = extinction_group_of(dataset.number)

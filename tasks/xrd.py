@@ -28,8 +28,11 @@ from functools import lru_cache
 
 import numpy as np
 import spglib
+import spglib.error
 from pymatgen.analysis.diffraction.xrd import ATOMIC_SCATTERING_PARAMS, WAVELENGTHS
 from pymatgen.core import Structure
+
+import tasks.crystallography  # noqa: F401  (sets spglib's error handling)
 
 TWO_THETA_TOL_DEG = 1e-5  # peaks closer than this are one peak (pymatgen's TWO_THETA_TOL)
 SCALED_INTENSITY_TOL_PERCENT = 1e-3  # weaker peaks are dropped (pymatgen's SCALED_INTENSITY_TOL)
@@ -139,7 +142,10 @@ def laue_rotations(structure: Structure, symprec: float = SYMMETRY_SYMPREC, _sit
     """
     sites = _sites or _site_arrays(structure)
     cell = (np.asarray(structure.lattice.matrix), np.asarray(structure.frac_coords), sites.spglib_types)
-    symmetry = spglib.get_symmetry(cell, symprec=symprec)
+    try:
+        symmetry = spglib.get_symmetry(cell, symprec=symprec)
+    except spglib.error.SpglibError:
+        symmetry = None  # no symmetry found: identity and Friedel pairs only, still exact
     rotations = np.eye(3, dtype=np.int64)[None] if symmetry is None else np.asarray(symmetry["rotations"])
     rotations = np.concatenate([rotations, -rotations])
     return np.unique(rotations.reshape(len(rotations), 9), axis=0).reshape(-1, 3, 3)

@@ -1,0 +1,228 @@
+"""Featurizers: powder pattern -> wavelength-independent vector; formula -> composition descriptors.
+
+Both follow matminer's featurizer contract (``featurize``, ``feature_labels``, ``citations``,
+``implementors``; ``featurize`` never changes state). The XRD featurizer does not subclass matminer's
+``BaseFeaturizer`` because importing matminer costs ~4 s, which every prediction process would pay; the
+formula featurizer wraps matminer's own ``ElementProperty`` and ``Stoichiometry``.
+
+Every feature set has a version string that is stored with each model trained on it; a model refuses
+features of another version.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from functools import lru_cache
+
+import numpy as np
+from scipy.ndimage import minimum_filter1d, uniform_filter1d
+from scipy.signal import find_peaks
+
+from tasks.patterns import PowderPattern
+
+XRD_FEATURE_VERSION = "xrd-qpeaks-1"
+FORMULA_FEATURE_VERSION = "formula-magpie-stoich-1"
+
+Q_MIN_INV_ANGSTROM = 0.5
+Q_MAX_INV_ANGSTROM = 6.0
+Q_BIN_INV_ANGSTROM = 0.025
+N_FIRST_PEAKS = 16
+N_STRONG_PEAKS = 10
+BACKGROUND_WINDOW_Q = 0.4  # Å⁻¹: wider than any Bragg peak, narrower than background curvature
+MIN_PROMINENCE_FRACTION = 0.02  # of the strongest peak
+NOISE_PROMINENCE_SIGMAS = 4.0
+
+
+@dataclass(frozen=True)
+class Peaks:
+    """Peaks found in a pattern, sorted by Q (Å⁻¹); intensities relative to the strongest (1.0)."""
+
+    q_inv_angstrom: np.ndarray
+    intensity: np.ndarray
+
+
+def _q_grid() -> np.ndarray:
+    return np.arange(Q_MIN_INV_ANGSTROM, Q_MAX_INV_ANGSTROM + 1e-9, Q_BIN_INV_ANGSTROM)
+
+
+def background_subtracted(pattern: PowderPattern) -> tuple[np.ndarray, np.ndarray]:
+    """``(q, signal)``: the pattern on its own Q points, background removed, scaled so max = 1.
+
+    Background = smoothed running minimum over ``BACKGROUND_WINDOW_Q`` (a rolling-ball-like estimate).
+    """
+    q = pattern.q_inv_angstrom
+    y = np.asarray(pattern.intensity, float)
+    step_q = float(np.median(np.diff(q)))
+    window = max(3, int(round(BACKGROUND_WINDOW_Q / max(step_q, 1e-6))))
+    smooth = uniform_filter1d(y, size=3, mode="nearest")
+    background = uniform_filter1d(minimum_filter1d(smooth, size=window, mode="nearest"), size=window, mode="nearest")
+    signal = np.clip(smooth - background, 0.0, None)
+    peak = signal.max()
+    return q, (signal / peak if peak > 0 else signal)
+
+
+def find_pattern_peaks(pattern: PowderPattern) -> Peaks:
+    """Peak positions (Q, parabolic sub-step refinement) and heights above background."""
+    q, signal = background_subtracted(pattern)
+    noise = float(np.median(np.abs(np.diff(signal)))) * 1.4826 / np.sqrt(2)
+    prominence = max(MIN_PROMINENCE_FRACTION, NOISE_PROMINENCE_SIGMAS * noise)
+    step_q = float(np.median(np.diff(q)))
+    min_distance = max(1, int(round(0.01 / max(step_q, 1e-6))))
+    idx, _ = find_peaks(signal, prominence=prominence, distance=min_distance)
+    idx = idx[(idx > 0) & (idx < len(signal) - 1)]
+    if len(idx) == 0:
+        return Peaks(np.zeros(0), np.zeros(0))
+    left, mid, right = signal[idx - 1], signal[idx], signal[idx + 1]
+    denom = left - 2 * mid + right
+    offset = np.where(np.abs(denom) > 1e-12, 0.5 * (left - right) / np.where(denom == 0, 1, denom), 0.0)
+    offset = np.clip(offset, -0.5, 0.5)
+    q_peak = np.interp(idx + offset, np.arange(len(q)), q)
+    height = mid / mid.max()
+    return Peaks(q_peak, height)
+
+
+class XRDPatternFeaturizer:
+    """Wavelength-independent features of a powder pattern.
+
+    1. ``profile_*``: background-subtracted profile on a fixed Q grid (max per bin; NaN outside the
+       measured range, which tree models treat as missing).
+    2. ``peak_q_*``, ``peak_i_*``: Q and relative height of the first ``N_FIRST_PEAKS`` peaks.
+    3. ``q2ratio_*``: (Q_i / Q_1)^2, the scale-free ratios indexing works with (cubic: ratios of
+       h^2+k^2+l^2), and ``q2diff_*``: (Q_i^2 - Q_1^2) / Q_1^2 second differences.
+    4. ``strong_q_*``, ``strong_i_*``: the ``N_STRONG_PEAKS`` strongest peaks.
+    5. ``cubic_fom_{P,I,F}``: how well the first peaks index on a cubic lattice with that centring
+       (mean distance of Q^2 / Q_unit^2 to the allowed integers), and ``n_peaks``, ``q_min``, ``q_max``.
+    """
+
+    version = XRD_FEATURE_VERSION
+
+    def __init__(self) -> None:
+        self._grid = _q_grid()
+
+    def feature_labels(self) -> list[str]:
+        labels = [f"profile_{q:.3f}" for q in self._grid]
+        labels += [f"peak_q_{i}" for i in range(N_FIRST_PEAKS)] + [f"peak_i_{i}" for i in range(N_FIRST_PEAKS)]
+        labels += [f"q2ratio_{i}" for i in range(1, N_FIRST_PEAKS)]
+        labels += [f"q2diff_{i}" for i in range(1, N_FIRST_PEAKS - 1)]
+        labels += [f"strong_q_{i}" for i in range(N_STRONG_PEAKS)] + [f"strong_i_{i}" for i in range(N_STRONG_PEAKS)]
+        labels += ["cubic_fom_P", "cubic_fom_I", "cubic_fom_F", "n_peaks", "q_min", "q_max"]
+        return labels
+
+    def citations(self) -> list[str]:
+        return ["@book{pecharsky2009, title={Fundamentals of Powder Diffraction and Structural "
+                "Characterization of Materials}, author={Pecharsky, V. K. and Zavalij, P. Y.}, year={2009}}"]
+
+    def implementors(self) -> list[str]:
+        return ["ml-space-group developers"]
+
+    def featurize(self, pattern: PowderPattern) -> list[float]:
+        return self.featurize_array(pattern).tolist()
+
+    def featurize_many(self, patterns: list[PowderPattern]) -> np.ndarray:
+        return np.vstack([self.featurize_array(p) for p in patterns]) if patterns else np.zeros((0, self.n_features))
+
+    @property
+    def n_features(self) -> int:
+        return len(self.feature_labels())
+
+    def featurize_array(self, pattern: PowderPattern) -> np.ndarray:
+        q, signal = background_subtracted(pattern)
+        grid = self._grid
+        edges = np.concatenate([grid - Q_BIN_INV_ANGSTROM / 2, [grid[-1] + Q_BIN_INV_ANGSTROM / 2]])
+        which = np.searchsorted(edges, q) - 1
+        ok = (which >= 0) & (which < len(grid))
+        profile = np.full(len(grid), -np.inf)
+        np.maximum.at(profile, which[ok], signal[ok])
+        covered = (grid >= q[0]) & (grid <= q[-1])
+        empty_inside = covered & ~np.isfinite(profile)
+        profile[empty_inside] = np.interp(grid[empty_inside], q, signal)  # coarse scans: bins without a point
+        profile[~covered] = np.nan
+
+        peaks = find_pattern_peaks(pattern)
+        first_q = _pad(peaks.q_inv_angstrom[:N_FIRST_PEAKS], N_FIRST_PEAKS)
+        first_i = _pad(peaks.intensity[:N_FIRST_PEAKS], N_FIRST_PEAKS)
+        q1 = first_q[0]
+        ratio = (first_q[1:] / q1) ** 2 if np.isfinite(q1) else np.full(N_FIRST_PEAKS - 1, np.nan)
+        diff2 = np.diff(ratio)
+        order = np.argsort(-peaks.intensity)[:N_STRONG_PEAKS]
+        strong_q = _pad(peaks.q_inv_angstrom[order], N_STRONG_PEAKS)
+        strong_i = _pad(peaks.intensity[order], N_STRONG_PEAKS)
+        fom = cubic_figures_of_merit(peaks.q_inv_angstrom[:10])
+        extra = np.array([len(peaks.q_inv_angstrom), q[0], q[-1]], float)
+        return np.concatenate([profile, first_q, first_i, ratio, diff2, strong_q, strong_i, fom, extra])
+
+
+def _pad(values: np.ndarray, n: int) -> np.ndarray:
+    out = np.full(n, np.nan)
+    out[: min(n, len(values))] = values[:n]
+    return out
+
+
+@lru_cache(maxsize=1)
+def _cubic_sums() -> dict[str, np.ndarray]:
+    r = range(0, 9)
+    sums = {"P": set(), "I": set(), "F": set()}
+    for h in r:
+        for k in r:
+            for l in r:
+                if h == k == l == 0:
+                    continue
+                s = h * h + k * k + l * l
+                sums["P"].add(s)
+                if (h + k + l) % 2 == 0:
+                    sums["I"].add(s)
+                if h % 2 == k % 2 == l % 2:
+                    sums["F"].add(s)
+    return {key: np.array(sorted(v), float) for key, v in sums.items()}
+
+
+CUBIC_INDEX_TOLERANCE = 0.12  # |n - integer| accepted as indexed, n = Q^2 / Q_unit^2
+
+
+def cubic_figures_of_merit(q_inv_angstrom: np.ndarray) -> np.ndarray:
+    """Fraction of the first peaks that index on a P, I or F cubic lattice (higher = more cubic-like).
+
+    The unit ``Q_unit^2`` is tried as ``Q_j^2 / s`` for each of the first three peaks ``j`` and each of the
+    first six allowed sums ``s = h^2+k^2+l^2``; a peak is indexed when ``Q^2 / Q_unit^2`` lies within
+    ``CUBIC_INDEX_TOLERANCE`` of an allowed sum. Spurious peaks (Kα2, impurities) only lower the fraction.
+    NaN with fewer than three peaks.
+    """
+    if len(q_inv_angstrom) < 3:
+        return np.full(3, np.nan)
+    q2 = np.asarray(q_inv_angstrom, float) ** 2
+    out = []
+    for lattice in ("P", "I", "F"):
+        allowed = _cubic_sums()[lattice]
+        units = np.array([q2[j] / s for j in range(3) for s in allowed[:6]])
+        n = q2[None, :] / units[:, None]  # units x peaks
+        pos = np.clip(np.searchsorted(allowed, n), 1, len(allowed) - 1)
+        dev = np.minimum(np.abs(n - allowed[pos - 1]), np.abs(n - allowed[pos]))
+        indexed = (dev <= CUBIC_INDEX_TOLERANCE) & (n <= allowed[-1])
+        out.append(float(indexed.mean(axis=1).max()))
+    return np.array(out)
+
+
+class FormulaFeaturizer:
+    """matminer ``ElementProperty.from_preset("magpie")`` plus ``Stoichiometry`` (p-norms) on a composition."""
+
+    version = FORMULA_FEATURE_VERSION
+
+    def __init__(self) -> None:
+        from matminer.featurizers.composition import ElementProperty, Stoichiometry
+
+        self._parts = [ElementProperty.from_preset("magpie"), Stoichiometry()]
+
+    def feature_labels(self) -> list[str]:
+        return [label for part in self._parts for label in part.feature_labels()]
+
+    def citations(self) -> list[str]:
+        return [c for part in self._parts for c in part.citations()]
+
+    def implementors(self) -> list[str]:
+        return ["ml-space-group developers (wrapping matminer)"]
+
+    def featurize(self, composition) -> list[float]:
+        return [v for part in self._parts for v in part.featurize(composition)]
+
+    def featurize_many(self, compositions) -> np.ndarray:
+        return np.array([self.featurize(c) for c in compositions], dtype=float)

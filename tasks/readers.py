@@ -1,0 +1,184 @@
+"""Readers for the files a crystallographer has: powder patterns, CIF/POSCAR structures, formula strings.
+
+Every reader validates once and raises an error whose message names the file and the problem.
+"""
+
+from __future__ import annotations
+
+import re
+import warnings
+from pathlib import Path
+
+import numpy as np
+from pymatgen.core import Composition, Element, Structure
+
+from tasks.patterns import PatternError, PowderPattern, validate_pattern
+from tasks.xrd import resolve_wavelength
+
+PATTERN_SUFFIXES = {".xy", ".xye", ".csv", ".txt", ".dat", ".asc"}
+STRUCTURE_SUFFIXES = {".cif", ".vasp", ".poscar"}
+_SEPARATORS = re.compile(r"[,;\t ]+")
+_WAVELENGTH_HEADER = re.compile(r"wave\s*length\s*[=:]?\s*([0-9]*\.?[0-9]+)", re.IGNORECASE)
+
+
+class StructureError(ValueError):
+    """A structure file that cannot be used, with the reason in words."""
+
+
+class FormulaError(ValueError):
+    """A chemical formula that cannot be used, with the reason in words."""
+
+
+def _numbers(line: str) -> list[float] | None:
+    parts = [p for p in _SEPARATORS.split(line.strip()) if p]
+    if not parts:
+        return None
+    try:
+        return [float(p) for p in parts]
+    except ValueError:
+        return None
+
+
+def parse_pattern_text(text: str, source: str = "") -> tuple[np.ndarray, np.ndarray, float | None]:
+    """``(two_theta_deg, intensity, wavelength_angstrom or None)`` from the text of a pattern file.
+
+    Accepts two or three numeric columns (2θ, intensity[, esd]) separated by commas, semicolons, tabs or
+    spaces; header and comment lines (``#``, ``!``, ``;``, RRUFF ``##KEY=value``) are skipped and a
+    ``wavelength=`` entry in them is used. Also accepts the "start step stop" header followed by one
+    intensity per line. Text after RRUFF's ``##END=`` is ignored.
+    """
+    where = f" in {source}" if source else ""
+    rows: list[list[float]] = []
+    wavelength: float | None = None
+    header_done = False
+    for raw in text.splitlines():
+        line = raw.strip()
+        if not line:
+            continue
+        if line.upper().startswith("##END"):
+            break
+        if line[0] in "#!;'\"" or line[0].isalpha():
+            match = _WAVELENGTH_HEADER.search(line)
+            if match and wavelength is None:
+                wavelength = float(match.group(1))
+            if rows:
+                header_done = True
+            continue
+        values = _numbers(line)
+        if values is None:
+            if not rows:
+                continue  # a header line such as "2theta,intensity"
+            raise PatternError(f"line {raw!r}{where} is not numeric")
+        if header_done:
+            raise PatternError(f"numeric data resumes after text{where}; the file seems to hold two blocks")
+        rows.append(values)
+    if not rows:
+        raise PatternError(f"no numeric data found{where}; expected columns of 2θ and intensity")
+    widths = {len(r) for r in rows}
+    if len(rows[0]) == 3 and widths.issuperset({1}) and all(len(r) == 1 for r in rows[1:]):
+        start, step, stop = rows[0]
+        y = np.array([r[0] for r in rows[1:]])
+        if step <= 0:
+            raise PatternError(f"the start/step/stop header{where} has a non-positive step {step:g}")
+        return start + step * np.arange(len(y)), y, wavelength
+    if len(widths) != 1:
+        raise PatternError(f"rows{where} have different numbers of columns ({sorted(widths)}); expected 2 or 3")
+    width = widths.pop()
+    if width == 1:
+        raise PatternError(f"only one column found{where}; expected 2θ and intensity")
+    if width > 3:
+        raise PatternError(f"{width} columns found{where}; expected 2θ, intensity and optionally its esd")
+    data = np.asarray(rows)
+    return data[:, 0], data[:, 1], wavelength
+
+
+def read_pattern(
+    path: str | Path, wavelength: str | float | None = None, max_points: int | None = None
+) -> PowderPattern:
+    """Read a powder pattern file; ``wavelength`` (name or Å) overrides one found in the header, else Cu Kα."""
+    path = Path(path)
+    if not path.is_file():
+        raise PatternError(f"{path} does not exist or is not a file")
+    try:
+        text = path.read_text(encoding="utf-8", errors="replace")
+    except OSError as exc:
+        raise PatternError(f"cannot read {path}: {exc.strerror}") from None
+    two_theta, intensity, header_wavelength = parse_pattern_text(text, str(path.name))
+    if wavelength is not None:
+        lam = resolve_wavelength(wavelength)
+    elif header_wavelength is not None:
+        lam = resolve_wavelength(header_wavelength)
+    else:
+        lam = resolve_wavelength("CuKa")
+    return validate_pattern(two_theta, intensity, lam, path.name, max_points)
+
+
+def read_structure(path: str | Path, max_sites: int = 500) -> Structure:
+    """Read a CIF or POSCAR with pymatgen; refuse empty cells and cells with more than ``max_sites`` sites."""
+    path = Path(path)
+    if not path.is_file():
+        raise StructureError(f"{path} does not exist or is not a file")
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            structure = Structure.from_file(str(path))
+    except Exception as exc:  # pymatgen raises many types; the message is what matters
+        reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise StructureError(f"{path.name} is not a readable CIF/POSCAR structure: {reason}") from None
+    return check_structure(structure, path.name, max_sites)
+
+
+def structure_from_text(text: str, fmt: str, max_sites: int = 500, source: str = "") -> Structure:
+    """Parse structure text (``fmt`` = ``cif`` or ``poscar``), with the same checks as :func:`read_structure`."""
+    if fmt not in ("cif", "poscar"):
+        raise StructureError(f"unknown structure format {fmt!r}; use 'cif' or 'poscar'")
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            structure = Structure.from_str(text, fmt=fmt)
+    except Exception as exc:
+        reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise StructureError(f"the {fmt.upper()} text is not a readable structure: {reason}") from None
+    return check_structure(structure, source or fmt.upper(), max_sites)
+
+
+def check_structure(structure: Structure, source: str, max_sites: int) -> Structure:
+    if len(structure) == 0:
+        raise StructureError(f"{source} contains no atoms")
+    if len(structure) > max_sites:
+        raise StructureError(f"{source} has {len(structure)} sites; at most {max_sites} are accepted")
+    if structure.volume <= 1e-3:
+        raise StructureError(f"{source} has a cell of zero volume")
+    return structure
+
+
+def parse_formula(text: str) -> Composition:
+    """A chemical formula such as ``Fe2O3`` or ``Ca(OH)2``; unknown elements and empty strings are refused."""
+    cleaned = str(text).strip()
+    if not cleaned:
+        raise FormulaError("the formula is empty")
+    if len(cleaned) > 200:
+        raise FormulaError("the formula is longer than 200 characters")
+    for token in re.findall(r"[A-Z][a-z]*", cleaned):
+        try:
+            Element(token)
+        except ValueError:
+            raise FormulaError(f"{token!r} in formula {cleaned!r} is not a chemical element") from None
+    try:
+        composition = Composition(cleaned)
+    except Exception:
+        raise FormulaError(f"{cleaned!r} is not a chemical formula (write it like Fe2O3 or Ca(OH)2)") from None
+    if composition.num_atoms <= 0:
+        raise FormulaError(f"{cleaned!r} has no atoms")
+    return composition
+
+
+def input_kind(path: Path) -> str:
+    """``pattern``, ``structure`` or ``unknown`` from a file name (POSCAR/CONTCAR names count as structures)."""
+    name = path.name.upper()
+    suffix = path.suffix.lower()
+    if suffix in STRUCTURE_SUFFIXES or name.startswith(("POSCAR", "CONTCAR")):
+        return "structure"
+    if suffix in PATTERN_SUFFIXES:
+        return "pattern"
+    return "unknown"

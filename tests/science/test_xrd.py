@@ -1,0 +1,117 @@
+"""Powder XRD simulation: equal to pymatgen's XRDCalculator on real structures, Bragg's law, wavelengths."""
+
+import random
+import warnings
+
+import numpy as np
+import pytest
+from pymatgen.analysis.diffraction.xrd import XRDCalculator
+from pymatgen.core import Lattice, Structure
+
+from tasks.xrd import PowderXRDSimulator, resolve_wavelength, two_theta_deg_from_d
+from tests.conftest import read_mp_cifs, shared_path
+
+POSITION_TOL_DEG = 1e-4
+INTENSITY_TOL = 1.0  # % of the strongest peak
+
+
+def coincident_peaks_merged(x, y):
+    """Peaks closer than the position tolerance merged (intensities summed).
+
+    Equality is judged at POSITION_TOL_DEG, so peaks closer than that are one peak: pymatgen's rounding bins
+    split one family into two peaks 1e-8° apart on some hexagonal MP cells, and on pseudo-symmetric cells
+    (a = c to 1e-6 relative) it separates reflections 1.6e-5° apart that symmetry-reduction merges.
+    """
+    start = np.concatenate([[True], np.diff(x) >= POSITION_TOL_DEG])
+    group = np.cumsum(start) - 1
+    return x[start], np.bincount(group, weights=y)
+
+
+def assert_same_as_pymatgen(structure: Structure, wavelength="CuKa", two_theta_range=(0, 90)):
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        ref = XRDCalculator(wavelength=wavelength).get_pattern(structure, two_theta_range=two_theta_range)
+    ours = PowderXRDSimulator(wavelength, two_theta_range).get_pattern(structure)
+    ref_x, ref_y = coincident_peaks_merged(np.array(ref.x), np.array(ref.y))
+    our_x, our_y = coincident_peaks_merged(ours.two_theta_deg, ours.intensity)
+    assert abs(len(ref_x) - len(our_x)) <= 2  # only peaks at the 1e-3 % cut-off may differ
+    # every peak that matters (>= 0.5 % of the strongest) has its twin in the other pattern, both ways
+    for xs, ys, other_x, other_y in ((ref_x, ref_y, our_x, our_y), (our_x, our_y, ref_x, ref_y)):
+        for x, y in zip(xs[ys >= 0.5], ys[ys >= 0.5]):
+            j = int(np.argmin(np.abs(other_x - x)))
+            assert abs(other_x[j] - x) <= POSITION_TOL_DEG, (x, other_x[j])
+            assert abs(other_y[j] - y) <= INTENSITY_TOL, (x, y, other_y[j])
+
+
+def test_rocksalt_matches_pymatgen_and_has_no_odd_mixed_reflections():
+    s = Structure.from_spacegroup("Fm-3m", Lattice.cubic(5.64), ["Na", "Cl"], [[0, 0, 0], [0.5, 0.5, 0.5]])
+    assert_same_as_pymatgen(s)
+    pattern = PowderXRDSimulator().get_pattern(s)
+    # F-centring: h, k, l all even or all odd
+    for h, k, l in pattern.hkl:
+        assert len({abs(h) % 2, abs(k) % 2, abs(l) % 2}) == 1
+    d200 = 5.64 / 2
+    assert np.any(np.isclose(pattern.d_angstrom, d200))
+    assert pattern.multiplicity[np.argmin(np.abs(pattern.d_angstrom - 5.64 / np.sqrt(3)))] == 8  # {111}
+
+
+def test_matches_pymatgen_on_spglib_test_structures():
+    root = shared_path("spglib_test_structures")
+    files = sorted(p for p in root.glob("*/POSCAR-*") if p.parent.name not in ("layer", "virtual_structure"))
+    random.Random(1).shuffle(files)
+    checked = 0
+    for path in files:
+        s = Structure.from_file(path)
+        if len(s) > 120:
+            continue
+        assert_same_as_pymatgen(s)
+        checked += 1
+        if checked == 25:
+            break
+    assert checked == 25
+
+
+def test_matches_pymatgen_on_materials_project_structures_at_mo_and_synchrotron():
+    structures = read_mp_cifs(20, start=5, step=997)
+    assert len(structures) == 20
+    for i, (mp_id, s) in enumerate(structures):
+        wavelength = ("MoKa", 0.4959, "CuKa1")[i % 3]
+        assert_same_as_pymatgen(s, wavelength=wavelength, two_theta_range=(5, 60))
+
+
+def test_partial_occupancy_matches_pymatgen():
+    s = Structure(Lattice.cubic(4.0), [{"Fe": 0.5, "Co": 0.5}, "Al"], [[0, 0, 0], [0.5, 0.5, 0.5]])
+    assert_same_as_pymatgen(s)
+
+
+@pytest.mark.parametrize("name,expected", [("CuKa", 1.54184), ("CuKa1", 1.54056), ("MoKa", 0.71073),
+                                           ("cuka", 1.54184), (0.7, 0.7), ("1.2", 1.2)])
+def test_wavelength_names_and_values(name, expected):
+    assert resolve_wavelength(name) == pytest.approx(expected, abs=1e-4)
+
+
+@pytest.mark.parametrize("bad", ["CuKz", "X-ray", -1.0, 0.0, 20.0, "nan"])
+def test_bad_wavelength_is_named(bad):
+    with pytest.raises(ValueError, match="wavelength"):
+        resolve_wavelength(bad)
+
+
+def test_bragg_law_and_limiting_sphere():
+    tt = two_theta_deg_from_d(np.array([2.0, 0.5]), 1.54056)
+    assert tt[0] == pytest.approx(np.degrees(2 * np.arcsin(1.54056 / 4.0)))
+    assert np.isnan(tt[1])  # lambda / 2d > 1: no reflection
+
+
+def test_debye_waller_damps_high_angles():
+    s = Structure(Lattice.cubic(3.0), ["W"], [[0, 0, 0]])
+    cold = PowderXRDSimulator(two_theta_range_deg=(0, 150)).get_pattern(s, scaled=False)
+    warm = PowderXRDSimulator(two_theta_range_deg=(0, 150), debye_waller_b={"W": 1.0}).get_pattern(s, scaled=False)
+    ratio = warm.intensity / cold.intensity
+    assert np.all(np.diff(ratio) < 0)
+    assert ratio[0] < 1
+
+
+def test_unknown_scattering_factor_is_named():
+    s = Structure(Lattice.cubic(5.0), ["Og"], [[0, 0, 0]])
+    with pytest.raises(ValueError, match="Og"):
+        PowderXRDSimulator().get_pattern(s)
