@@ -49,9 +49,10 @@ def parse_pattern_text(text: str, source: str = "") -> tuple[np.ndarray, np.ndar
     """
     where = f" in {source}" if source else ""
     rows: list[list[float]] = []
+    line_numbers: list[int] = []
     wavelength: float | None = None
     header_done = False
-    for raw in text.splitlines():
+    for number, raw in enumerate(text.splitlines(), start=1):
         line = raw.strip()
         if not line:
             continue
@@ -72,6 +73,7 @@ def parse_pattern_text(text: str, source: str = "") -> tuple[np.ndarray, np.ndar
         if header_done:
             raise PatternError(f"numeric data resumes after text{where}; the file seems to hold two blocks")
         rows.append(values)
+        line_numbers.append(number)
     if not rows:
         raise PatternError(f"no numeric data found{where}; expected columns of 2θ and intensity")
     widths = {len(r) for r in rows}
@@ -82,7 +84,12 @@ def parse_pattern_text(text: str, source: str = "") -> tuple[np.ndarray, np.ndar
             raise PatternError(f"the start/step/stop header{where} has a non-positive step {step:g}")
         return start + step * np.arange(len(y)), y, wavelength
     if len(widths) != 1:
-        raise PatternError(f"rows{where} have different numbers of columns ({sorted(widths)}); expected 2 or 3")
+        usual = max(widths, key=lambda w: sum(len(r) == w for r in rows))
+        odd = next(i for i, r in enumerate(rows) if len(r) != usual)
+        raise PatternError(
+            f"line {line_numbers[odd]}{where} has {len(rows[odd])} column(s) "
+            f"({' '.join(f'{v:g}' for v in rows[odd])}) where the others have {usual}; is a separator missing?"
+        )
     width = widths.pop()
     if width == 1:
         raise PatternError(f"only one column found{where}; expected 2θ and intensity")
@@ -121,7 +128,7 @@ def read_structure(path: str | Path, max_sites: int = 500) -> Structure:
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
-            structure = Structure.from_file(str(path))
+            structure = Structure.from_file(str(path), primitive=False)
     except Exception as exc:  # pymatgen raises many types; the message is what matters
         reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise StructureError(f"{path.name} is not a readable CIF/POSCAR structure: {reason}") from None
@@ -135,7 +142,7 @@ def structure_from_text(text: str, fmt: str, max_sites: int = 500, source: str =
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
-            structure = Structure.from_str(text, fmt=fmt)
+            structure = Structure.from_str(text, fmt=fmt, primitive=False)
     except Exception as exc:
         reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise StructureError(f"the {fmt.upper()} text is not a readable structure: {reason}") from None

@@ -1,0 +1,152 @@
+"""Readers: any reasonable pattern file reads back exactly; every kind of bad input is named."""
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from tasks.patterns import PatternError, validate_pattern
+from tasks.readers import (FormulaError, StructureError, parse_formula, parse_pattern_text, read_pattern,
+                           read_structure, structure_from_text)
+from tests.conftest import shared_path
+
+NACL_CIF = """data_NaCl
+_symmetry_space_group_name_H-M 'F m -3 m'
+_cell_length_a 5.64
+_cell_length_b 5.64
+_cell_length_c 5.64
+_cell_angle_alpha 90
+_cell_angle_beta 90
+_cell_angle_gamma 90
+_symmetry_Int_Tables_number 225
+loop_
+_symmetry_equiv_pos_as_xyz
+x,y,z
+loop_
+_atom_site_label
+_atom_site_type_symbol
+_atom_site_fract_x
+_atom_site_fract_y
+_atom_site_fract_z
+Na Na 0 0 0
+Cl Cl 0.5 0.5 0.5
+"""
+
+
+def write(tmp_path: Path, name: str, text: str) -> Path:
+    path = tmp_path / name
+    path.write_text(text)
+    return path
+
+
+patterns = st.integers(min_value=50, max_value=400).flatmap(
+    lambda n: st.tuples(
+        st.floats(min_value=1.0, max_value=20.0),
+        st.floats(min_value=0.005, max_value=0.1),
+        st.lists(st.floats(min_value=0.0, max_value=1e6, allow_nan=False), min_size=n, max_size=n),
+    )
+)
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(pattern=patterns, sep=st.sampled_from([" ", "\t", ",", ";", "  "]), esd=st.booleans(),
+       header=st.sampled_from(["", "# 2theta intensity\n", "2theta,intensity\n", "##NAMES=test\n##WAVELENGTH=1.5406\n"]))
+def test_any_written_pattern_reads_back(tmp_path, pattern, sep, esd, header):
+    start, step, values = pattern
+    y = np.array(values)
+    if not np.any(y > 0):
+        y[0] = 1.0
+    x = start + step * np.arange(len(y))
+    lines = [sep.join([f"{a:.6f}", f"{b:.6f}"] + ([f"{np.sqrt(b):.4f}"] if esd else [])) for a, b in zip(x, y)]
+    path = write(tmp_path, "p.xy", header + "\n".join(lines) + "\n")
+    p = read_pattern(path)
+    assert np.allclose(p.two_theta_deg, np.round(x, 6))
+    assert np.allclose(p.intensity, np.round(y, 6))
+    expected_lambda = 1.5406 if "WAVELENGTH" in header else 1.54184
+    assert p.wavelength_angstrom == pytest.approx(expected_lambda, abs=1e-4)
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.text(max_size=300))
+def test_arbitrary_text_never_crashes_the_parser(text):
+    try:
+        x, y, _ = parse_pattern_text(text)
+        validate_pattern(x, y, 1.54)
+    except PatternError as exc:
+        assert str(exc)
+
+
+def test_start_step_stop_format(tmp_path):
+    path = write(tmp_path, "p.dat", "10 0.02 12\n" + "\n".join(str(i % 7 + 1) for i in range(101)))
+    p = read_pattern(path)
+    assert p.two_theta_deg[0] == 10 and p.two_theta_deg[-1] == pytest.approx(12.0)
+
+
+@pytest.mark.parametrize("body,message", [
+    ("", "no numeric data"),
+    ("\n".join(f"{10 + i * 0.1} {i}" for i in range(20)), "only 20 points"),
+    ("\n".join(f"{10 + i * 0.1} {'nan' if i == 30 else i}" for i in range(100)), "NaN"),
+    ("\n".join(f"{10 + (i if i != 50 else 49) * 0.1:.1f} {i}" for i in range(100)), "appears twice"),
+    ("\n".join(f"{20 - i * 0.1} {i}" for i in range(100)), "not increasing"),
+    ("\n".join(f"{10 + i * 0.1} {-i - 5}" for i in range(100)), "negative"),
+    ("\n".join(f"{10 + i * 0.1} 0" for i in range(100)), "all intensities are zero"),
+    ("\n".join(f"{100 + i} {i + 1}" for i in range(100)), "180"),
+    ("\n".join(f"{10 + i * 0.1} {i} 1 2" for i in range(100)), "columns"),
+    ("\n".join(f"{10 + i * 0.1} {i}" if i != 7 else "10.71260" for i in range(100)), "line 8 .*separator"),
+    ("\n".join(f"{10 + i * 0.1}" for i in range(100)), "one column"),
+])
+def test_bad_patterns_are_named(tmp_path, body, message):
+    with pytest.raises(PatternError, match=message):
+        read_pattern(write(tmp_path, "bad.xy", body))
+
+
+def test_missing_pattern_file(tmp_path):
+    with pytest.raises(PatternError, match="does not exist"):
+        read_pattern(tmp_path / "nothing.xy")
+
+
+def test_measured_patterns_in_shared_data_all_read():
+    root = shared_path("autoxrd_thinfilm_exp", "Experimental")
+    files = sorted(root.rglob("*.xy"))
+    assert len(files) == 88
+    broken = []
+    for path in files:
+        try:
+            p = read_pattern(path)
+        except PatternError as exc:
+            broken.append(str(exc))
+            continue
+        assert len(p.two_theta_deg) >= 50
+    # four files of the SnPerovskite series have one line where two numbers ran together ("14.11851260")
+    assert len(broken) == 4
+    assert all("separator missing" in message and "line " in message for message in broken)
+    p = read_pattern(shared_path("mattergen_TaCr2O6_xrd", "xrd_measurement_TaCr2O6.dat"))
+    assert p.two_theta_deg[0] == 5 and p.two_theta_deg[-1] == pytest.approx(90)
+
+
+def test_structure_reader(tmp_path):
+    s = read_structure(write(tmp_path, "nacl.cif", NACL_CIF))
+    assert len(s) == 2  # the CIF lists only x,y,z, so its cell holds the two sites as written
+    assert len(structure_from_text(NACL_CIF, "cif")) == 2
+    with pytest.raises(StructureError, match="at most 1"):
+        read_structure(write(tmp_path, "nacl2.cif", NACL_CIF), max_sites=1)
+    with pytest.raises(StructureError, match="not a readable"):
+        read_structure(write(tmp_path, "junk.cif", "data_x\n_cell_length_a 3\n"))
+    with pytest.raises(StructureError, match="not a readable|no atoms"):
+        structure_from_text(NACL_CIF.split("loop_\n_atom_site_label")[0], "cif")
+    with pytest.raises(StructureError, match="does not exist"):
+        read_structure(tmp_path / "none.cif")
+
+
+@pytest.mark.parametrize("text,expected", [("Fe2O3", "Fe2O3"), ("Ca(OH)2", "Ca(OH)2"), (" NaCl ", "NaCl")])
+def test_formulas(text, expected):
+    assert parse_formula(text).reduced_formula == parse_formula(expected).reduced_formula
+
+
+@pytest.mark.parametrize("text,message", [("", "empty"), ("Xx2O", "'Xx'"), ("Fe2O3)", "not a chemical formula"),
+                                          ("123", "not a chemical formula|no atoms"), ("Q", "'Q'")])
+def test_bad_formulas_are_named(text, message):
+    with pytest.raises(FormulaError, match=message):
+        parse_formula(text)
