@@ -22,9 +22,12 @@ from __future__ import annotations
 
 import logging
 import os
+import signal
+import threading
 import warnings
 from collections.abc import Iterator
 from concurrent.futures import ProcessPoolExecutor
+from contextlib import contextmanager
 from dataclasses import dataclass
 from functools import lru_cache
 from importlib import resources
@@ -75,6 +78,7 @@ class GeneratorConfig:
     flatten: float = 0.3
     max_tries: int = 20
     pyxtal_max_count: int = 3  # PyXtal's own placement attempts per draw (its default 10 mostly burns time)
+    pyxtal_timeout_s: float = 0.5  # median placement takes 0.03 s; the rare 2-7 s ones are abandoned
 
 
 @lru_cache(maxsize=1)
@@ -149,7 +153,7 @@ def generate_one(index: int, seed: int, config: GeneratorConfig = GeneratorConfi
         sites = [[o.get_label() for o in per_species[k]] for k in range(n_species)]
         crystal = pyxtal()
         try:
-            with warnings.catch_warnings():
+            with warnings.catch_warnings(), _time_limit(config.pyxtal_timeout_s):
                 warnings.simplefilter("ignore")
                 crystal.from_random(3, spg, species, num_ions, sites=sites, max_count=config.pyxtal_max_count,
                                     random_state=int(rng.integers(2**31)))
@@ -167,6 +171,30 @@ def generate_one(index: int, seed: int, config: GeneratorConfig = GeneratorConfi
         return SyntheticCrystal(structure, spg, labels.space_group_number, labels.crystal_system,
                                 labels.extinction_group, (seed, index))
     return None
+
+
+class _PlacementTimeout(Exception):
+    pass
+
+
+@contextmanager
+def _time_limit(seconds: float):
+    """Abandon a PyXtal placement after ``seconds`` (SIGALRM; a no-op outside the main thread or on Windows)."""
+    usable = hasattr(signal, "setitimer") and threading.current_thread() is threading.main_thread()
+    if not usable or seconds <= 0:
+        yield
+        return
+
+    def _raise(signum, frame):
+        raise _PlacementTimeout()
+
+    previous = signal.signal(signal.SIGALRM, _raise)
+    signal.setitimer(signal.ITIMER_REAL, seconds)
+    try:
+        yield
+    finally:
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        signal.signal(signal.SIGALRM, previous)
 
 
 def dedup_key(crystal: SyntheticCrystal) -> tuple:

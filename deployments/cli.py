@@ -1,0 +1,113 @@
+"""The ``spacegroup`` command line: a thin translation of arguments into calls to ``tasks/`` and ``storage/``."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+from pathlib import Path
+
+from tasks import __version__
+
+log = logging.getLogger("spacegroup")
+
+
+def _add_common(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--log-level", default=None, help="DEBUG, INFO, WARNING or ERROR (default: SPACEGROUP_LOG_LEVEL or INFO)")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="spacegroup",
+        description="Space group, crystal system and extinction group from powder XRD patterns, formulas and structures.",
+    )
+    parser.add_argument("--version", action="version", version=f"ml-space-group {__version__}")
+    _add_common(parser)
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+
+    run = sub.add_parser("run", help="run the whole pipeline once on the embedded default (offline, no API key)")
+    run.add_argument("--crystals", type=int, default=600, help="synthetic training crystals (default 600)")
+    run.add_argument("--augment", type=int, default=4, help="measured-like patterns per crystal (default 4)")
+    run.add_argument("--seed", type=int, default=1)
+    run.add_argument("--trials", type=int, default=0, help="Optuna trials (0 = reuse the champion's searched parameters)")
+    run.add_argument("--margin", type=float, default=0.0, help="promotion margin on the frozen set's SG top-1")
+    _add_common(run)
+
+    predict = sub.add_parser("predict", help="predict space groups for pattern files, structures, directories, formulas")
+    predict.add_argument("paths", nargs="*", help="pattern files (.xy .xye .csv .txt .dat), CIF/POSCAR, or directories")
+    predict.add_argument("--formula", action="append", default=[], help="a chemical formula (repeatable)")
+    predict.add_argument("--formulas", type=Path, help="a file with one formula per line")
+    predict.add_argument("--wavelength", default=None,
+                         help="CuKa, CuKa1, MoKa, CoKa, FeKa, CrKa, AgKa ... or a value in Å (default: file header, else CuKa)")
+    predict.add_argument("--top-k", type=int, default=5)
+    predict.add_argument("--json", action="store_true", help="JSON Lines, one object per input")
+    _add_common(predict)
+
+    train = sub.add_parser("train", help="train a model and register it as a candidate (promoted only if better)")
+    train.add_argument("--modality", choices=["xrd", "formula"], default="xrd")
+    train.add_argument("--source", choices=["synthetic"], default="synthetic",
+                       help="training data source (synthetic: PyXtal crystals from MP Wyckoff statistics)")
+    train.add_argument("--crystals", type=int, default=2000)
+    train.add_argument("--augment", type=int, default=4)
+    train.add_argument("--seed", type=int, default=1)
+    train.add_argument("--trials", type=int, default=0)
+    train.add_argument("--estimators", type=int, default=400)
+    train.add_argument("--margin", type=float, default=0.0)
+    train.add_argument("--no-promote", action="store_true", help="register only; never promote")
+    train.add_argument("--export", type=Path, help="also write the artifact and its metadata JSON here (a .npz path)")
+    _add_common(train)
+
+    models = sub.add_parser("models", help="list, show, promote or roll back model versions")
+    msub = models.add_subparsers(dest="models_command", metavar="ACTION", required=True)
+    mlist = msub.add_parser("list", help="all model versions")
+    mlist.add_argument("--modality", choices=["xrd", "formula"])
+    mshow = msub.add_parser("show", help="one model version with its metrics")
+    mshow.add_argument("model_id", type=int)
+    mprom = msub.add_parser("promote", help="make a model version the champion of its modality")
+    mprom.add_argument("model_id", type=int)
+    mroll = msub.add_parser("rollback", help="re-promote the previous champion")
+    mroll.add_argument("--modality", choices=["xrd", "formula"], default="xrd")
+    for p in (mlist, mshow, mprom, mroll):
+        _add_common(p)
+
+    symmetry = sub.add_parser("symmetry", help="exact symmetry of a structure file (spglib), with a tolerance sweep")
+    symmetry.add_argument("path", type=Path)
+    _add_common(symmetry)
+
+    db = sub.add_parser("db", help="registry maintenance")
+    db.add_argument("action", choices=["upgrade"], help="upgrade: apply migrations (creates the registry if new)")
+    _add_common(db)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    from deployments.logging_config import configure_logging
+    from tasks.settings import get_settings
+
+    try:
+        settings = get_settings()
+    except Exception as exc:  # pydantic's ValidationError: tell which variable is wrong
+        print(f"error: invalid configuration: {exc}", file=sys.stderr)
+        return 2
+    configure_logging(args.log_level or settings.log_level)
+    if args.command is None:
+        parser.print_help()
+        return 0
+    from deployments import commands
+
+    handler = getattr(commands, f"cmd_{args.command}")
+    try:
+        return int(handler(args) or 0)
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
+    except commands.UserFacingError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

@@ -1,0 +1,231 @@
+"""Handlers of the ``spacegroup`` subcommands: parse nothing, decide nothing; call tasks/ and storage/."""
+
+from __future__ import annotations
+
+import json
+import sys
+import time
+from pathlib import Path
+
+from tqdm import tqdm
+
+
+class UserFacingError(RuntimeError):
+    """An error to print as one line, without a traceback."""
+
+
+def _registry():
+    from storage.artifacts import default_store
+    from storage.engine import get_engine
+    from tasks.settings import get_settings
+
+    settings = get_settings()
+    settings.ensure_dirs()
+    return settings, get_engine(), default_store()
+
+
+def _progress_bar(total_crystals: int, total_patterns: int):
+    bars = {"crystals": tqdm(total=total_crystals, desc="crystals", unit="xtal", leave=False, file=sys.stderr),
+            "patterns": tqdm(total=total_crystals, desc="patterns", unit="xtal", leave=False, file=sys.stderr)}
+
+    def update(kind: str, n: int) -> None:
+        bars[kind].update(n)
+
+    return update, bars
+
+
+def load_predictor(top_k: int = 5):
+    """A predictor over the registry's champions (bootstrapping the shipped models into a fresh registry)."""
+    from storage.bootstrap import bootstrap_pretrained
+    from storage.registry import champion, load_artifact_bytes
+    from tasks.models import SpaceGroupClassifier
+    from tasks.predict import LoadedModel, Predictor
+
+    settings, engine, store = _registry()
+    bootstrap_pretrained(engine, store)
+    loaded = {}
+    for modality in ("xrd", "formula"):
+        version = champion(engine, modality)
+        if version is not None:
+            model = SpaceGroupClassifier.from_bytes(load_artifact_bytes(store, version))
+            loaded[modality] = LoadedModel(model, version.id, version.name, version.feature_version)
+    return Predictor(loaded.get("xrd"), loaded.get("formula"), top_k=top_k, max_sites=settings.max_sites,
+                     max_pattern_points=settings.max_pattern_points)
+
+
+def cmd_predict(args) -> int:
+    from tasks.xrd import resolve_wavelength
+
+    formulas = list(args.formula)
+    if args.formulas:
+        if not args.formulas.is_file():
+            raise UserFacingError(f"{args.formulas} does not exist")
+        formulas += [line.strip() for line in args.formulas.read_text().splitlines() if line.strip()]
+    if not args.paths and not formulas:
+        raise UserFacingError("nothing to predict: give pattern/structure paths, --formula or --formulas")
+    if args.wavelength is not None:
+        try:
+            resolve_wavelength(args.wavelength)
+        except ValueError as exc:
+            raise UserFacingError(str(exc)) from None
+    if args.top_k < 1:
+        raise UserFacingError("--top-k must be at least 1")
+    predictor = load_predictor(args.top_k)
+    n_errors = 0
+    results = list(predictor.predict_paths(args.paths, args.wavelength)) if args.paths else []
+    results += predictor.predict_formulas(formulas) if formulas else []
+    for result in results:
+        n_errors += "error" in result
+        if args.json:
+            print(json.dumps(result))
+        else:
+            print(_human(result))
+    return 1 if n_errors and n_errors == len(results) else 0
+
+
+def _human(result: dict) -> str:
+    if "error" in result:
+        return f"{result['input']}: ERROR {result['error']}"
+    top = ", ".join(f"{t['symbol']} ({t['number']}) {t['probability']:.2f}" for t in result["top_k"])
+    ext = result["extinction_group"]
+    flag = "  [abstained: low confidence]" if result.get("abstained") else ""
+    return (f"{result['input']} [{result['modality']}]: {result['space_group']['symbol']} "
+            f"({result['space_group']['number']}), {result['crystal_system']} "
+            f"(p={result['crystal_system_probability']:.2f}); extinction group {ext['id']} {ext['label']}; "
+            f"top: {top}{flag}")
+
+
+def cmd_train(args) -> int:
+    from flows.pipeline import train_and_maybe_promote
+
+    if args.modality != "xrd":
+        raise UserFacingError("formula training is not available yet in this version (XRD only)")
+    settings, engine, store = _registry()
+    update, bars = _progress_bar(args.crystals, args.crystals * args.augment)
+    report, model = train_and_maybe_promote(
+        engine, store, settings.reports_dir, n_crystals=args.crystals, n_augment=args.augment, seed=args.seed,
+        n_trials=args.trials, n_estimators=args.estimators, margin=args.margin,
+        allow_promotion=not args.no_promote, progress=update)
+    for bar in bars.values():
+        bar.close()
+    if args.export:
+        _export(args.export, report, model, args)
+    _print_training_report(report, settings)
+    return 0
+
+
+def _export(path: Path, report, model, args) -> None:
+    """Write the artifact and its metadata JSON, as shipped in tasks/pretrained/."""
+    from storage.artifacts import sha256_bytes
+
+    data = model.to_bytes()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_bytes(data)
+    meta = {
+        "name": path.stem, "modality": "xrd", "artifact": path.name, "sha256": sha256_bytes(data),
+        "feature_version": model.feature_version,
+        "parameters": {"searched": {k: v for k, v in model.get_params().items()
+                                    if k in ("max_depth", "learning_rate", "colsample_bytree", "min_child_weight",
+                                             "subsample")},
+                       "model": model.get_params()},
+        "metrics": {"frozen_synthetic": _headline(report.candidate_metrics)},
+        "dataset": f"{args.crystals} synthetic PyXtal crystals (MP Wyckoff statistics) x {args.augment} "
+                   f"measured-like patterns, seed {args.seed}",
+        "command": f"spacegroup train --modality xrd --source synthetic --crystals {args.crystals} "
+                   f"--augment {args.augment} --seed {args.seed} --trials {args.trials} "
+                   f"--estimators {args.estimators} --export {path}",
+    }
+    path.with_suffix(".json").write_text(json.dumps(meta, indent=2) + "\n")
+
+
+def _headline(metrics: dict) -> dict:
+    keys = ("n", "sg_top1", "sg_top3", "sg_top5", "crystal_system_accuracy", "extinction_group_accuracy", "ece")
+    return {k: metrics[k] for k in keys if k in metrics}
+
+
+def _print_training_report(report, settings) -> None:
+    cm = report.candidate_metrics
+    print(f"candidate model {report.candidate_id}: trained on {report.n_training_patterns} patterns of "
+          f"{report.n_training_crystals} synthetic crystals")
+    print(f"  frozen synthetic set (n={cm['n']}): SG top-1 {cm['sg_top1']:.3f}, top-5 {cm['sg_top5']:.3f}, "
+          f"crystal system {cm['crystal_system_accuracy']:.3f}, extinction group "
+          f"{cm['extinction_group_accuracy']:.3f}, ECE {cm['ece']:.3f}")
+    if report.champion_metrics:
+        ch = report.champion_metrics
+        print(f"  champion {report.champion_id_before} on the same set: SG top-1 {ch['sg_top1']:.3f}, "
+              f"crystal system {ch['crystal_system_accuracy']:.3f}")
+    print(f"  promoted: {'yes' if report.promoted else 'no (did not beat the champion)'}")
+    for name, path in report.plots.items():
+        print(f"  {name}: {path}")
+
+
+def cmd_run(args) -> int:
+    """The main job: synthetic crystals -> train -> evaluate -> champion -> predict the examples -> report."""
+    from flows.pipeline import train_and_maybe_promote
+
+    started = time.perf_counter()
+    settings, engine, store = _registry()
+    print(f"ml-space-group main job: home {settings.home}")
+    update, bars = _progress_bar(args.crystals, args.crystals * args.augment)
+    report, _ = train_and_maybe_promote(
+        engine, store, settings.reports_dir, n_crystals=args.crystals, n_augment=args.augment, seed=args.seed,
+        n_trials=args.trials, margin=args.margin, progress=update)
+    for bar in bars.values():
+        bar.close()
+    _print_training_report(report, settings)
+    examples = Path(__file__).resolve().parent.parent / "tasks" / "examples"
+    print(f"\npredictions for the shipped examples ({examples}):")
+    predictor = load_predictor(3)
+    for result in predictor.predict_paths([examples]):
+        print("  " + _human(result))
+    print(f"\nregistry:  {settings.registry_url}")
+    print(f"artifacts: {settings.artifacts_dir}")
+    print(f"plots:     {settings.reports_dir}")
+    print(f"done in {time.perf_counter() - started:.0f} s")
+    return 0
+
+
+def cmd_models(args) -> int:
+    from storage.registry import RegistryError, get_model, list_models, promote, rollback
+
+    _, engine, store = _registry()
+    from storage.bootstrap import bootstrap_pretrained
+
+    bootstrap_pretrained(engine, store)
+    try:
+        if args.models_command == "list":
+            for m in list_models(engine, args.modality):
+                top1 = (m.metrics.get("frozen_synthetic") or {}).get("sg_top1")
+                print(f"{m.id:4d}  {m.modality:7s}  {m.stage:9s}  {m.name:40s}  "
+                      f"top1={top1 if top1 is None else f'{top1:.3f}'}  {m.created_at:%Y-%m-%d %H:%M}")
+        elif args.models_command == "show":
+            m = get_model(engine, args.model_id)
+            print(json.dumps(m.model_dump(mode="json"), indent=2, default=str))
+        elif args.models_command == "promote":
+            m = promote(engine, args.model_id)
+            print(f"model {m.id} is now the {m.modality} champion")
+        elif args.models_command == "rollback":
+            m = rollback(engine, args.modality)
+            print(f"rolled back: model {m.id} is the {m.modality} champion again")
+    except RegistryError as exc:
+        raise UserFacingError(str(exc)) from None
+    return 0
+
+
+def cmd_symmetry(args) -> int:
+    from tasks.readers import StructureError, read_structure
+    from tasks.symmetry import SymmetryError, symmetry_labels, tolerance_sweep
+
+    try:
+        structure = read_structure(args.path)
+        labels = symmetry_labels(structure)
+    except (StructureError, SymmetryError) as exc:
+        raise UserFacingError(str(exc)) from None
+    print(json.dumps(labels.to_dict() | {"tolerance_sweep": tolerance_sweep(structure)}, indent=2))
+    return 0
+
+
+def cmd_db(args) -> int:
+    settings, engine, _ = _registry()
+    print(f"registry at {settings.registry_url} is at the newest schema")
+    return 0

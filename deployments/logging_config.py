@@ -1,0 +1,17 @@
+"""One log format for every entry point; the level comes from --log-level or SPACEGROUP_LOG_LEVEL."""
+
+from __future__ import annotations
+
+import logging
+import warnings
+
+LOG_FORMAT = "%(asctime)s %(levelname)-7s %(name)s: %(message)s"
+
+
+def configure_logging(level: str = "INFO") -> None:
+    logging.basicConfig(level=level.upper(), format=LOG_FORMAT, force=True)
+    # third-party chatter a user cannot act on
+    for noisy in ("pymatgen", "matplotlib", "numexpr", "urllib3", "httpx"):
+        logging.getLogger(noisy).setLevel(max(logging.WARNING, logging.getLogger().level))
+    warnings.filterwarnings("ignore", module="pymatgen")
+    warnings.filterwarnings("ignore", category=DeprecationWarning)

@@ -1,0 +1,80 @@
+"""The end-to-end pipeline the main job runs: train a challenger, evaluate against the champion, promote, predict.
+
+It only composes functions from ``tasks/`` and ``storage/``.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+
+from storage.artifacts import ArtifactStore
+from storage.bootstrap import bootstrap_pretrained
+from storage.registry import (champion, load_artifact_bytes, promote, record_evaluation, register_model,
+                              should_promote)
+from tasks.evaluate import evaluate_probabilities, plot_confusion_and_calibration
+from tasks.models import SpaceGroupClassifier
+from tasks.training import (fit_and_validate, frozen_synthetic_eval_set, search_hyperparameters,
+                            synthetic_xrd_features)
+
+log = logging.getLogger(__name__)
+PROMOTION_METRIC = "sg_top1"
+
+
+@dataclass
+class PipelineReport:
+    candidate_id: int
+    champion_id_before: int | None
+    promoted: bool
+    candidate_metrics: dict
+    champion_metrics: dict | None
+    plots: dict = field(default_factory=dict)
+    n_training_patterns: int = 0
+    n_training_crystals: int = 0
+
+
+def default_parameters(engine) -> dict:
+    """Hyperparameters recorded with the current XRD champion (from its Optuna search), else model defaults."""
+    current = champion(engine, "xrd")
+    if current is not None and current.parameters.get("searched"):
+        return dict(current.parameters["searched"])
+    return {}
+
+
+def train_and_maybe_promote(engine, store: ArtifactStore, reports_dir, *, n_crystals: int, n_augment: int,
+                            seed: int, n_trials: int, n_estimators: int = 400, margin: float = 0.0,
+                            allow_promotion: bool = True, progress=None) -> tuple[PipelineReport, SpaceGroupClassifier]:
+    bootstrap_pretrained(engine, store)
+    features = synthetic_xrd_features(n_crystals, n_augment, seed, progress=progress)
+    if n_trials > 0:
+        params, history = search_hyperparameters(features, n_trials, seed)
+    else:
+        params, history = default_parameters(engine), []
+    result = fit_and_validate(features, params, seed, n_estimators)
+    frozen = frozen_synthetic_eval_set()
+    cand_proba = result.model.predict_proba(frozen.X)
+    cand_metrics = evaluate_probabilities(cand_proba, result.model.classes_, frozen.space_group)
+    version = register_model(
+        engine, store, result.model.to_bytes(), name=f"xrd-synthetic-{n_crystals}x{n_augment}-s{seed}",
+        modality="xrd", feature_version=result.model.feature_version,
+        parameters={"searched": params, "model": result.model.get_params(), "search_history": history,
+                    "n_crystals": n_crystals, "n_augment": n_augment, "seed": seed},
+        metrics={"frozen_synthetic": cand_metrics, "holdout_synthetic": result.validation_metrics},
+        dataset_description=f"synthetic PyXtal crystals (MP Wyckoff statistics), seed {seed}",
+    )
+    record_evaluation(engine, version.id, "frozen_synthetic", cand_metrics)
+    current = champion(engine, "xrd")
+    champ_metrics = None
+    if current is not None:
+        champ_model = SpaceGroupClassifier.from_bytes(load_artifact_bytes(store, current))
+        champ_metrics = evaluate_probabilities(champ_model.predict_proba(frozen.X), champ_model.classes_,
+                                               frozen.space_group)
+        record_evaluation(engine, current.id, "frozen_synthetic", champ_metrics)
+    promoted = allow_promotion and should_promote(cand_metrics, champ_metrics, PROMOTION_METRIC, margin)
+    if promoted:
+        promote(engine, version.id)
+    plots = plot_confusion_and_calibration(cand_proba, result.model.classes_, frozen.space_group,
+                                           reports_dir / f"model-{version.id}", f"model {version.id}")
+    report = PipelineReport(version.id, current.id if current else None, promoted, cand_metrics, champ_metrics,
+                            plots, result.n_rows, result.n_structures)
+    return report, result.model

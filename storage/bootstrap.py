@@ -1,0 +1,36 @@
+"""A fresh registry gets the shipped pretrained models as champions, so predictions work offline at once."""
+
+from __future__ import annotations
+
+import logging
+
+from sqlalchemy.engine import Engine
+
+from storage.artifacts import ArtifactStore
+from storage.registry import champion, list_models, promote, register_model
+
+log = logging.getLogger(__name__)
+
+
+def bootstrap_pretrained(engine: Engine, store: ArtifactStore) -> list[int]:
+    """Register and promote each shipped model whose modality has no champion yet; returns new model ids."""
+    from tasks.pretrained import shipped_models
+
+    added = []
+    for shipped in shipped_models():
+        if champion(engine, shipped.modality) is not None:
+            continue
+        existing = [m for m in list_models(engine, shipped.modality) if m.artifact_sha256 == shipped.metadata["sha256"]]
+        if existing:
+            version = existing[0]
+        else:
+            meta = shipped.metadata
+            version = register_model(
+                engine, store, shipped.artifact, name=shipped.name, modality=shipped.modality,
+                feature_version=meta["feature_version"], parameters=meta.get("parameters", {}),
+                metrics=meta.get("metrics", {}), dataset_description=meta.get("dataset"),
+            )
+        promote(engine, version.id)
+        log.info("bootstrapped pretrained %s model %s as champion (id %d)", shipped.modality, shipped.name, version.id)
+        added.append(version.id)
+    return added

@@ -1,0 +1,241 @@
+"""Space-group classifiers with scikit-learn conventions, calibrated, abstaining, saved in safe formats.
+
+``SpaceGroupClassifier`` is one gradient-boosted model (XGBoost, ``multi:softprob``) over the space groups
+seen in training. Crystal-system and extinction-group probabilities are *marginals* of the space-group
+distribution (a joint model: one set of probabilities that is consistent at every level by construction).
+
+Training splits off, by structure group so augmented copies of one crystal never straddle a split:
+- a validation part for early stopping,
+- a calibration part on which a temperature ``T`` is fitted by minimising the negative log-likelihood of
+  ``softmax(margin / T)`` (Guo et al. 2017, "On Calibration of Modern Neural Networks").
+
+The artifact is a numpy ``.npz`` (loaded with ``allow_pickle=False``) holding the XGBoost booster in its
+UBJ format, the classes, the temperature and a JSON metadata string.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+from dataclasses import dataclass
+
+import numpy as np
+import xgboost as xgb
+from scipy.optimize import minimize_scalar
+from scipy.special import log_softmax, softmax
+from sklearn.base import BaseEstimator, ClassifierMixin
+from sklearn.model_selection import GroupShuffleSplit
+
+from tasks.crystallography import CRYSTAL_SYSTEMS, space_group_type
+from tasks.extinction import extinction_group_of
+
+ARTIFACT_FORMAT = "spacegroup-xgb-npz-1"
+
+
+class ModelFormatError(ValueError):
+    """A model artifact that is not in this project's format."""
+
+
+@dataclass(frozen=True)
+class RankedPrediction:
+    """Top-k space groups with calibrated probabilities and the marginals derived from them."""
+
+    space_groups: list[int]
+    probabilities: list[float]
+    crystal_system: str
+    crystal_system_probability: float
+    extinction_group: int
+    extinction_group_probability: float
+    abstained: bool
+
+
+class SpaceGroupClassifier(ClassifierMixin, BaseEstimator):
+    """Gradient-boosted space-group classifier with temperature calibration and an abstain threshold."""
+
+    def __init__(
+        self,
+        modality: str = "xrd",
+        feature_version: str = "",
+        n_estimators: int = 300,
+        max_depth: int = 6,
+        learning_rate: float = 0.15,
+        subsample: float = 0.8,
+        colsample_bytree: float = 0.5,
+        min_child_weight: float = 1.0,
+        reg_lambda: float = 1.0,
+        max_bin: int = 64,
+        early_stopping_rounds: int = 25,
+        validation_fraction: float = 0.12,
+        calibration_fraction: float = 0.12,
+        abstain_threshold: float = 0.0,
+        random_state: int = 0,
+        n_jobs: int = 0,
+    ) -> None:
+        self.modality = modality
+        self.feature_version = feature_version
+        self.n_estimators = n_estimators
+        self.max_depth = max_depth
+        self.learning_rate = learning_rate
+        self.subsample = subsample
+        self.colsample_bytree = colsample_bytree
+        self.min_child_weight = min_child_weight
+        self.reg_lambda = reg_lambda
+        self.max_bin = max_bin
+        self.early_stopping_rounds = early_stopping_rounds
+        self.validation_fraction = validation_fraction
+        self.calibration_fraction = calibration_fraction
+        self.abstain_threshold = abstain_threshold
+        self.random_state = random_state
+        self.n_jobs = n_jobs
+
+    # -- training -------------------------------------------------------------------------------------
+    def _booster_params(self, n_classes: int) -> dict:
+        return {
+            "objective": "multi:softprob", "num_class": n_classes, "tree_method": "hist",
+            "max_depth": self.max_depth, "eta": self.learning_rate, "subsample": self.subsample,
+            "colsample_bytree": self.colsample_bytree, "min_child_weight": self.min_child_weight,
+            "lambda": self.reg_lambda, "max_bin": self.max_bin, "eval_metric": "mlogloss",
+            "seed": self.random_state, "nthread": self.n_jobs or (os.cpu_count() or 1), "verbosity": 0,
+        }
+
+    def fit(self, X, y, groups=None, callback=None):
+        """Fit on ``X`` (n x f) and space-group labels ``y``; ``groups`` keeps related rows on one side."""
+        X = np.asarray(X, dtype=np.float32)
+        y = np.asarray(y).astype(int)
+        if X.ndim != 2 or len(X) != len(y):
+            raise ValueError(f"X must be 2-D with one row per label; got X {X.shape} and {len(y)} labels")
+        if len(X) < 20:
+            raise ValueError(f"need at least 20 training rows, got {len(X)}")
+        groups = np.arange(len(y)) if groups is None else np.asarray(groups)
+        self.classes_ = np.unique(y)
+        self.n_features_in_ = X.shape[1]
+        encoded = np.searchsorted(self.classes_, y)
+        train, valid, calib = _three_way_group_split(groups, self.validation_fraction, self.calibration_fraction,
+                                                     self.random_state)
+        dtrain = xgb.DMatrix(X[train], label=encoded[train], missing=np.nan)
+        dvalid = xgb.DMatrix(X[valid], label=encoded[valid], missing=np.nan)
+        self.booster_ = xgb.train(
+            self._booster_params(len(self.classes_)), dtrain, num_boost_round=self.n_estimators,
+            evals=[(dvalid, "valid")], early_stopping_rounds=self.early_stopping_rounds, verbose_eval=False,
+            callbacks=[callback] if callback is not None else None,
+        )
+        self.best_iteration_ = int(self.booster_.best_iteration)
+        margins = self._margins(X[calib])
+        self.temperature_ = fit_temperature(margins, encoded[calib])
+        return self
+
+    def _margins(self, X) -> np.ndarray:
+        dmatrix = xgb.DMatrix(np.asarray(X, dtype=np.float32), missing=np.nan)
+        return self.booster_.predict(dmatrix, output_margin=True, iteration_range=(0, self.best_iteration_ + 1))
+
+    # -- inference ------------------------------------------------------------------------------------
+    def predict_proba(self, X) -> np.ndarray:
+        X = np.asarray(X, dtype=np.float32)
+        if X.ndim != 2 or X.shape[1] != self.n_features_in_:
+            raise ValueError(f"expected {self.n_features_in_} features per row, got shape {X.shape}")
+        return softmax(self._margins(X) / self.temperature_, axis=1)
+
+    def predict(self, X) -> np.ndarray:
+        return self.classes_[np.argmax(self.predict_proba(X), axis=1)]
+
+    def rank(self, X, k: int = 5) -> list[RankedPrediction]:
+        """Top-``k`` space groups per row with crystal-system and extinction-group marginals."""
+        proba = self.predict_proba(X)
+        return [rank_probabilities(row, self.classes_, k, self.abstain_threshold) for row in proba]
+
+    # -- persistence ----------------------------------------------------------------------------------
+    def to_bytes(self) -> bytes:
+        meta = {"format": ARTIFACT_FORMAT, "params": self.get_params(), "best_iteration": self.best_iteration_,
+                "n_features_in": self.n_features_in_}
+        buffer = io.BytesIO()
+        np.savez_compressed(
+            buffer,
+            booster=np.frombuffer(bytes(self.booster_.save_raw(raw_format="ubj")), dtype=np.uint8),
+            classes=self.classes_.astype(np.int64),
+            temperature=np.array([self.temperature_]),
+            meta=np.frombuffer(json.dumps(meta).encode(), dtype=np.uint8),
+        )
+        return buffer.getvalue()
+
+    @classmethod
+    def from_bytes(cls, data: bytes) -> "SpaceGroupClassifier":
+        try:
+            with np.load(io.BytesIO(data), allow_pickle=False) as archive:
+                meta = json.loads(archive["meta"].tobytes().decode())
+                if meta.get("format") != ARTIFACT_FORMAT:
+                    raise ModelFormatError(f"unknown model format {meta.get('format')!r}")
+                model = cls(**meta["params"])
+                model.booster_ = xgb.Booster()
+                model.booster_.load_model(bytearray(archive["booster"].tobytes()))
+                model.booster_.set_param({"nthread": model.n_jobs or (os.cpu_count() or 1)})
+                model.classes_ = archive["classes"].astype(int)
+                model.temperature_ = float(archive["temperature"][0])
+        except (KeyError, ValueError, OSError) as exc:
+            if isinstance(exc, ModelFormatError):
+                raise
+            raise ModelFormatError(f"not a space-group model artifact: {exc}") from None
+        model.best_iteration_ = int(meta["best_iteration"])
+        model.n_features_in_ = int(meta["n_features_in"])
+        return model
+
+
+def _three_way_group_split(groups, valid_fraction, calib_fraction, seed):
+    idx = np.arange(len(groups))
+    outer = GroupShuffleSplit(n_splits=1, test_size=valid_fraction + calib_fraction, random_state=seed)
+    train, rest = next(outer.split(idx, groups=groups))
+    inner = GroupShuffleSplit(n_splits=1, test_size=calib_fraction / (valid_fraction + calib_fraction),
+                              random_state=seed + 1)
+    valid_r, calib_r = next(inner.split(rest, groups=groups[rest]))
+    return train, rest[valid_r], rest[calib_r]
+
+
+def fit_temperature(margins: np.ndarray, encoded_labels: np.ndarray) -> float:
+    """The temperature minimising the negative log-likelihood of the true labels (bounded to 0.05-20)."""
+    if len(encoded_labels) == 0:
+        return 1.0
+
+    def nll(log_t: float) -> float:
+        logp = log_softmax(margins / np.exp(log_t), axis=1)
+        return float(-logp[np.arange(len(encoded_labels)), encoded_labels].mean())
+
+    result = minimize_scalar(nll, bounds=(np.log(0.05), np.log(20.0)), method="bounded")
+    return float(np.exp(result.x))
+
+
+def rank_probabilities(row: np.ndarray, classes: np.ndarray, k: int, abstain_threshold: float) -> RankedPrediction:
+    order = np.argsort(-row)[:k]
+    systems: dict[str, float] = {}
+    ext: dict[int, float] = {}
+    for sg, p in zip(classes, row):
+        sgt = space_group_type(int(sg))
+        systems[sgt.crystal_system] = systems.get(sgt.crystal_system, 0.0) + float(p)
+        eg = extinction_group_of(int(sg)).index
+        ext[eg] = ext.get(eg, 0.0) + float(p)
+    best_system = max(systems, key=systems.get)
+    best_ext = max(ext, key=ext.get)
+    return RankedPrediction(
+        space_groups=[int(classes[i]) for i in order],
+        probabilities=[float(row[i]) for i in order],
+        crystal_system=best_system,
+        crystal_system_probability=systems[best_system],
+        extinction_group=int(best_ext),
+        extinction_group_probability=ext[best_ext],
+        abstained=bool(row[order[0]] < abstain_threshold),
+    )
+
+
+def marginal_matrix(classes: np.ndarray, level: str) -> tuple[np.ndarray, np.ndarray]:
+    """``(M, labels)`` with ``proba @ M`` = probabilities per crystal system or extinction group."""
+    if level == "crystal_system":
+        labels = np.array(CRYSTAL_SYSTEMS)
+        keys = [space_group_type(int(c)).crystal_system for c in classes]
+    elif level == "extinction_group":
+        keys = [extinction_group_of(int(c)).index for c in classes]
+        labels = np.array(sorted(set(keys)))
+    else:
+        raise ValueError(f"unknown level {level!r}")
+    M = np.zeros((len(classes), len(labels)))
+    for i, key in enumerate(keys):
+        M[i, list(labels).index(key)] = 1.0
+    return M, labels

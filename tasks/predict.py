@@ -1,0 +1,201 @@
+"""Prediction for every input kind, as the JSON objects of the ``spacegroup predict --json`` contract.
+
+One result per input: ``input``, ``modality`` (xrd | formula | structure), ``space_group`` {number, symbol},
+``crystal_system``, ``extinction_group`` {id, label, space_groups}, ``top_k`` [{number, symbol,
+probability}], ``model_version``; structures also carry ``spglib`` (the exact answer and a tolerance
+sweep). A bad input yields ``{"input": ..., "error": "..."}`` and the others still succeed.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import time
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import spglib
+
+from tasks.crystallography import space_group_type
+from tasks.extinction import extinction_group_of
+from tasks.features import FORMULA_FEATURE_VERSION, XRD_FEATURE_VERSION, XRDPatternFeaturizer
+from tasks.models import RankedPrediction, SpaceGroupClassifier
+from tasks.patterns import PatternError, PowderPattern
+from tasks.readers import FormulaError, StructureError, input_kind, parse_formula, read_pattern, read_structure
+from tasks.symmetry import SymmetryError, symmetry_labels, tolerance_sweep
+
+
+class PredictionError(ValueError):
+    """An input that cannot be answered, with the reason in words."""
+
+
+class ModelUnavailableError(PredictionError):
+    """No model is registered for the modality asked for."""
+
+
+@dataclass
+class LoadedModel:
+    """A model with the registry identity it answers under."""
+
+    model: SpaceGroupClassifier
+    version_id: int | None
+    name: str
+    feature_version: str
+
+    def describe(self) -> dict:
+        return {"id": self.version_id, "name": self.name, "feature_version": self.feature_version}
+
+
+def input_hash(payload: bytes) -> str:
+    return hashlib.sha256(payload).hexdigest()
+
+
+def _sg(number: int) -> dict:
+    return {"number": int(number), "symbol": space_group_type(int(number)).symbol}
+
+
+def _result_from_ranking(name: str, modality: str, ranked: RankedPrediction, model: LoadedModel) -> dict:
+    ext = next(g for g in _all_groups() if g.index == ranked.extinction_group)
+    return {
+        "input": name,
+        "modality": modality,
+        "space_group": _sg(ranked.space_groups[0]),
+        "crystal_system": ranked.crystal_system,
+        "crystal_system_probability": round(ranked.crystal_system_probability, 6),
+        "extinction_group": ext.to_dict() | {"probability": round(ranked.extinction_group_probability, 6)},
+        "top_k": [_sg(n) | {"probability": round(p, 6)} for n, p in zip(ranked.space_groups, ranked.probabilities)],
+        "abstained": ranked.abstained,
+        "model_version": model.describe(),
+    }
+
+
+def _all_groups():
+    from tasks.extinction import extinction_groups
+
+    return extinction_groups()
+
+
+class Predictor:
+    """Answers patterns, formulas and structures with the loaded models (load once, predict many)."""
+
+    def __init__(self, xrd: LoadedModel | None = None, formula: LoadedModel | None = None, top_k: int = 5,
+                 max_sites: int = 500, max_pattern_points: int | None = None) -> None:
+        if xrd is not None and xrd.feature_version != XRD_FEATURE_VERSION:
+            raise PredictionError(f"XRD model uses features {xrd.feature_version!r}, this code makes "
+                                  f"{XRD_FEATURE_VERSION!r}; retrain or install the matching version")
+        if formula is not None and formula.feature_version != FORMULA_FEATURE_VERSION:
+            raise PredictionError(f"formula model uses features {formula.feature_version!r}, this code makes "
+                                  f"{FORMULA_FEATURE_VERSION!r}")
+        self.xrd = xrd
+        self.formula = formula
+        self.top_k = top_k
+        self.max_sites = max_sites
+        self.max_pattern_points = max_pattern_points
+        self._xrd_featurizer = XRDPatternFeaturizer()
+        self._formula_featurizer = None
+
+    # -- patterns ---------------------------------------------------------------------------------------
+    def predict_patterns(self, patterns: list[PowderPattern], names: list[str]) -> list[dict]:
+        if self.xrd is None:
+            raise ModelUnavailableError("no XRD model is registered; run `spacegroup train --modality xrd`")
+        if not patterns:
+            return []
+        X = self._xrd_featurizer.featurize_many(patterns)
+        ranked = self.xrd.model.rank(X, self.top_k)
+        return [_result_from_ranking(n, "xrd", r, self.xrd) for n, r in zip(names, ranked)]
+
+    def predict_pattern(self, pattern: PowderPattern, name: str = "pattern") -> dict:
+        return self.predict_patterns([pattern], [name])[0]
+
+    # -- formulas ---------------------------------------------------------------------------------------
+    def predict_formulas(self, formulas: list[str]) -> list[dict]:
+        out: list[dict | None] = [None] * len(formulas)
+        good, comps = [], []
+        for i, text in enumerate(formulas):
+            try:
+                comps.append(parse_formula(text))
+                good.append(i)
+            except FormulaError as exc:
+                out[i] = {"input": text, "modality": "formula", "error": str(exc)}
+        if good:
+            if self.formula is None:
+                for i in good:
+                    out[i] = {"input": formulas[i], "modality": "formula",
+                              "error": "no formula model is registered; run `spacegroup train --modality formula`"}
+            else:
+                if self._formula_featurizer is None:
+                    from tasks.features import FormulaFeaturizer
+
+                    self._formula_featurizer = FormulaFeaturizer()
+                X = self._formula_featurizer.featurize_many(comps)
+                for i, ranked in zip(good, self.formula.model.rank(X, self.top_k)):
+                    out[i] = _result_from_ranking(formulas[i], "formula", ranked, self.formula)
+        return out  # type: ignore[return-value]
+
+    # -- structures -------------------------------------------------------------------------------------
+    def predict_structure(self, structure, name: str = "structure") -> dict:
+        try:
+            labels = symmetry_labels(structure)
+        except SymmetryError as exc:
+            raise PredictionError(str(exc)) from None
+        ext = extinction_group_of(labels.space_group_number)
+        return {
+            "input": name,
+            "modality": "structure",
+            "space_group": _sg(labels.space_group_number),
+            "crystal_system": labels.crystal_system,
+            "crystal_system_probability": 1.0,
+            "extinction_group": ext.to_dict() | {"probability": 1.0},
+            "top_k": [_sg(labels.space_group_number) | {"probability": 1.0}],
+            "abstained": False,
+            "model_version": {"id": None, "name": f"spglib-{spglib.__version__}", "feature_version": None},
+            "spglib": labels.to_dict() | {"tolerance_sweep": tolerance_sweep(structure)},
+        }
+
+    # -- files ------------------------------------------------------------------------------------------
+    def predict_paths(self, paths: Iterable[str | Path], wavelength: str | float | None = None,
+                      batch_size: int = 256) -> Iterator[dict]:
+        """Results for files and directories (recursed, sorted); patterns are batched through the model."""
+        pending: list[tuple[str, PowderPattern]] = []
+
+        def flush():
+            if pending:
+                yield from self.predict_patterns([p for _, p in pending], [n for n, _ in pending])
+                pending.clear()
+
+        for path in expand_paths(paths):
+            name = str(path)
+            kind = input_kind(path)
+            try:
+                if kind == "structure":
+                    yield from flush()
+                    yield self.predict_structure(read_structure(path, self.max_sites), name)
+                elif kind == "pattern":
+                    pending.append((name, read_pattern(path, wavelength, self.max_pattern_points)))
+                    if len(pending) >= batch_size:
+                        yield from flush()
+                else:
+                    raise PredictionError(
+                        f"{path.name}: unknown file type {path.suffix or '(none)'}; use a pattern "
+                        "(.xy .xye .csv .txt .dat) or a structure (.cif, POSCAR)")
+            except (PatternError, StructureError, PredictionError, ValueError) as exc:
+                yield from flush()
+                yield {"input": name, "modality": {"structure": "structure", "pattern": "xrd"}.get(kind, None),
+                       "error": str(exc)}
+        yield from flush()
+
+
+def expand_paths(paths: Iterable[str | Path]) -> Iterator[Path]:
+    for raw in paths:
+        path = Path(raw)
+        if path.is_dir():
+            yield from sorted(p for p in path.rglob("*") if p.is_file() and not p.name.startswith("."))
+        else:
+            yield path
+
+
+def timed(fn, *args, **kwargs):
+    start = time.perf_counter()
+    result = fn(*args, **kwargs)
+    return result, (time.perf_counter() - start) * 1000.0

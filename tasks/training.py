@@ -1,0 +1,116 @@
+"""Training recipes: data -> features -> hyperparameter search -> fit -> evaluation on frozen sets.
+
+Hyperparameters come from an Optuna (TPE) search on a validation split with early stopping
+(``search_hyperparameters``); a run with ``n_trials=0`` reuses the parameters recorded with the current
+champion or, for a fresh registry, the shipped model's.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from tasks.datasets import FeatureSet, xrd_feature_set
+from tasks.evaluate import evaluate_probabilities
+from tasks.features import XRD_FEATURE_VERSION
+from tasks.models import SpaceGroupClassifier
+from tasks.synthetic import GeneratorConfig, generate_crystals
+
+log = logging.getLogger(__name__)
+
+SEARCH_SPACE = {
+    "max_depth": (4, 9),
+    "learning_rate": (0.05, 0.3),
+    "colsample_bytree": (0.3, 0.9),
+    "min_child_weight": (0.5, 8.0),
+    "subsample": (0.6, 1.0),
+}
+FROZEN_SYNTHETIC_SEED = 20261128  # the frozen synthetic evaluation set: never used for training
+
+
+@dataclass
+class TrainingResult:
+    model: SpaceGroupClassifier
+    validation_metrics: dict
+    n_rows: int
+    n_structures: int
+    search: list[dict] = field(default_factory=list)
+
+
+def synthetic_xrd_features(n_crystals: int, n_augment: int, seed: int, n_jobs: int = 0,
+                           progress: Callable[[str, int], None] | None = None) -> FeatureSet:
+    """Synthetic crystals (PyXtal, MP Wyckoff statistics) rendered as measured-like patterns."""
+    crystals = []
+    for crystal in generate_crystals(n_crystals, seed=seed, config=GeneratorConfig(), n_jobs=n_jobs):
+        crystals.append(crystal)
+        if progress:
+            progress("crystals", 1)
+    return xrd_feature_set([c.structure for c in crystals], [c.space_group_number for c in crystals],
+                           n_augment=n_augment, seed=seed, n_jobs=n_jobs,
+                           progress=(lambda n: progress("patterns", n)) if progress else None)
+
+
+def search_hyperparameters(features: FeatureSet, n_trials: int, seed: int = 0, n_estimators: int = 200) -> tuple[dict, list[dict]]:
+    """Optuna TPE search maximising validation top-1 accuracy; returns (best params, all trials)."""
+    import optuna
+
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    from sklearn.model_selection import GroupShuffleSplit
+
+    train, valid = next(GroupShuffleSplit(n_splits=1, test_size=0.2, random_state=seed)
+                        .split(features.X, groups=features.groups))
+    history = []
+
+    def objective(trial):
+        params = {
+            "max_depth": trial.suggest_int("max_depth", *SEARCH_SPACE["max_depth"]),
+            "learning_rate": trial.suggest_float("learning_rate", *SEARCH_SPACE["learning_rate"], log=True),
+            "colsample_bytree": trial.suggest_float("colsample_bytree", *SEARCH_SPACE["colsample_bytree"]),
+            "min_child_weight": trial.suggest_float("min_child_weight", *SEARCH_SPACE["min_child_weight"], log=True),
+            "subsample": trial.suggest_float("subsample", *SEARCH_SPACE["subsample"]),
+        }
+        model = SpaceGroupClassifier(feature_version=features.feature_version, n_estimators=n_estimators,
+                                     random_state=seed, **params)
+        model.fit(features.X[train], features.space_group[train], groups=features.groups[train])
+        proba = model.predict_proba(features.X[valid])
+        score = evaluate_probabilities(proba, model.classes_, features.space_group[valid])["sg_top1"]
+        history.append(params | {"sg_top1": score, "best_iteration": model.best_iteration_})
+        return score
+
+    study = optuna.create_study(direction="maximize", sampler=optuna.samplers.TPESampler(seed=seed))
+    study.optimize(objective, n_trials=n_trials)
+    return dict(study.best_params), history
+
+
+def fit_and_validate(features: FeatureSet, params: dict, seed: int = 0, n_estimators: int = 400,
+                     modality: str = "xrd") -> TrainingResult:
+    """Fit on all rows (internal early-stopping/calibration splits) and report held-out validation metrics."""
+    from sklearn.model_selection import GroupShuffleSplit
+
+    train, hold = next(GroupShuffleSplit(n_splits=1, test_size=0.1, random_state=seed + 7)
+                       .split(features.X, groups=features.groups))
+    model = SpaceGroupClassifier(modality=modality, feature_version=features.feature_version,
+                                 n_estimators=n_estimators, random_state=seed, **params)
+    model.fit(features.X[train], features.space_group[train], groups=features.groups[train])
+    metrics = evaluate_probabilities(model.predict_proba(features.X[hold]), model.classes_, features.space_group[hold])
+    return TrainingResult(model, metrics, len(features), len(np.unique(features.groups)))
+
+
+def frozen_synthetic_eval_set(n_crystals: int = 300, n_augment: int = 2, n_jobs: int = 0) -> FeatureSet:
+    """The frozen synthetic evaluation set (fixed seed, cached by feature version under the home directory)."""
+    from tasks.settings import get_settings
+
+    settings = get_settings()
+    settings.ensure_dirs()
+    path = settings.cache_dir / f"frozen-synthetic-{XRD_FEATURE_VERSION}-{FROZEN_SYNTHETIC_SEED}-{n_crystals}x{n_augment}.npz"
+    if path.exists():
+        with np.load(path, allow_pickle=False) as data:
+            return FeatureSet(data["X"], data["y"], data["g"], XRD_FEATURE_VERSION)
+    features = synthetic_xrd_features(n_crystals, n_augment, FROZEN_SYNTHETIC_SEED, n_jobs)
+    tmp = path.with_suffix(".tmp.npz")
+    np.savez_compressed(tmp, X=features.X, y=features.space_group, g=features.groups)
+    tmp.replace(path)
+    return features
