@@ -104,6 +104,8 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130
+    except BrokenPipeError:  # e.g. `spacegroup predict ... | head`
+        return 0
     except commands.UserFacingError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2

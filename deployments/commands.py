@@ -173,7 +173,9 @@ def cmd_run(args) -> int:
     for bar in bars.values():
         bar.close()
     _print_training_report(report, settings)
-    examples = Path(__file__).resolve().parent.parent / "tasks" / "examples"
+    import tasks
+
+    examples = Path(tasks.__file__).resolve().parent / "examples"
     print(f"\npredictions for the shipped examples ({examples}):")
     predictor = load_predictor(3)
     for result in predictor.predict_paths([examples]):

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from sqlalchemy import select
+from sqlalchemy import select, text
 from sqlalchemy.engine import Engine
 from sqlmodel import Session
 
@@ -61,22 +61,30 @@ def champion(engine: Engine, modality: str) -> ModelVersion | None:
 def promote(engine: Engine, model_id: int) -> ModelVersion:
     """Make ``model_id`` the champion of its modality in one transaction; the old champion is archived."""
     with session_scope(engine) as session:
-        version = session.get(ModelVersion, model_id, with_for_update=True)
+        version = session.get(ModelVersion, model_id)
         if version is None:
             raise RegistryError(f"no model version with id {model_id}")
+        _lock_modality(session, version.modality)
+        session.refresh(version)
         current = session.execute(
             select(ModelVersion).where(ModelVersion.modality == version.modality, ModelVersion.stage == "champion")
-            .with_for_update()
         ).scalars().all()
         for old in current:
             if old.id != version.id:
                 old.stage = "archived"
                 version.previous_champion_id = old.id
+        session.flush()  # archive first: the one-champion index must never see two
         version.stage = "champion"
         version.promoted_at = utcnow()
         session.flush()
         session.refresh(version)
     return version
+
+
+def _lock_modality(session: Session, modality: str) -> None:
+    """Serialise champion changes of one modality (PostgreSQL advisory lock; SQLite's BEGIN IMMEDIATE does it)."""
+    if session.get_bind().dialect.name == "postgresql":
+        session.execute(text("SELECT pg_advisory_xact_lock(hashtext(:key))"), {"key": f"champion:{modality}"})
 
 
 def rollback(engine: Engine, modality: str) -> ModelVersion:
@@ -87,9 +95,11 @@ def rollback(engine: Engine, modality: str) -> ModelVersion:
     if current.previous_champion_id is None:
         raise RegistryError(f"{modality} champion {current.id} has no predecessor to roll back to")
     with session_scope(engine) as session:
-        previous = session.get(ModelVersion, current.previous_champion_id, with_for_update=True)
-        now = session.get(ModelVersion, current.id, with_for_update=True)
+        _lock_modality(session, modality)
+        previous = session.get(ModelVersion, current.previous_champion_id)
+        now = session.get(ModelVersion, current.id)
         now.stage = "archived"
+        session.flush()
         previous.stage = "champion"
         previous.promoted_at = utcnow()
         session.flush()

@@ -5,12 +5,12 @@ from __future__ import annotations
 from datetime import datetime, timezone
 from typing import Any, Optional
 
-from sqlalchemy import JSON, Column, Index, Text, UniqueConstraint
+from sqlalchemy import JSON, Column, Index, Text, UniqueConstraint, text
 from sqlmodel import Field, SQLModel
 
 
 def utcnow() -> datetime:
-    return datetime.now(timezone.utc).replace(tzinfo=None)
+    return datetime.now(timezone.utc)
 
 
 class Material(SQLModel, table=True):
@@ -61,7 +61,12 @@ class DatasetVersion(SQLModel, table=True):
 class ModelVersion(SQLModel, table=True):
     """A trained model: its artifact, lineage, metrics and stage (candidate, champion, archived)."""
 
-    __table_args__ = (Index("ix_modelversion_modality_stage", "modality", "stage"),)
+    __table_args__ = (
+        Index("ix_modelversion_modality_stage", "modality", "stage"),
+        # at most one champion per modality, enforced by the database itself
+        Index("uq_modelversion_one_champion", "modality", unique=True,
+              postgresql_where=text("stage = 'champion'"), sqlite_where=text("stage = 'champion'")),
+    )
     id: Optional[int] = Field(default=None, primary_key=True)
     name: str
     modality: str  # xrd | formula

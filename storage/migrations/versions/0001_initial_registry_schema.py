@@ -2,7 +2,7 @@
 
 Revision ID: 0001
 Revises: 
-Create Date: 2026-11-28 07:05:45.386851
+Create Date: 2026-11-28 07:13:38.830110
 """
 from alembic import op
 import sqlalchemy as sa
@@ -119,6 +119,7 @@ def upgrade() -> None:
     )
     with op.batch_alter_table('modelversion', schema=None) as batch_op:
         batch_op.create_index('ix_modelversion_modality_stage', ['modality', 'stage'], unique=False)
+        batch_op.create_index('uq_modelversion_one_champion', ['modality'], unique=True, postgresql_where=sa.text("stage = 'champion'"), sqlite_where=sa.text("stage = 'champion'"))
 
     op.create_table('driftreport',
     sa.Column('id', sa.Integer(), nullable=False),
@@ -183,6 +184,7 @@ def downgrade() -> None:
     op.drop_table('evaluationrun')
     op.drop_table('driftreport')
     with op.batch_alter_table('modelversion', schema=None) as batch_op:
+        batch_op.drop_index('uq_modelversion_one_champion', postgresql_where=sa.text("stage = 'champion'"), sqlite_where=sa.text("stage = 'champion'"))
         batch_op.drop_index('ix_modelversion_modality_stage')
 
     op.drop_table('modelversion')
