@@ -12,15 +12,15 @@ features of another version.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from functools import lru_cache
 
 import numpy as np
 from scipy.ndimage import minimum_filter1d, uniform_filter1d
 from scipy.signal import find_peaks
 
+from tasks.indexing import FOM_LABELS, indexing_features
 from tasks.patterns import PowderPattern
 
-XRD_FEATURE_VERSION = "xrd-qpeaks-1"
+XRD_FEATURE_VERSION = "xrd-qpeaks-index-2"
 FORMULA_FEATURE_VERSION = "formula-magpie-stoich-1"
 
 Q_MIN_INV_ANGSTROM = 0.5
@@ -90,8 +90,8 @@ class XRDPatternFeaturizer:
     3. ``q2ratio_*``: (Q_i / Q_1)^2, the scale-free ratios indexing works with (cubic: ratios of
        h^2+k^2+l^2), and ``q2diff_*``: (Q_i^2 - Q_1^2) / Q_1^2 second differences.
     4. ``strong_q_*``, ``strong_i_*``: the ``N_STRONG_PEAKS`` strongest peaks.
-    5. ``cubic_fom_{P,I,F}``: how well the first peaks index on a cubic lattice with that centring
-       (mean distance of Q^2 / Q_unit^2 to the allowed integers), and ``n_peaks``, ``q_min``, ``q_max``.
+    5. ``fom_*``: trial-indexing figures of merit for cubic P/I/F, tetragonal P/I and hexagonal P/R lattices
+       and the best c/a (``tasks.indexing``), and ``n_peaks``, ``q_min``, ``q_max``.
     """
 
     version = XRD_FEATURE_VERSION
@@ -105,7 +105,7 @@ class XRDPatternFeaturizer:
         labels += [f"q2ratio_{i}" for i in range(1, N_FIRST_PEAKS)]
         labels += [f"q2diff_{i}" for i in range(1, N_FIRST_PEAKS - 1)]
         labels += [f"strong_q_{i}" for i in range(N_STRONG_PEAKS)] + [f"strong_i_{i}" for i in range(N_STRONG_PEAKS)]
-        labels += ["cubic_fom_P", "cubic_fom_I", "cubic_fom_F", "n_peaks", "q_min", "q_max"]
+        labels += list(FOM_LABELS) + ["n_peaks", "q_min", "q_max"]
         return labels
 
     def citations(self) -> list[str]:
@@ -147,7 +147,7 @@ class XRDPatternFeaturizer:
         order = np.argsort(-peaks.intensity)[:N_STRONG_PEAKS]
         strong_q = _pad(peaks.q_inv_angstrom[order], N_STRONG_PEAKS)
         strong_i = _pad(peaks.intensity[order], N_STRONG_PEAKS)
-        fom = cubic_figures_of_merit(peaks.q_inv_angstrom[:10])
+        fom = indexing_features(peaks.q_inv_angstrom)
         extra = np.array([len(peaks.q_inv_angstrom), q[0], q[-1]], float)
         return np.concatenate([profile, first_q, first_i, ratio, diff2, strong_q, strong_i, fom, extra])
 
@@ -156,50 +156,6 @@ def _pad(values: np.ndarray, n: int) -> np.ndarray:
     out = np.full(n, np.nan)
     out[: min(n, len(values))] = values[:n]
     return out
-
-
-@lru_cache(maxsize=1)
-def _cubic_sums() -> dict[str, np.ndarray]:
-    r = range(0, 9)
-    sums = {"P": set(), "I": set(), "F": set()}
-    for h in r:
-        for k in r:
-            for l in r:
-                if h == k == l == 0:
-                    continue
-                s = h * h + k * k + l * l
-                sums["P"].add(s)
-                if (h + k + l) % 2 == 0:
-                    sums["I"].add(s)
-                if h % 2 == k % 2 == l % 2:
-                    sums["F"].add(s)
-    return {key: np.array(sorted(v), float) for key, v in sums.items()}
-
-
-CUBIC_INDEX_TOLERANCE = 0.12  # |n - integer| accepted as indexed, n = Q^2 / Q_unit^2
-
-
-def cubic_figures_of_merit(q_inv_angstrom: np.ndarray) -> np.ndarray:
-    """Fraction of the first peaks that index on a P, I or F cubic lattice (higher = more cubic-like).
-
-    The unit ``Q_unit^2`` is tried as ``Q_j^2 / s`` for each of the first three peaks ``j`` and each of the
-    first six allowed sums ``s = h^2+k^2+l^2``; a peak is indexed when ``Q^2 / Q_unit^2`` lies within
-    ``CUBIC_INDEX_TOLERANCE`` of an allowed sum. Spurious peaks (Kα2, impurities) only lower the fraction.
-    NaN with fewer than three peaks.
-    """
-    if len(q_inv_angstrom) < 3:
-        return np.full(3, np.nan)
-    q2 = np.asarray(q_inv_angstrom, float) ** 2
-    out = []
-    for lattice in ("P", "I", "F"):
-        allowed = _cubic_sums()[lattice]
-        units = np.array([q2[j] / s for j in range(3) for s in allowed[:6]])
-        n = q2[None, :] / units[:, None]  # units x peaks
-        pos = np.clip(np.searchsorted(allowed, n), 1, len(allowed) - 1)
-        dev = np.minimum(np.abs(n - allowed[pos - 1]), np.abs(n - allowed[pos]))
-        indexed = (dev <= CUBIC_INDEX_TOLERANCE) & (n <= allowed[-1])
-        out.append(float(indexed.mean(axis=1).max()))
-    return np.array(out)
 
 
 class FormulaFeaturizer:

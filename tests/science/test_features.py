@@ -7,7 +7,7 @@ from hypothesis import strategies as st
 from pymatgen.core import Lattice, Structure
 
 from tasks.augment import MeasuredLikeAugmenter
-from tasks.features import (XRD_FEATURE_VERSION, FormulaFeaturizer, XRDPatternFeaturizer, cubic_figures_of_merit)
+from tasks.features import XRD_FEATURE_VERSION, FormulaFeaturizer, XRDPatternFeaturizer
 from tasks.patterns import PowderPattern
 from tasks.readers import parse_formula
 from tasks.xrd import PowderXRDSimulator
@@ -72,15 +72,22 @@ def test_features_do_not_depend_on_wavelength(featurizer):
     assert np.allclose(f_cu[ratios], f_mo[ratios], atol=0.02)
 
 
-def test_cubic_figure_of_merit_recognises_cubic_lattices():
-    a = 4.0
-    q_fcc = 2 * np.pi * np.sqrt(np.array([3, 4, 8, 11, 12, 16, 19, 20])) / a
-    fom = cubic_figures_of_merit(q_fcc)
-    assert fom[2] == pytest.approx(1.0)  # F
+def test_indexing_recognises_lattices_and_centring():
+    from tasks.indexing import FOM_LABELS, indexing_features
+
+    a, c = 4.0, 6.0
+    hkl = [(h, k, l) for h in range(3) for k in range(3) for l in range(3) if h + k + l]
+    s_tet = np.array(sorted({(h * h + k * k) / a**2 + l * l / c**2 for h, k, l in hkl}))[:12]
+    tet = dict(zip(FOM_LABELS, indexing_features(2 * np.pi * np.sqrt(s_tet))))
+    assert tet["fom_tetragonal_P"] == pytest.approx(1.0)
+    assert tet["c_over_a_tetragonal"] == pytest.approx(1.5, rel=1e-3)
+    assert tet["fom_cubic_P"] < 0.5
+    fcc = dict(zip(FOM_LABELS, indexing_features(2 * np.pi * np.sqrt(np.array([3, 4, 8, 11, 12, 16, 19, 20])) / 5.43)))
+    assert fcc["fom_cubic_F"] == pytest.approx(1.0) and fcc["fom_cubic_P"] < 1.0
     rng = np.random.default_rng(0)
-    q_random = np.sort(rng.uniform(1, 5, 8))
-    assert cubic_figures_of_merit(q_random)[2] < 1.0
-    assert np.all(np.isnan(cubic_figures_of_merit(q_fcc[:2])))
+    noise = dict(zip(FOM_LABELS, indexing_features(np.sort(rng.uniform(1, 5, 12)))))
+    assert max(noise[k] for k in FOM_LABELS if k.startswith("fom_")) < 0.6
+    assert np.all(np.isnan(indexing_features(np.array([1.0, 2.0]))))
 
 
 def test_versions_are_declared(featurizer):
