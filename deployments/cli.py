@@ -31,7 +31,8 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--augment", type=int, default=4, help="measured-like patterns per crystal (default 4)")
     run.add_argument("--seed", type=int, default=1)
     run.add_argument("--trials", type=int, default=0, help="Optuna trials (0 = reuse the champion's searched parameters)")
-    run.add_argument("--margin", type=float, default=0.0, help="promotion margin on the frozen set's SG top-1")
+    run.add_argument("--margin", type=float, default=None,
+                     help="SG top-1 gain on the frozen set needed to promote (default SPACEGROUP_PROMOTION_MARGIN)")
     _add_common(run)
 
     predict = sub.add_parser("predict", help="predict space groups for pattern files, structures, directories, formulas")
@@ -53,7 +54,8 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--seed", type=int, default=1)
     train.add_argument("--trials", type=int, default=0)
     train.add_argument("--estimators", type=int, default=400)
-    train.add_argument("--margin", type=float, default=0.0)
+    train.add_argument("--margin", type=float, default=None,
+                       help="SG top-1 gain on the frozen set needed to promote (default SPACEGROUP_PROMOTION_MARGIN)")
     train.add_argument("--no-promote", action="store_true", help="register only; never promote")
     train.add_argument("--export", type=Path, help="also write the artifact and its metadata JSON here (a .npz path)")
     _add_common(train)

@@ -35,7 +35,21 @@ def _progress_bar(total_crystals: int, total_patterns: int):
 
 
 def load_predictor(top_k: int = 5):
-    """A predictor over the registry's champions (bootstrapping the shipped models into a fresh registry)."""
+    """A predictor over the registry's champions (bootstrapping the shipped models into a fresh registry).
+
+    A missing or modified artifact, or a model made for other features, is a :class:`UserFacingError`.
+    """
+    from storage.artifacts import ArtifactIntegrityError
+    from tasks.models import ModelFormatError
+    from tasks.predict import PredictionError
+
+    try:
+        return _load_predictor(top_k)
+    except (ArtifactIntegrityError, ModelFormatError, PredictionError) as exc:
+        raise UserFacingError(f"cannot load the champion model: {exc}") from None
+
+
+def _load_predictor(top_k: int):
     from storage.bootstrap import bootstrap_pretrained
     from storage.registry import champion, load_artifact_bytes
     from tasks.models import SpaceGroupClassifier
@@ -104,7 +118,8 @@ def cmd_train(args) -> int:
     update, bars = _progress_bar(args.crystals, args.crystals * args.augment)
     report, model = train_and_maybe_promote(
         engine, store, settings.reports_dir, n_crystals=args.crystals, n_augment=args.augment, seed=args.seed,
-        n_trials=args.trials, n_estimators=args.estimators, margin=args.margin,
+        n_trials=args.trials, n_estimators=args.estimators,
+        margin=args.margin if args.margin is not None else settings.promotion_margin,
         allow_promotion=not args.no_promote, progress=update)
     for bar in bars.values():
         bar.close()
@@ -169,7 +184,8 @@ def cmd_run(args) -> int:
     update, bars = _progress_bar(args.crystals, args.crystals * args.augment)
     report, _ = train_and_maybe_promote(
         engine, store, settings.reports_dir, n_crystals=args.crystals, n_augment=args.augment, seed=args.seed,
-        n_trials=args.trials, margin=args.margin, progress=update)
+        n_trials=args.trials, progress=update,
+        margin=args.margin if args.margin is not None else settings.promotion_margin)
     for bar in bars.values():
         bar.close()
     _print_training_report(report, settings)

@@ -11,7 +11,7 @@ LOG_FORMAT = "%(asctime)s %(levelname)-7s %(name)s: %(message)s"
 def configure_logging(level: str = "INFO") -> None:
     logging.basicConfig(level=level.upper(), format=LOG_FORMAT, force=True)
     # third-party chatter a user cannot act on
-    for noisy in ("pymatgen", "matplotlib", "numexpr", "urllib3", "httpx"):
+    for noisy in ("pymatgen", "matplotlib", "numexpr", "urllib3", "httpx", "alembic"):
         logging.getLogger(noisy).setLevel(max(logging.WARNING, logging.getLogger().level))
     warnings.filterwarnings("ignore", module="pymatgen")
     warnings.filterwarnings("ignore", category=DeprecationWarning)

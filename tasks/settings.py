@@ -34,6 +34,8 @@ class Settings(BaseSettings):
     max_pattern_points: int = Field(100_000, ge=50, description="Longest powder pattern accepted as input.")
     default_wavelength: str = Field("CuKa", description="Wavelength assumed for patterns given without one.")
     n_jobs: int = Field(0, ge=0, description="Worker processes for generation/featurisation; 0 = all cores.")
+    frozen_eval_crystals: int = Field(300, ge=10, description="Crystals in the frozen synthetic evaluation set.")
+    promotion_margin: float = Field(0.0, ge=0.0, description="SG top-1 gain a challenger needs over the champion.")
 
     @field_validator("log_level")
     @classmethod

@@ -41,8 +41,30 @@ class TrainingResult:
 
 
 def synthetic_xrd_features(n_crystals: int, n_augment: int, seed: int, n_jobs: int = 0,
-                           progress: Callable[[str, int], None] | None = None) -> FeatureSet:
-    """Synthetic crystals (PyXtal, MP Wyckoff statistics) rendered as measured-like patterns."""
+                           progress: Callable[[str, int], None] | None = None, use_cache: bool = True) -> FeatureSet:
+    """Synthetic crystals (PyXtal, MP Wyckoff statistics) rendered as measured-like patterns.
+
+    The result is fully determined by ``(n_crystals, n_augment, seed)`` and the feature version, so it is
+    cached under ``$SPACEGROUP_HOME/cache`` by those keys.
+    """
+    from tasks.settings import get_settings
+
+    settings = get_settings()
+    path = settings.cache_dir / f"synthetic-{XRD_FEATURE_VERSION}-{n_crystals}x{n_augment}-seed{seed}.npz"
+    if use_cache and path.exists():
+        with np.load(path, allow_pickle=False) as data:
+            log.info("synthetic features from cache %s", path)
+            return FeatureSet(data["X"], data["y"], data["g"], XRD_FEATURE_VERSION)
+    features = _make_synthetic_xrd_features(n_crystals, n_augment, seed, n_jobs, progress)
+    if use_cache:
+        settings.ensure_dirs()
+        tmp = path.with_suffix(".tmp.npz")
+        np.savez_compressed(tmp, X=features.X, y=features.space_group, g=features.groups)
+        tmp.replace(path)
+    return features
+
+
+def _make_synthetic_xrd_features(n_crystals, n_augment, seed, n_jobs, progress) -> FeatureSet:
     crystals = []
     for crystal in generate_crystals(n_crystals, seed=seed, config=GeneratorConfig(), n_jobs=n_jobs):
         crystals.append(crystal)
@@ -99,17 +121,18 @@ def fit_and_validate(features: FeatureSet, params: dict, seed: int = 0, n_estima
     return TrainingResult(model, metrics, len(features), len(np.unique(features.groups)))
 
 
-def frozen_synthetic_eval_set(n_crystals: int = 300, n_augment: int = 2, n_jobs: int = 0) -> FeatureSet:
+def frozen_synthetic_eval_set(n_crystals: int | None = None, n_augment: int = 2, n_jobs: int = 0) -> FeatureSet:
     """The frozen synthetic evaluation set (fixed seed, cached by feature version under the home directory)."""
     from tasks.settings import get_settings
 
     settings = get_settings()
+    n_crystals = n_crystals or settings.frozen_eval_crystals
     settings.ensure_dirs()
     path = settings.cache_dir / f"frozen-synthetic-{XRD_FEATURE_VERSION}-{FROZEN_SYNTHETIC_SEED}-{n_crystals}x{n_augment}.npz"
     if path.exists():
         with np.load(path, allow_pickle=False) as data:
             return FeatureSet(data["X"], data["y"], data["g"], XRD_FEATURE_VERSION)
-    features = synthetic_xrd_features(n_crystals, n_augment, FROZEN_SYNTHETIC_SEED, n_jobs)
+    features = _make_synthetic_xrd_features(n_crystals, n_augment, FROZEN_SYNTHETIC_SEED, n_jobs, None)
     tmp = path.with_suffix(".tmp.npz")
     np.savez_compressed(tmp, X=features.X, y=features.space_group, g=features.groups)
     tmp.replace(path)

@@ -1,0 +1,60 @@
+"""Helpers shared by the benchmarks: locating ../shared/data and writing sections of BENCHMARKS.md."""
+
+from __future__ import annotations
+
+import os
+import platform
+import re
+import sys
+import tarfile
+import warnings
+from datetime import datetime, timezone
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+SHARED = Path(os.environ.get("SPACEGROUP_SHARED_DATA", REPO.parent / "shared" / "data"))
+BENCHMARKS_MD = REPO / "BENCHMARKS.md"
+
+
+def require_shared(*parts: str) -> Path:
+    path = SHARED.joinpath(*parts)
+    if not path.exists():
+        print(f"skipped: {path} is absent (real data lives in ../shared/data beside the checkout)")
+        sys.exit(0)
+    return path
+
+
+def machine() -> str:
+    return f"{platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}"
+
+
+def write_section(name: str, body: str) -> None:
+    """Replace (or append) the section between ``<!-- name -->`` markers in BENCHMARKS.md."""
+    stamp = datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
+    block = f"<!-- {name} -->\n{body.rstrip()}\n\n_Written by `python bench/{name}.py` on {stamp} ({machine()})._\n<!-- /{name} -->"
+    text = BENCHMARKS_MD.read_text() if BENCHMARKS_MD.exists() else "# Benchmarks\n"
+    pattern = re.compile(rf"<!-- {name} -->.*?<!-- /{name} -->", re.S)
+    text = pattern.sub(lambda _: block, text) if pattern.search(text) else text.rstrip() + "\n\n" + block + "\n"
+    BENCHMARKS_MD.write_text(text)
+
+
+def mp_structures(count: int, start: int = 0, step: int = 1):
+    """(material id, Structure, spglib SG at 0.1) from the CGCNN Materials Project set."""
+    import csv
+
+    from pymatgen.core import Structure
+
+    root = require_shared("cgcnn_mp_crysxpp")
+    labels = {}
+    with open(root / "labels_spglib.csv") as fh:
+        for row in csv.DictReader(fh):
+            labels[f"data/{row['cif_index']}.cif"] = (row["material_id"], int(row["spg_number_symprec0.1"]))
+    wanted = {f"data/{i}.cif" for i in range(start, start + count * step, step)}
+    out = []
+    with tarfile.open(root / "cifs.tar.gz") as tar, warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        for member in tar:
+            if member.name in wanted:
+                mp_id, sg = labels[member.name]
+                out.append((mp_id, Structure.from_str(tar.extractfile(member).read().decode(), fmt="cif"), sg))
+    return out

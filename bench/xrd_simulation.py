@@ -1,0 +1,88 @@
+"""Simulated powder patterns per second: ours vs pymatgen's XRDCalculator on the same real structures, one run.
+
+Also checks the two agree (positions 1e-4°, intensities 1 % of the strongest) and measures the synthetic
+crystal generator's throughput. Results go to BENCHMARKS.md.
+
+    python bench/xrd_simulation.py [--structures 200]
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+import warnings
+
+import numpy as np
+
+from bench._common import mp_structures, require_shared, write_section
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--structures", type=int, default=200)
+    parser.add_argument("--crystals", type=int, default=120)
+    args = parser.parse_args()
+    warnings.filterwarnings("ignore")
+    from pymatgen.analysis.diffraction.xrd import XRDCalculator
+    from pymatgen.core import Structure
+
+    from tasks.synthetic import generate_crystals
+    from tasks.xrd import PowderXRDSimulator
+
+    root = require_shared("spglib_test_structures")
+    test_structures = [Structure.from_file(p) for p in sorted(root.glob("*/POSCAR-*"))
+                       if p.parent.name not in ("layer", "virtual_structure")]
+    test_structures = [s for s in test_structures if len(s) <= 200][: args.structures // 2]
+    mp = [s for _, s, _ in mp_structures(args.structures - len(test_structures), start=11, step=97)]
+    sets = {"spglib test structures": test_structures, "Materials Project (CGCNN set)": mp}
+    rows = []
+    total_ref = total_ours = 0.0
+    n_total = 0
+    for label, structures in sets.items():
+        calc, sim = XRDCalculator(), PowderXRDSimulator()
+        for s in structures[:3]:  # warm-up (imports, caches)
+            calc.get_pattern(s)
+            sim.get_pattern(s)
+        t = time.perf_counter()
+        ref = [calc.get_pattern(s) for s in structures]
+        t_ref = time.perf_counter() - t
+        t = time.perf_counter()
+        ours = [sim.get_pattern(s) for s in structures]
+        t_ours = time.perf_counter() - t
+        worst_pos = worst_int = 0.0
+        for r, o in zip(ref, ours):
+            rx, ry = np.array(r.x), np.array(r.y)
+            for x, y in zip(rx[ry >= 0.5], ry[ry >= 0.5]):
+                j = int(np.argmin(np.abs(o.two_theta_deg - x)))
+                worst_pos = max(worst_pos, abs(o.two_theta_deg[j] - x))
+                close = np.abs(o.two_theta_deg - x) <= 1e-4
+                worst_int = max(worst_int, abs(o.intensity[close].sum() - ry[np.abs(rx - x) <= 1e-4].sum()))
+        rows.append((label, len(structures), len(structures) / t_ref, len(structures) / t_ours, t_ref / t_ours,
+                     worst_pos, worst_int))
+        total_ref += t_ref
+        total_ours += t_ours
+        n_total += len(structures)
+
+    t = time.perf_counter()
+    crystals = list(generate_crystals(args.crystals, seed=5))
+    t_gen = time.perf_counter() - t
+
+    lines = ["## Powder XRD simulation speed (bench/xrd_simulation.py)", "",
+             "Patterns/s on the same structures in the same run (Cu Kα, 2θ 0-90°, scaled sticks), and the largest",
+             "disagreement on peaks ≥ 0.5 % (peaks within 1e-4° merged on both sides).", "",
+             "| structures | n | pymatgen XRDCalculator (patterns/s) | ours (patterns/s) | speed-up | max Δ2θ (°) | max ΔI (% of strongest) |",
+             "|---|---|---|---|---|---|---|"]
+    for label, n, ref_rate, our_rate, ratio, dpos, dint in rows:
+        lines.append(f"| {label} | {n} | {ref_rate:.1f} | {our_rate:.1f} | **{ratio:.1f}x** | {dpos:.1e} | {dint:.2e} |")
+    lines.append(f"| all | {n_total} | {n_total / total_ref:.1f} | {n_total / total_ours:.1f} | **{total_ref / total_ours:.1f}x** | | |")
+    lines += ["", f"Synthetic crystal generator (PyXtal + spglib labels + plausibility checks + de-duplication): "
+              f"**{len(crystals) / t_gen:.1f} crystals/s** ({len(crystals)} crystals, all cores).", "",
+              "The target was ≥ 20x. pymatgen 2026.10 already vectorises its structure factor over reflections, so the",
+              "remaining gain comes from computing |F|² once per Laue-group orbit; spglib's symmetry search (about 2 ms",
+              "per structure) is now the largest single cost, which caps the ratio on small cells."]
+    write_section("xrd_simulation", "\n".join(lines))
+    print("\n".join(lines))
+
+
+if __name__ == "__main__":
+    main()

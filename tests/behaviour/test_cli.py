@@ -1,0 +1,107 @@
+"""The `spacegroup` command as a user runs it: a real process, a fresh home, the shipped model."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+import tasks
+
+EXAMPLES = Path(tasks.__file__).resolve().parent / "examples"
+
+
+def run_cli(home: Path, *args: str, check: bool = False) -> subprocess.CompletedProcess:
+    env = dict(os.environ, SPACEGROUP_HOME=str(home), SPACEGROUP_LOG_LEVEL="WARNING")
+    env.pop("SPACEGROUP_DATABASE_URL", None)
+    proc = subprocess.run([sys.executable, "-m", "deployments.cli", *args], capture_output=True, text=True,
+                          env=env, timeout=600)
+    if check and proc.returncode != 0:
+        raise AssertionError(f"exit {proc.returncode}\nstdout:\n{proc.stdout}\nstderr:\n{proc.stderr}")
+    return proc
+
+
+def test_help_lists_the_subcommands_and_version(tmp_path):
+    out = run_cli(tmp_path, "--help", check=True).stdout
+    for command in ("run", "predict", "train", "models", "symmetry", "db"):
+        assert command in out
+    assert run_cli(tmp_path, "--version", check=True).stdout.startswith("ml-space-group ")
+
+
+def test_predict_examples_right_after_install(tmp_path):
+    proc = run_cli(tmp_path / "home", "predict", "--json", str(EXAMPLES), check=True)
+    results = [json.loads(line) for line in proc.stdout.splitlines()]
+    assert len(results) == len(list(EXAMPLES.iterdir()))
+    by_name = {Path(r["input"]).name: r for r in results}
+    nacl = by_name["NaCl_rocksalt.cif"]
+    assert nacl["modality"] == "structure" and nacl["space_group"] == {"number": 225, "symbol": "Fm-3m"}
+    assert nacl["spglib"]["laue_class"] == "m-3m" and nacl["spglib"]["tolerance_sweep"]
+    assert by_name["POSCAR_TiO2_rutile"]["space_group"]["number"] == 136
+    for name in ("Si_diamond_CuKa.xy", "TiO2_rutile_CuKa.xy", "ZnO_wurtzite_CuKa.xy"):
+        r = by_name[name]
+        assert r["modality"] == "xrd"
+        assert len(r["top_k"]) == 5
+        probs = [t["probability"] for t in r["top_k"]]
+        assert probs == sorted(probs, reverse=True) and 0 < sum(probs) <= 1.0 + 1e-6
+        assert r["crystal_system"] in ("triclinic", "monoclinic", "orthorhombic", "tetragonal", "trigonal",
+                                       "hexagonal", "cubic")
+        assert r["model_version"]["id"] == 1 and r["model_version"]["feature_version"]
+    assert "champion" in run_cli(tmp_path / "home", "models", "list", check=True).stdout
+
+
+def test_hundred_mixed_inputs_with_one_broken_file(tmp_path):
+    data = tmp_path / "inputs"
+    data.mkdir()
+    examples = sorted(p for p in EXAMPLES.iterdir())
+    for i in range(99):
+        src = examples[i % len(examples)]
+        shutil.copy(src, data / (f"POSCAR_{i:03d}" if src.name.startswith("POSCAR") else f"{i:03d}_{src.name}"))
+    (data / "050_broken.xy").write_text("10.0 5\n10.1 7\n10.1 9\n" + "\n".join(f"{10.2 + k / 10} 3" for k in range(60)))
+    proc = run_cli(tmp_path / "home", "predict", "--json", "--wavelength", "CuKa", str(data), check=True)
+    lines = [json.loads(line) for line in proc.stdout.splitlines()]
+    assert len(lines) == 100
+    errors = [r for r in lines if "error" in r]
+    assert len(errors) == 1
+    assert errors[0]["input"].endswith("050_broken.xy") and "appears twice" in errors[0]["error"]
+    assert sum("space_group" in r for r in lines) == 99
+
+
+def test_formulas_without_a_formula_model_are_answered_per_input(tmp_path):
+    proc = run_cli(tmp_path / "home", "predict", "--json", "--formula", "Fe2O3", "--formula", "Xx3")
+    lines = [json.loads(line) for line in proc.stdout.splitlines()]
+    assert len(lines) == 2 and all("error" in r for r in lines)
+    assert "'Xx'" in lines[1]["error"]
+    assert proc.returncode == 1  # every input failed
+
+
+@pytest.mark.parametrize("args,message", [
+    (("predict",), "nothing to predict"),
+    (("predict", "--wavelength", "CuKz", "x.xy"), "unknown wavelength"),
+    (("predict", "--top-k", "0", "x.xy"), "--top-k"),
+    (("models", "promote", "42"), "no model version with id 42"),
+    (("models", "rollback"), "no predecessor|no xrd champion"),
+    (("symmetry", "missing.cif"), "does not exist"),
+])
+def test_bad_requests_get_one_clear_line(tmp_path, args, message):
+    proc = run_cli(tmp_path / "home", *args)
+    assert proc.returncode == 2
+    assert "Traceback" not in proc.stderr
+    import re
+
+    assert re.search(message, proc.stderr), proc.stderr
+
+
+def test_tampered_champion_is_refused_without_traceback(tmp_path):
+    home = tmp_path / "home"
+    run_cli(home, "models", "list", check=True)  # bootstraps the shipped model
+    artifacts = [p for p in (home / "artifacts").rglob("*.npz")]
+    assert len(artifacts) == 1
+    artifacts[0].write_bytes(artifacts[0].read_bytes()[:-10] + b"0123456789")
+    proc = run_cli(home, "predict", str(EXAMPLES / "Si_diamond_CuKa.xy"))
+    assert proc.returncode == 2
+    assert "modified" in proc.stderr and "Traceback" not in proc.stderr
