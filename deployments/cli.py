@@ -47,8 +47,12 @@ def build_parser() -> argparse.ArgumentParser:
 
     train = sub.add_parser("train", help="train a model and register it as a candidate (promoted only if better)")
     train.add_argument("--modality", choices=["xrd", "formula"], default="xrd")
-    train.add_argument("--source", choices=["synthetic"], default="synthetic",
-                       help="training data source (synthetic: PyXtal crystals from MP Wyckoff statistics)")
+    train.add_argument("--source", choices=["synthetic", "local"], default="synthetic",
+                       help="synthetic: PyXtal crystals from MP Wyckoff statistics (xrd); "
+                            "local: a CSV of formulas and space groups (formula)")
+    train.add_argument("--path", type=Path, help="the CSV for --source local")
+    train.add_argument("--formula-column", default="formula")
+    train.add_argument("--label-column", default="space_group")
     train.add_argument("--crystals", type=int, default=2000)
     train.add_argument("--augment", type=int, default=4)
     train.add_argument("--seed", type=int, default=1)

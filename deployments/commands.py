@@ -112,8 +112,10 @@ def _human(result: dict) -> str:
 def cmd_train(args) -> int:
     from flows.pipeline import train_and_maybe_promote
 
-    if args.modality != "xrd":
-        raise UserFacingError("formula training is not available yet in this version (XRD only)")
+    if args.modality == "formula":
+        return _train_formula(args)
+    if args.source != "synthetic":
+        raise UserFacingError("XRD models train on --source synthetic in this version")
     settings, engine, store = _registry()
     update, bars = _progress_bar(args.crystals, args.crystals * args.augment)
     report, model = train_and_maybe_promote(
@@ -129,7 +131,39 @@ def cmd_train(args) -> int:
     return 0
 
 
-def _export(path: Path, report, model, args) -> None:
+def _train_formula(args) -> int:
+    from flows.pipeline import train_formula_and_maybe_promote
+
+    if args.source != "local" or args.path is None:
+        raise UserFacingError("formula models train on --source local --path TABLE.csv "
+                              "(columns --formula-column and --label-column)")
+    settings, engine, store = _registry()
+    try:
+        report, model, rejected = train_formula_and_maybe_promote(
+            engine, store, settings.reports_dir, table_path=args.path, formula_column=args.formula_column,
+            label_column=args.label_column, seed=args.seed, n_estimators=args.estimators,
+            margin=args.margin if args.margin is not None else settings.promotion_margin,
+            allow_promotion=not args.no_promote)
+    except (FileNotFoundError, ValueError) as exc:
+        raise UserFacingError(str(exc)) from None
+    if rejected:
+        print(f"{len(rejected)} rows rejected, e.g. {rejected[0]}")
+    if args.export:
+        _export(args.export, report, model, args, modality="formula",
+                dataset=f"{report.n_training_patterns} formulas from {args.path.name}, split by reduced formula",
+                metrics_key="holdout_formulas",
+                command=f"spacegroup train --modality formula --source local --path {args.path.name} "
+                        f"--formula-column {args.formula_column} --label-column {args.label_column} "
+                        f"--seed {args.seed} --estimators {args.estimators} --export {args.export}")
+    cm = report.candidate_metrics
+    print(f"candidate formula model {report.candidate_id}: held-out formulas (n={cm['n']}): SG top-1 "
+          f"{cm['sg_top1']:.3f}, top-5 {cm['sg_top5']:.3f}, crystal system {cm['crystal_system_accuracy']:.3f}")
+    print(f"  promoted: {'yes' if report.promoted else 'no (did not beat the champion)'}")
+    return 0
+
+
+def _export(path: Path, report, model, args, modality: str = "xrd", dataset: str | None = None,
+            metrics_key: str = "frozen_synthetic", command: str | None = None) -> None:
     """Write the artifact and its metadata JSON, as shipped in tasks/pretrained/."""
     from storage.artifacts import sha256_bytes
 
@@ -137,19 +171,22 @@ def _export(path: Path, report, model, args) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_bytes(data)
     meta = {
-        "name": path.stem, "modality": "xrd", "artifact": path.name, "sha256": sha256_bytes(data),
+        "name": path.stem, "modality": modality, "artifact": path.name, "sha256": sha256_bytes(data),
         "feature_version": model.feature_version,
         "parameters": {"searched": {k: v for k, v in model.get_params().items()
                                     if k in ("max_depth", "learning_rate", "colsample_bytree", "min_child_weight",
                                              "subsample")},
                        "model": model.get_params()},
-        "metrics": {"frozen_synthetic": _headline(report.candidate_metrics)},
-        "dataset": f"{args.crystals} synthetic PyXtal crystals (MP Wyckoff statistics) x {args.augment} "
-                   f"measured-like patterns, seed {args.seed}",
-        "command": f"spacegroup train --modality xrd --source synthetic --crystals {args.crystals} "
-                   f"--augment {args.augment} --seed {args.seed} --trials {args.trials} "
-                   f"--estimators {args.estimators} --export {path}",
+        "metrics": {metrics_key: _headline(report.candidate_metrics)},
+        "dataset": dataset or f"{args.crystals} synthetic PyXtal crystals (MP Wyckoff statistics) x {args.augment} "
+                              f"measured-like patterns, seed {args.seed}",
+        "command": command or f"spacegroup train --modality xrd --source synthetic --crystals {args.crystals} "
+                              f"--augment {args.augment} --seed {args.seed} --trials {args.trials} "
+                              f"--estimators {args.estimators} --export {path}",
     }
+    if modality == "formula":
+        meta["attribution"] = ("Trained on Materials Project data (CC-BY-4.0): A. Jain et al., APL Materials 1, "
+                               "011002 (2013). Weights only; no data is shipped.")
     path.with_suffix(".json").write_text(json.dumps(meta, indent=2) + "\n")
 
 

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass, field
+from pathlib import Path
 
 from storage.artifacts import ArtifactStore
 from storage.bootstrap import bootstrap_pretrained
@@ -78,3 +79,40 @@ def train_and_maybe_promote(engine, store: ArtifactStore, reports_dir, *, n_crys
     report = PipelineReport(version.id, current.id if current else None, promoted, cand_metrics, champ_metrics,
                             plots, result.n_rows, result.n_structures)
     return report, result.model
+
+
+def train_formula_and_maybe_promote(engine, store: ArtifactStore, reports_dir, *, table_path, formula_column: str,
+                                    label_column: str, seed: int, n_estimators: int = 400, margin: float = 0.0,
+                                    allow_promotion: bool = True) -> tuple[PipelineReport, SpaceGroupClassifier, list]:
+    """Formula model from a local table; candidate and champion are compared on held-out reduced formulas."""
+    from tasks.formula_data import formula_feature_set, read_formula_table
+    from tasks.training import fit_and_validate_split
+
+    bootstrap_pretrained(engine, store)
+    comps, labels, groups, rejected = read_formula_table(table_path, formula_column, label_column)
+    features = formula_feature_set(comps, labels, groups)
+    result, held_out = fit_and_validate_split(features, {}, seed, n_estimators, modality="formula")
+    version = register_model(
+        engine, store, result.model.to_bytes(), name=f"formula-{Path(table_path).stem}-s{seed}", modality="formula",
+        feature_version=result.model.feature_version,
+        parameters={"model": result.model.get_params(), "seed": seed, "table": str(table_path),
+                    "n_rows": len(features), "n_rejected": len(rejected)},
+        metrics={"holdout_formulas": result.validation_metrics},
+        dataset_description=f"{len(features)} formulas from {Path(table_path).name} (split by reduced formula)",
+    )
+    record_evaluation(engine, version.id, "holdout_formulas", result.validation_metrics)
+    current = champion(engine, "formula")
+    champ_metrics = None
+    if current is not None:
+        champ_model = SpaceGroupClassifier.from_bytes(load_artifact_bytes(store, current))
+        champ_metrics = evaluate_probabilities(champ_model.predict_proba(held_out.X), champ_model.classes_,
+                                               held_out.space_group)
+    promoted = allow_promotion and should_promote(result.validation_metrics, champ_metrics, PROMOTION_METRIC, margin)
+    if promoted:
+        promote(engine, version.id)
+    plots = plot_confusion_and_calibration(result.model.predict_proba(held_out.X), result.model.classes_,
+                                           held_out.space_group, reports_dir / f"model-{version.id}",
+                                           f"model {version.id}")
+    report = PipelineReport(version.id, current.id if current else None, promoted, result.validation_metrics,
+                            champ_metrics, plots, result.n_rows, result.n_structures)
+    return report, result.model, rejected

@@ -22,7 +22,8 @@ from tasks.extinction import extinction_group_of
 from tasks.features import FORMULA_FEATURE_VERSION, XRD_FEATURE_VERSION, XRDPatternFeaturizer
 from tasks.models import RankedPrediction, SpaceGroupClassifier
 from tasks.patterns import PatternError, PowderPattern
-from tasks.readers import FormulaError, StructureError, input_kind, parse_formula, read_pattern, read_structure
+from tasks.readers import (FormulaError, StructureError, input_kind, is_powder_cif, parse_formula, read_pattern,
+                           read_pdcif, read_structure)
 from tasks.symmetry import SymmetryError, symmetry_labels, tolerance_sweep
 
 
@@ -167,8 +168,14 @@ class Predictor:
         for path in expand_paths(paths):
             name = str(path)
             kind = input_kind(path)
+            if kind == "structure" and is_powder_cif(path):
+                kind = "pattern"
             try:
-                if kind == "structure":
+                if kind == "pattern" and path.suffix.lower() == ".cif":
+                    pending.append((name, read_pdcif(path, wavelength, self.max_pattern_points)))
+                    if len(pending) >= batch_size:
+                        yield from flush()
+                elif kind == "structure":
                     yield from flush()
                     yield self.predict_structure(read_structure(path, self.max_sites), name)
                 elif kind == "pattern":

@@ -109,16 +109,23 @@ def search_hyperparameters(features: FeatureSet, n_trials: int, seed: int = 0, n
 
 def fit_and_validate(features: FeatureSet, params: dict, seed: int = 0, n_estimators: int = 400,
                      modality: str = "xrd") -> TrainingResult:
-    """Fit on all rows (internal early-stopping/calibration splits) and report held-out validation metrics."""
+    """Fit on 90 % of the groups (internal early-stopping/calibration splits); metrics on the other 10 %."""
+    return fit_and_validate_split(features, params, seed, n_estimators, modality)[0]
+
+
+def fit_and_validate_split(features: FeatureSet, params: dict, seed: int = 0, n_estimators: int = 400,
+                           modality: str = "xrd", test_size: float = 0.1) -> tuple[TrainingResult, FeatureSet]:
+    """As :func:`fit_and_validate`, also returning the held-out rows (no group on both sides)."""
     from sklearn.model_selection import GroupShuffleSplit
 
-    train, hold = next(GroupShuffleSplit(n_splits=1, test_size=0.1, random_state=seed + 7)
+    train, hold = next(GroupShuffleSplit(n_splits=1, test_size=test_size, random_state=seed + 7)
                        .split(features.X, groups=features.groups))
     model = SpaceGroupClassifier(modality=modality, feature_version=features.feature_version,
                                  n_estimators=n_estimators, random_state=seed, **params)
     model.fit(features.X[train], features.space_group[train], groups=features.groups[train])
     metrics = evaluate_probabilities(model.predict_proba(features.X[hold]), model.classes_, features.space_group[hold])
-    return TrainingResult(model, metrics, len(features), len(np.unique(features.groups)))
+    held_out = features.subset(np.isin(np.arange(len(features)), hold))
+    return TrainingResult(model, metrics, len(features), len(np.unique(features.groups))), held_out
 
 
 def frozen_synthetic_eval_set(n_crystals: int | None = None, n_augment: int = 2, n_jobs: int = 0) -> FeatureSet:

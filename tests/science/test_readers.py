@@ -150,3 +150,30 @@ def test_formulas(text, expected):
 def test_bad_formulas_are_named(text, message):
     with pytest.raises(FormulaError, match=message):
         parse_formula(text)
+
+
+def test_powder_cifs_from_iucr_read_with_their_wavelength():
+    import csv
+
+    from tasks.readers import is_powder_cif, read_pdcif
+
+    root = shared_path("iucr_rietveld_pxrd_cifs")
+    with open(root / "labels.csv") as fh:
+        rows = list(csv.DictReader(fh))
+    for row in rows:
+        path = root / row["file"]
+        assert is_powder_cif(path)
+        given = float(row["wavelength_A"])
+        p = read_pdcif(path, given)
+        assert len(p.two_theta_deg) >= 500
+        if "gw5052" not in row["file"]:  # these two files leave the wavelength as '?'
+            assert read_pdcif(path).wavelength_angstrom == pytest.approx(given, abs=2e-3)
+
+
+def test_a_structure_cif_is_not_a_powder_cif(tmp_path):
+    from tasks.readers import is_powder_cif, read_pdcif
+
+    path = write(tmp_path, "nacl.cif", NACL_CIF)
+    assert not is_powder_cif(path)
+    with pytest.raises(PatternError, match="no powder profile"):
+        read_pdcif(path)

@@ -1,0 +1,59 @@
+"""Formula model: trained from a local table through the CLI, registered, promoted, then answering formulas."""
+
+from __future__ import annotations
+
+import json
+import itertools
+
+import pytest
+
+from tests.behaviour.test_cli import run_cli
+
+
+def write_table(path):
+    rows = []
+    for a, x in itertools.product(["Li", "Na", "K", "Rb"], ["F", "Cl", "Br", "I"]):
+        rows.append((f"{a}{x}", 225))  # rock salt
+    for x in ("Cl", "Br", "I"):
+        rows.append((f"Cs{x}", 221))  # CsCl type
+    for a, b in itertools.product(["Sr", "Ba", "Ca", "Pb"], ["Ti", "Zr", "Hf", "Sn"]):
+        rows.append((f"{a}{b}O3", 221))  # cubic perovskite (idealised)
+    for m in ("Ti", "Sn", "Ge", "Ru", "Ir", "Mn", "Cr", "V", "Nb", "Os"):
+        rows.append((f"{m}O2", 136))  # rutile
+    for a, x in itertools.product(["Ca", "Sr", "Ba", "Cd", "Pb"], ["F"]):
+        rows.append((f"{a}{x}2", 225))  # fluorite
+    for a, b in itertools.product(["Zn", "Cd", "Hg"], ["S", "Se", "Te"]):
+        rows.append((f"{a}{b}", 216))  # zinc blende
+    for a, b in itertools.product(["Al", "Ga", "In"], ["N", "P", "As", "Sb"]):
+        rows.append((f"{a}{b}", 216 if b != "N" else 186))
+    rows.append(("Xx2O", 225))  # rejected: not an element
+    rows.append(("NaCl", 999))  # rejected: not a space group
+    path.write_text("formula,space_group\n" + "\n".join(f"{f},{s}" for f, s in rows) + "\n")
+    return len(rows)
+
+
+@pytest.mark.slow
+def test_formula_model_trains_registers_and_answers(tmp_path):
+    table = tmp_path / "formulas.csv"
+    write_table(table)
+    home = tmp_path / "home"
+    proc = run_cli(home, "train", "--modality", "formula", "--source", "local", "--path", str(table),
+                   "--estimators", "30", check=True)
+    assert "2 rows rejected" in proc.stdout
+    assert "promoted: yes" in proc.stdout or "promoted: no" in proc.stdout
+    listing = run_cli(home, "models", "list", "--modality", "formula", check=True).stdout
+    assert "formula" in listing and "champion" in listing
+    out = run_cli(home, "predict", "--json", "--formula", "KCl", "--formula", "Q2", check=True).stdout
+    first, second = (json.loads(line) for line in out.splitlines())
+    assert first["modality"] == "formula" and len(first["top_k"]) == 5
+    assert first["model_version"]["feature_version"].startswith("formula-")
+    assert "error" in second and "'Q'" in second["error"]
+
+
+def test_bad_table_is_named(tmp_path):
+    table = tmp_path / "t.csv"
+    table.write_text("name,sg\nNaCl,225\n")
+    proc = run_cli(tmp_path / "home", "train", "--modality", "formula", "--source", "local", "--path", str(table))
+    assert proc.returncode == 2 and "no column 'formula'" in proc.stderr
+    proc = run_cli(tmp_path / "home", "train", "--modality", "formula", "--source", "synthetic")
+    assert proc.returncode == 2 and "--source local" in proc.stderr
