@@ -34,6 +34,28 @@ class PipelineReport:
     n_training_crystals: int = 0
 
 
+def challenge_champion(engine, store: ArtifactStore, reports_dir, candidate_id: int, candidate: SpaceGroupClassifier,
+                       candidate_metrics: dict, eval_set, eval_name: str, margin: float,
+                       allow_promotion: bool) -> PipelineReport:
+    """Score the champion on the candidate's evaluation set, promote the candidate if it wins, plot."""
+    record_evaluation(engine, candidate_id, eval_name, candidate_metrics)
+    current = champion(engine, candidate.modality)
+    champ_metrics = None
+    if current is not None:
+        champ_model = SpaceGroupClassifier.from_bytes(load_artifact_bytes(store, current))
+        champ_metrics = evaluate_probabilities(champ_model.predict_proba(eval_set.X), champ_model.classes_,
+                                               eval_set.space_group)
+        record_evaluation(engine, current.id, eval_name, champ_metrics)
+    promoted = allow_promotion and should_promote(candidate_metrics, champ_metrics, PROMOTION_METRIC, margin)
+    if promoted:
+        promote(engine, candidate_id)
+    plots = plot_confusion_and_calibration(candidate.predict_proba(eval_set.X), candidate.classes_,
+                                           eval_set.space_group, reports_dir / f"model-{candidate_id}",
+                                           f"model {candidate_id}")
+    return PipelineReport(candidate_id, current.id if current else None, promoted, candidate_metrics, champ_metrics,
+                          plots)
+
+
 def default_parameters(engine) -> dict:
     """Hyperparameters recorded with the current XRD champion (from its Optuna search), else model defaults."""
     current = champion(engine, "xrd")
@@ -53,8 +75,8 @@ def train_and_maybe_promote(engine, store: ArtifactStore, reports_dir, *, n_crys
         params, history = default_parameters(engine), []
     result = fit_and_validate(features, params, seed, n_estimators)
     frozen = frozen_synthetic_eval_set()
-    cand_proba = result.model.predict_proba(frozen.X)
-    cand_metrics = evaluate_probabilities(cand_proba, result.model.classes_, frozen.space_group)
+    cand_metrics = evaluate_probabilities(result.model.predict_proba(frozen.X), result.model.classes_,
+                                          frozen.space_group)
     version = register_model(
         engine, store, result.model.to_bytes(), name=f"xrd-synthetic-{n_crystals}x{n_augment}-s{seed}",
         modality="xrd", feature_version=result.model.feature_version,
@@ -63,21 +85,9 @@ def train_and_maybe_promote(engine, store: ArtifactStore, reports_dir, *, n_crys
         metrics={"frozen_synthetic": cand_metrics, "holdout_synthetic": result.validation_metrics},
         dataset_description=f"synthetic PyXtal crystals (MP Wyckoff statistics), seed {seed}",
     )
-    record_evaluation(engine, version.id, "frozen_synthetic", cand_metrics)
-    current = champion(engine, "xrd")
-    champ_metrics = None
-    if current is not None:
-        champ_model = SpaceGroupClassifier.from_bytes(load_artifact_bytes(store, current))
-        champ_metrics = evaluate_probabilities(champ_model.predict_proba(frozen.X), champ_model.classes_,
-                                               frozen.space_group)
-        record_evaluation(engine, current.id, "frozen_synthetic", champ_metrics)
-    promoted = allow_promotion and should_promote(cand_metrics, champ_metrics, PROMOTION_METRIC, margin)
-    if promoted:
-        promote(engine, version.id)
-    plots = plot_confusion_and_calibration(cand_proba, result.model.classes_, frozen.space_group,
-                                           reports_dir / f"model-{version.id}", f"model {version.id}")
-    report = PipelineReport(version.id, current.id if current else None, promoted, cand_metrics, champ_metrics,
-                            plots, result.n_rows, result.n_structures)
+    report = challenge_champion(engine, store, reports_dir, version.id, result.model, cand_metrics, frozen,
+                                "frozen_synthetic", margin, allow_promotion)
+    report.n_training_patterns, report.n_training_crystals = result.n_rows, result.n_structures
     return report, result.model
 
 
@@ -100,19 +110,7 @@ def train_formula_and_maybe_promote(engine, store: ArtifactStore, reports_dir, *
         metrics={"holdout_formulas": result.validation_metrics},
         dataset_description=f"{len(features)} formulas from {Path(table_path).name} (split by reduced formula)",
     )
-    record_evaluation(engine, version.id, "holdout_formulas", result.validation_metrics)
-    current = champion(engine, "formula")
-    champ_metrics = None
-    if current is not None:
-        champ_model = SpaceGroupClassifier.from_bytes(load_artifact_bytes(store, current))
-        champ_metrics = evaluate_probabilities(champ_model.predict_proba(held_out.X), champ_model.classes_,
-                                               held_out.space_group)
-    promoted = allow_promotion and should_promote(result.validation_metrics, champ_metrics, PROMOTION_METRIC, margin)
-    if promoted:
-        promote(engine, version.id)
-    plots = plot_confusion_and_calibration(result.model.predict_proba(held_out.X), result.model.classes_,
-                                           held_out.space_group, reports_dir / f"model-{version.id}",
-                                           f"model {version.id}")
-    report = PipelineReport(version.id, current.id if current else None, promoted, result.validation_metrics,
-                            champ_metrics, plots, result.n_rows, result.n_structures)
+    report = challenge_champion(engine, store, reports_dir, version.id, result.model, result.validation_metrics,
+                                held_out, "holdout_formulas", margin, allow_promotion)
+    report.n_training_patterns, report.n_training_crystals = result.n_rows, result.n_structures
     return report, result.model, rejected

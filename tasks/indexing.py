@@ -57,15 +57,29 @@ def _reflections(family: str, centring: str) -> tuple[np.ndarray, np.ndarray]:
 
 
 def _scores(s_obs: np.ndarray, calc: np.ndarray) -> np.ndarray:
-    """Figures of merit of K candidate line lists ``calc`` (K x R) against the observed ``s_obs`` (N)."""
+    """Figures of merit of K candidate line lists ``calc`` (K x R) against the observed ``s_obs`` (N).
+
+    Rows are sorted and laid end to end in disjoint bands (row k shifted by ``k * band``), so one
+    ``searchsorted`` finds every observed line's nearest calculated neighbours in its own row.
+    """
     s_max = s_obs[-1] * (1 + RELATIVE_TOLERANCE)
-    calc = np.sort(np.where(calc <= s_max, calc, np.inf), axis=1)
-    finite = np.isfinite(calc)
+    n_rows, n_cols = calc.shape
+    inside = calc <= s_max
+    n_calc = np.zeros(n_rows, dtype=int)
+    calc = np.sort(np.where(inside, calc, 2.0 * s_max), axis=1)
     with np.errstate(invalid="ignore"):
         steps = np.diff(calc, axis=1) > 1e-9 * s_max
-    distinct = finite & np.concatenate([finite[:, :1], steps], axis=1)
+    distinct = (calc <= s_max) & np.concatenate([np.ones((n_rows, 1), bool), steps], axis=1)
     n_calc = distinct.sum(axis=1)
-    nearest = np.min(np.abs(s_obs[None, :, None] - calc[:, None, :]), axis=2)  # K x N
+    band = 4.0 * s_max
+    offsets = np.arange(n_rows)[:, None] * band
+    flat = (calc + offsets).ravel()
+    queries = (s_obs[None, :] + offsets).ravel()
+    pos = np.searchsorted(flat, queries)
+    row_start = np.repeat(np.arange(n_rows) * n_cols, len(s_obs))
+    lower = np.where(pos - 1 >= row_start, flat[np.clip(pos - 1, 0, len(flat) - 1)], -np.inf)
+    upper = np.where(pos < row_start + n_cols, flat[np.clip(pos, 0, len(flat) - 1)], np.inf)
+    nearest = np.minimum(queries - lower, upper - queries).reshape(n_rows, len(s_obs))
     indexed = (nearest <= RELATIVE_TOLERANCE * s_obs[None, :]).mean(axis=1)
     return np.where(n_calc > 0, indexed * np.minimum(1.0, len(s_obs) / np.maximum(n_calc, 1)), 0.0)
 
