@@ -173,10 +173,7 @@ def _export(path: Path, report, model, args, modality: str = "xrd", dataset: str
     meta = {
         "name": path.stem, "modality": modality, "artifact": path.name, "sha256": sha256_bytes(data),
         "feature_version": model.feature_version,
-        "parameters": {"searched": {k: v for k, v in model.get_params().items()
-                                    if k in ("max_depth", "learning_rate", "colsample_bytree", "min_child_weight",
-                                             "subsample")},
-                       "model": model.get_params()},
+        "parameters": {"model": model.get_params(), "search_trials": getattr(args, "trials", 0)},
         "metrics": {metrics_key: _headline(report.candidate_metrics)},
         "dataset": dataset or f"{args.crystals} synthetic PyXtal crystals (MP Wyckoff statistics) x {args.augment} "
                               f"measured-like patterns, seed {args.seed}",
@@ -184,10 +181,16 @@ def _export(path: Path, report, model, args, modality: str = "xrd", dataset: str
                               f"--augment {args.augment} --seed {args.seed} --trials {args.trials} "
                               f"--estimators {args.estimators} --export {path}",
     }
+    if modality == "xrd" and getattr(args, "trials", 0) > 0:
+        # the Optuna-searched values, reused by later `--trials 0` runs (flows.pipeline.default_parameters)
+        meta["parameters"]["searched"] = {k: v for k, v in model.get_params().items() if k in SEARCHED_KEYS}
     if modality == "formula":
         meta["attribution"] = ("Trained on Materials Project data (CC-BY-4.0): A. Jain et al., APL Materials 1, "
                                "011002 (2013). Weights only; no data is shipped.")
     path.with_suffix(".json").write_text(json.dumps(meta, indent=2) + "\n")
+
+
+SEARCHED_KEYS = ("max_depth", "learning_rate", "colsample_bytree", "min_child_weight", "subsample")
 
 
 def _headline(metrics: dict) -> dict:
