@@ -50,7 +50,8 @@ def test_predict_examples_right_after_install(tmp_path):
         assert probs == sorted(probs, reverse=True) and 0 < sum(probs) <= 1.0 + 1e-6
         assert r["crystal_system"] in ("triclinic", "monoclinic", "orthorhombic", "tetragonal", "trigonal",
                                        "hexagonal", "cubic")
-        assert r["model_version"]["id"] == 1 and r["model_version"]["feature_version"]
+        assert isinstance(r["model_version"]["id"], int) and r["model_version"]["name"] == "xrd_default"
+        assert r["model_version"]["feature_version"]
     assert "champion" in run_cli(tmp_path / "home", "models", "list", check=True).stdout
 
 
@@ -71,12 +72,15 @@ def test_hundred_mixed_inputs_with_one_broken_file(tmp_path):
     assert sum("space_group" in r for r in lines) == 99
 
 
-def test_formulas_without_a_formula_model_are_answered_per_input(tmp_path):
-    proc = run_cli(tmp_path / "home", "predict", "--json", "--formula", "Fe2O3", "--formula", "Xx3")
-    lines = [json.loads(line) for line in proc.stdout.splitlines()]
-    assert len(lines) == 2 and all("error" in r for r in lines)
-    assert "'Xx'" in lines[1]["error"]
-    assert proc.returncode == 1  # every input failed
+def test_formulas_are_answered_per_input_by_the_shipped_formula_model(tmp_path):
+    proc = run_cli(tmp_path / "home", "predict", "--json", "--formula", "NaCl", "--formula", "Xx3")
+    good, bad = (json.loads(line) for line in proc.stdout.splitlines())
+    assert good["modality"] == "formula" and good["model_version"]["name"] == "formula_default"
+    assert good["space_group"]["number"] == 225  # rock salt: the commonest answer in MP by far
+    assert "error" in bad and "'Xx'" in bad["error"]
+    assert proc.returncode == 0
+    only_bad = run_cli(tmp_path / "home", "predict", "--json", "--formula", "Xx3")
+    assert only_bad.returncode == 1  # every input failed
 
 
 @pytest.mark.parametrize("args,message", [
@@ -100,8 +104,9 @@ def test_tampered_champion_is_refused_without_traceback(tmp_path):
     home = tmp_path / "home"
     run_cli(home, "models", "list", check=True)  # bootstraps the shipped model
     artifacts = [p for p in (home / "artifacts").rglob("*.npz")]
-    assert len(artifacts) == 1
-    artifacts[0].write_bytes(artifacts[0].read_bytes()[:-10] + b"0123456789")
+    assert len(artifacts) == 2  # the shipped XRD and formula models
+    for artifact in artifacts:
+        artifact.write_bytes(artifact.read_bytes()[:-10] + b"0123456789")
     proc = run_cli(home, "predict", str(EXAMPLES / "Si_diamond_CuKa.xy"))
     assert proc.returncode == 2
     assert "modified" in proc.stderr and "Traceback" not in proc.stderr

@@ -42,7 +42,7 @@ def test_formula_model_trains_registers_and_answers(tmp_path):
     assert "2 rows rejected" in proc.stdout
     assert "promoted: yes" in proc.stdout or "promoted: no" in proc.stdout
     listing = run_cli(home, "models", "list", "--modality", "formula", check=True).stdout
-    assert "formula" in listing and "champion" in listing
+    assert "formula" in listing and "champion" in listing and len(listing.strip().splitlines()) == 2
     out = run_cli(home, "predict", "--json", "--formula", "KCl", "--formula", "Q2", check=True).stdout
     first, second = (json.loads(line) for line in out.splitlines())
     assert first["modality"] == "formula" and len(first["top_k"]) == 5

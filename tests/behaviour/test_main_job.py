@@ -24,8 +24,12 @@ def test_main_job_trains_evaluates_promotes_predicts_and_reports(tmp_path):
                           capture_output=True, text=True, env=env, timeout=900)
     assert proc.returncode == 0, proc.stderr
     out = proc.stdout
-    assert re.search(r"candidate model 2: trained on \d+ patterns of \d+ synthetic crystals", out)
-    assert "champion 1 on the same set" in out
+    match = re.search(r"candidate model (\d+): trained on \d+ patterns of \d+ synthetic crystals", out)
+    assert match
+    candidate_id = int(match.group(1))
+    champion_match = re.search(r"champion (\d+) on the same set", out)
+    assert champion_match
+    champion_id = int(champion_match.group(1))
     assert re.search(r"promoted: (yes|no)", out)
     assert "Si_diamond_CuKa.xy [xrd]" in out and "NaCl_rocksalt.cif [structure]: Fm-3m (225)" in out
     assert f"registry:  sqlite:///{home}" in out
@@ -34,14 +38,16 @@ def test_main_job_trains_evaluates_promotes_predicts_and_reports(tmp_path):
 
     engine = make_engine(f"sqlite:///{home / 'registry.sqlite'}")
     with Session(engine) as session:
-        models = session.exec(select(ModelVersion).order_by(ModelVersion.id)).all()
+        models = session.exec(select(ModelVersion).where(ModelVersion.modality == "xrd")
+                              .order_by(ModelVersion.id)).all()
         runs = session.exec(select(EvaluationRun)).all()
-    assert [m.id for m in models] == [1, 2]
+    assert [m.id for m in models] == [champion_id, candidate_id]
     champions = [m for m in models if m.stage == "champion"]
     assert len(champions) == 1
-    candidate_top1 = models[1].metrics["frozen_synthetic"]["sg_top1"]
-    champion_top1 = next(r.metrics["sg_top1"] for r in runs if r.model_version_id == 1)
+    candidate = models[1]
+    candidate_top1 = candidate.metrics["frozen_synthetic"]["sg_top1"]
+    champion_top1 = next(r.metrics["sg_top1"] for r in runs if r.model_version_id == champion_id)
     promoted = "promoted: yes" in out
     assert promoted == (candidate_top1 >= champion_top1)
-    assert champions[0].id == (2 if promoted else 1)
-    assert models[1].parameters["n_crystals"] == 40 and models[1].feature_version
+    assert champions[0].id == (candidate_id if promoted else champion_id)
+    assert candidate.parameters["n_crystals"] == 40 and candidate.feature_version
