@@ -14,7 +14,19 @@ import warnings
 
 import numpy as np
 
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from bench._common import mp_structures, require_shared, write_section
+
+
+def merged_peaks(x: np.ndarray, y: np.ndarray, tol_deg: float = 1e-4) -> tuple[np.ndarray, np.ndarray]:
+    """Peaks closer than the 1e-4° comparison tolerance merged and re-scaled to 100 (pymatgen's rounding bins can
+    split one family into two peaks 1e-6° apart, and when that hits the strongest peak its scale is off)."""
+    start = np.concatenate([[True], np.diff(x) >= tol_deg])
+    merged = np.bincount(np.cumsum(start) - 1, weights=y)
+    return x[start], merged / merged.max() * 100.0
 
 
 def main() -> None:
@@ -51,12 +63,12 @@ def main() -> None:
         t_ours = time.perf_counter() - t
         worst_pos = worst_int = 0.0
         for r, o in zip(ref, ours):
-            rx, ry = np.array(r.x), np.array(r.y)
+            rx, ry = merged_peaks(np.array(r.x), np.array(r.y))
+            ox, oy = merged_peaks(o.two_theta_deg, o.intensity)
             for x, y in zip(rx[ry >= 0.5], ry[ry >= 0.5]):
-                j = int(np.argmin(np.abs(o.two_theta_deg - x)))
-                worst_pos = max(worst_pos, abs(o.two_theta_deg[j] - x))
-                close = np.abs(o.two_theta_deg - x) <= 1e-4
-                worst_int = max(worst_int, abs(o.intensity[close].sum() - ry[np.abs(rx - x) <= 1e-4].sum()))
+                j = int(np.argmin(np.abs(ox - x)))
+                worst_pos = max(worst_pos, abs(ox[j] - x))
+                worst_int = max(worst_int, abs(oy[j] - y))
         rows.append((label, len(structures), len(structures) / t_ref, len(structures) / t_ours, t_ref / t_ours,
                      worst_pos, worst_int))
         total_ref += t_ref
@@ -69,7 +81,7 @@ def main() -> None:
 
     lines = ["## Powder XRD simulation speed (bench/xrd_simulation.py)", "",
              "Patterns/s on the same structures in the same run (Cu Kα, 2θ 0-90°, scaled sticks), and the largest",
-             "disagreement on peaks ≥ 0.5 % (peaks within 1e-4° merged on both sides).", "",
+             "disagreement on peaks ≥ 0.5 % (peaks within 1e-4° merged and re-scaled on both sides).", "",
              "| structures | n | pymatgen XRDCalculator (patterns/s) | ours (patterns/s) | speed-up | max Δ2θ (°) | max ΔI (% of strongest) |",
              "|---|---|---|---|---|---|---|"]
     for label, n, ref_rate, our_rate, ratio, dpos, dint in rows:
@@ -77,9 +89,10 @@ def main() -> None:
     lines.append(f"| all | {n_total} | {n_total / total_ref:.1f} | {n_total / total_ours:.1f} | **{total_ref / total_ours:.1f}x** | | |")
     lines += ["", f"Synthetic crystal generator (PyXtal + spglib labels + plausibility checks + de-duplication): "
               f"**{len(crystals) / t_gen:.1f} crystals/s** ({len(crystals)} crystals, all cores).", "",
-              "The target was ≥ 20x. pymatgen 2026.10 already vectorises its structure factor over reflections, so the",
+              "The target was ≥ 20x and is **not met** (8x overall). pymatgen 2026.10 already vectorises its structure factor over reflections, so the",
               "remaining gain comes from computing |F|² once per Laue-group orbit; spglib's symmetry search (about 2 ms",
-              "per structure) is now the largest single cost, which caps the ratio on small cells."]
+              "per structure at symprec 1e-5; 62 % of our time on the MP cells) is now the largest single cost, which caps the ratio on small cells.",
+              "Next step: verify candidate lattice rotations directly on the atoms instead of a full spglib dataset."]
     write_section("xrd_simulation", "\n".join(lines))
     print("\n".join(lines))
 

@@ -36,7 +36,9 @@ import tasks.crystallography  # noqa: F401  (sets spglib's error handling)
 
 TWO_THETA_TOL_DEG = 1e-5  # peaks closer than this are one peak (pymatgen's TWO_THETA_TOL)
 SCALED_INTENSITY_TOL_PERCENT = 1e-3  # weaker peaks are dropped (pymatgen's SCALED_INTENSITY_TOL)
-SYMMETRY_SYMPREC = 1e-3  # Å; tight, so symmetry-equivalent reflections have equal |F| to ~1e-6 relative
+# Å; must be tight: at 1e-3 spglib accepts the near-symmetry of slightly distorted cells (spglib's own
+# distorted/POSCAR-161-1), whose "equivalent" reflections then differ in |F| by a factor of two.
+SYMMETRY_SYMPREC = 1e-5
 _ANGSTROM_ALIASES = {"CuKalpha": "CuKa", "MoKalpha": "MoKa"}
 
 

@@ -24,7 +24,9 @@ def coincident_peaks_merged(x, y):
     """
     start = np.concatenate([[True], np.diff(x) >= POSITION_TOL_DEG])
     group = np.cumsum(start) - 1
-    return x[start], np.bincount(group, weights=y)
+    merged = np.bincount(group, weights=y)
+    # re-normalise: when the split hits the strongest peak, pymatgen's "100" is only part of the real maximum
+    return x[start], merged / merged.max() * 100.0
 
 
 def assert_same_as_pymatgen(structure: Structure, wavelength="CuKa", two_theta_range=(0, 90)):
@@ -69,6 +71,15 @@ def test_matches_pymatgen_on_spglib_test_structures():
         if checked == 25:
             break
     assert checked == 25
+
+
+def test_matches_pymatgen_on_slightly_distorted_structures():
+    # near-symmetric cells must not borrow a symmetry they do not have
+    root = shared_path("spglib_test_structures", "distorted")
+    files = sorted(root.glob("POSCAR-*"))
+    assert len(files) == 9
+    for path in files:
+        assert_same_as_pymatgen(Structure.from_file(path))
 
 
 def test_matches_pymatgen_on_materials_project_structures_at_mo_and_synchrotron():
