@@ -90,8 +90,8 @@ def main() -> None:
     lines += ["", f"Synthetic crystal generator (PyXtal + spglib labels + plausibility checks + de-duplication): "
               f"**{len(crystals) / t_gen:.1f} crystals/s** ({len(crystals)} crystals, all cores).", "",
               "The target was ≥ 20x and is **not met** (8x overall). pymatgen 2026.10 already vectorises its structure factor over reflections, so the",
-              "remaining gain comes from computing |F|² once per Laue-group orbit; spglib's symmetry search (about 2 ms",
-              "per structure at symprec 1e-5; 62 % of our time on the MP cells) is now the largest single cost, which caps the ratio on small cells.",
+              "remaining gain comes from computing |F|² once per Laue-group orbit; spglib's symmetry search (about 5 ms",
+              "per MP structure at symprec 1e-5; 62 % of our time on those cells) is now the largest single cost, which caps the ratio on small cells.",
               "Next step: verify candidate lattice rotations directly on the atoms instead of a full spglib dataset."]
     write_section("xrd_simulation", "\n".join(lines))
     print("\n".join(lines))
