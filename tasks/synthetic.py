@@ -107,6 +107,15 @@ def _elements() -> tuple[list[str], np.ndarray, dict[str, float]]:
     return symbols, weights / weights.sum(), chi
 
 
+@lru_cache(maxsize=None)
+def _atomic_radius_angstrom(symbol: str) -> float:
+    """Calculated atomic radius, else the empirical one (pymatgen lacks calculated radii for f-elements)."""
+    element = Element(symbol)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        return float(element.atomic_radius_calculated or element.atomic_radius or 1.0)
+
+
 def _plausible(structure: Structure) -> bool:
     density = float(structure.density)
     if not DENSITY_RANGE_G_CM3[0] <= density <= DENSITY_RANGE_G_CM3[1]:
@@ -114,7 +123,7 @@ def _plausible(structure: Structure) -> bool:
     if len(structure) < 2:
         return True
     dist = structure.distance_matrix
-    radii = np.array([site.specie.atomic_radius_calculated or site.specie.atomic_radius or 1.0 for site in structure])
+    radii = np.array([_atomic_radius_angstrom(site.specie.symbol) for site in structure])
     limit = MIN_DISTANCE_FRACTION * (radii[:, None] + radii[None, :])
     np.fill_diagonal(dist, np.inf)
     return bool(np.all(dist >= limit))
