@@ -31,7 +31,8 @@ def machine() -> str:
 def write_section(name: str, body: str) -> None:
     """Replace (or append) the section between ``<!-- name -->`` markers in BENCHMARKS.md."""
     stamp = datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
-    block = f"<!-- {name} -->\n{body.rstrip()}\n\n_Written by `python bench/{name}.py` on {stamp} ({machine()})._\n<!-- /{name} -->"
+    command = " ".join(["python", f"bench/{name}.py", *sys.argv[1:]])
+    block = f"<!-- {name} -->\n{body.rstrip()}\n\n_Written by `{command}` on {stamp} ({machine()})._\n<!-- /{name} -->"
     text = BENCHMARKS_MD.read_text() if BENCHMARKS_MD.exists() else "# Benchmarks\n"
     pattern = re.compile(rf"<!-- {name} -->.*?<!-- /{name} -->", re.S)
     text = pattern.sub(lambda _: block, text) if pattern.search(text) else text.rstrip() + "\n\n" + block + "\n"
