@@ -149,9 +149,11 @@ class SpaceGroupClassifier(ClassifierMixin, BaseEstimator):
         meta = {"format": ARTIFACT_FORMAT, "params": self.get_params(), "best_iteration": self.best_iteration_,
                 "n_features_in": self.n_features_in_}
         buffer = io.BytesIO()
+        # rounds after the early-stopping optimum are never used for prediction: do not ship them
+        used = self.booster_[: self.best_iteration_ + 1]
         np.savez_compressed(
             buffer,
-            booster=np.frombuffer(bytes(self.booster_.save_raw(raw_format="ubj")), dtype=np.uint8),
+            booster=np.frombuffer(bytes(used.save_raw(raw_format="ubj")), dtype=np.uint8),
             classes=self.classes_.astype(np.int64),
             temperature=np.array([self.temperature_]),
             meta=np.frombuffer(json.dumps(meta).encode(), dtype=np.uint8),
