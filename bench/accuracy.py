@@ -17,7 +17,6 @@ from pathlib import Path
 import numpy as np
 
 import sys
-from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from bench._common import REPO, SHARED, mp_structures, require_shared, write_section

@@ -22,14 +22,6 @@ def sha256_bytes(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
 
 
-def sha256_file(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for block in iter(lambda: fh.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
 class ArtifactStore:
     """Files under ``root``, written atomically and addressed by content."""
 
@@ -54,10 +46,6 @@ class ArtifactStore:
                 Path(tmp).unlink(missing_ok=True)
                 raise
         return SCHEME + relative, digest
-
-    def put_file(self, path: str | Path) -> tuple[str, str]:
-        path = Path(path)
-        return self.put_bytes(path.read_bytes(), "".join(path.suffixes) or ".bin")
 
     def path_of(self, uri: str) -> Path:
         if not uri.startswith(SCHEME):

@@ -129,3 +129,11 @@ def _group_of_space_group() -> dict[int, ExtinctionGroup]:
 def extinction_group_of(space_group_number: int) -> ExtinctionGroup:
     """The extinction group containing space group ``space_group_number``."""
     return _group_of_space_group()[check_space_group_number(space_group_number)]
+
+
+def extinction_group_by_index(index: int) -> ExtinctionGroup:
+    """The extinction group numbered ``index`` (1-based, as in :func:`extinction_groups`)."""
+    groups = extinction_groups()
+    if not 1 <= int(index) <= len(groups):
+        raise ValueError(f"extinction group index must be between 1 and {len(groups)}, got {index}")
+    return groups[int(index) - 1]

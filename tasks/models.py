@@ -19,6 +19,7 @@ import io
 import json
 import os
 from dataclasses import dataclass
+from functools import lru_cache
 
 import numpy as np
 import xgboost as xgb
@@ -207,24 +208,25 @@ def fit_temperature(margins: np.ndarray, encoded_labels: np.ndarray) -> float:
 
 def rank_probabilities(row: np.ndarray, classes: np.ndarray, k: int, abstain_threshold: float) -> RankedPrediction:
     order = np.argsort(-row)[:k]
-    systems: dict[str, float] = {}
-    ext: dict[int, float] = {}
-    for sg, p in zip(classes, row):
-        sgt = space_group_type(int(sg))
-        systems[sgt.crystal_system] = systems.get(sgt.crystal_system, 0.0) + float(p)
-        eg = extinction_group_of(int(sg)).index
-        ext[eg] = ext.get(eg, 0.0) + float(p)
-    best_system = max(systems, key=systems.get)
-    best_ext = max(ext, key=ext.get)
+    (m_cs, cs_labels), (m_eg, eg_labels) = _marginal_matrices(tuple(int(c) for c in classes))
+    systems, groups = row @ m_cs, row @ m_eg
+    best_system, best_ext = int(np.argmax(systems)), int(np.argmax(groups))
     return RankedPrediction(
         space_groups=[int(classes[i]) for i in order],
         probabilities=[float(row[i]) for i in order],
-        crystal_system=best_system,
-        crystal_system_probability=systems[best_system],
-        extinction_group=int(best_ext),
-        extinction_group_probability=ext[best_ext],
+        crystal_system=str(cs_labels[best_system]),
+        crystal_system_probability=float(systems[best_system]),
+        extinction_group=int(eg_labels[best_ext]),
+        extinction_group_probability=float(groups[best_ext]),
         abstained=bool(row[order[0]] < abstain_threshold),
     )
+
+
+@lru_cache(maxsize=16)
+def _marginal_matrices(classes: tuple[int, ...]):
+    """Crystal-system and extinction-group marginal matrices, built once per set of model classes."""
+    as_array = np.array(classes)
+    return marginal_matrix(as_array, "crystal_system"), marginal_matrix(as_array, "extinction_group")
 
 
 def marginal_matrix(classes: np.ndarray, level: str) -> tuple[np.ndarray, np.ndarray]:

@@ -8,17 +8,14 @@ sweep). A bad input yields ``{"input": ..., "error": "..."}`` and the others sti
 
 from __future__ import annotations
 
-import hashlib
-import time
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-import numpy as np
 import spglib
 
 from tasks.crystallography import space_group_type
-from tasks.extinction import extinction_group_of
+from tasks.extinction import extinction_group_by_index, extinction_group_of
 from tasks.features import FORMULA_FEATURE_VERSION, XRD_FEATURE_VERSION, XRDPatternFeaturizer
 from tasks.models import RankedPrediction, SpaceGroupClassifier
 from tasks.patterns import PatternError, PowderPattern
@@ -48,16 +45,12 @@ class LoadedModel:
         return {"id": self.version_id, "name": self.name, "feature_version": self.feature_version}
 
 
-def input_hash(payload: bytes) -> str:
-    return hashlib.sha256(payload).hexdigest()
-
-
 def _sg(number: int) -> dict:
     return {"number": int(number), "symbol": space_group_type(int(number)).symbol}
 
 
 def _result_from_ranking(name: str, modality: str, ranked: RankedPrediction, model: LoadedModel) -> dict:
-    ext = next(g for g in _all_groups() if g.index == ranked.extinction_group)
+    ext = extinction_group_by_index(ranked.extinction_group)
     return {
         "input": name,
         "modality": modality,
@@ -69,12 +62,6 @@ def _result_from_ranking(name: str, modality: str, ranked: RankedPrediction, mod
         "abstained": ranked.abstained,
         "model_version": model.describe(),
     }
-
-
-def _all_groups():
-    from tasks.extinction import extinction_groups
-
-    return extinction_groups()
 
 
 class Predictor:
@@ -201,8 +188,3 @@ def expand_paths(paths: Iterable[str | Path]) -> Iterator[Path]:
         else:
             yield path
 
-
-def timed(fn, *args, **kwargs):
-    start = time.perf_counter()
-    result = fn(*args, **kwargs)
-    return result, (time.perf_counter() - start) * 1000.0
