@@ -50,21 +50,10 @@ def load_predictor(top_k: int = 5):
 
 
 def _load_predictor(top_k: int):
-    from storage.bootstrap import bootstrap_pretrained
-    from storage.registry import champion, load_artifact_bytes
-    from tasks.models import SpaceGroupClassifier
-    from tasks.predict import LoadedModel, Predictor
+    from tasks.serving import load_champion_predictor
 
     settings, engine, store = _registry()
-    bootstrap_pretrained(engine, store)
-    loaded = {}
-    for modality in ("xrd", "formula"):
-        version = champion(engine, modality)
-        if version is not None:
-            model = SpaceGroupClassifier.from_bytes(load_artifact_bytes(store, version))
-            loaded[modality] = LoadedModel(model, version.id, version.name, version.feature_version)
-    return Predictor(loaded.get("xrd"), loaded.get("formula"), top_k=top_k, max_sites=settings.max_sites,
-                     max_pattern_points=settings.max_pattern_points)
+    return load_champion_predictor(engine, store, top_k, settings.max_sites, settings.max_pattern_points)
 
 
 def cmd_predict(args) -> int:
@@ -110,7 +99,7 @@ def _human(result: dict) -> str:
 
 
 def cmd_train(args) -> int:
-    from flows.pipeline import train_and_maybe_promote
+    from tasks.pipeline import train_and_maybe_promote
 
     if args.modality == "formula":
         return _train_formula(args)
@@ -132,7 +121,7 @@ def cmd_train(args) -> int:
 
 
 def _train_formula(args) -> int:
-    from flows.pipeline import train_formula_and_maybe_promote
+    from tasks.pipeline import train_formula_and_maybe_promote
 
     if args.source != "local" or args.path is None:
         raise UserFacingError("formula models train on --source local --path TABLE.csv "
@@ -182,7 +171,7 @@ def _export(path: Path, report, model, args, modality: str = "xrd", dataset: str
                               f"--estimators {args.estimators} --export {path}",
     }
     if modality == "xrd" and getattr(args, "trials", 0) > 0:
-        # the Optuna-searched values, reused by later `--trials 0` runs (flows.pipeline.default_parameters)
+        # the Optuna-searched values, reused by later `--trials 0` runs (tasks.pipeline.default_parameters)
         meta["parameters"]["searched"] = {k: v for k, v in model.get_params().items() if k in SEARCHED_KEYS}
     if modality == "formula":
         meta["attribution"] = ("Trained on Materials Project data (CC-BY-4.0): A. Jain et al., APL Materials 1, "
@@ -216,7 +205,7 @@ def _print_training_report(report, settings) -> None:
 
 def cmd_run(args) -> int:
     """The main job: synthetic crystals -> train -> evaluate -> champion -> predict the examples -> report."""
-    from flows.pipeline import train_and_maybe_promote
+    from tasks.pipeline import train_and_maybe_promote
 
     started = time.perf_counter()
     settings, engine, store = _registry()

@@ -30,8 +30,9 @@ class Material(SQLModel, table=True):
     label_disagrees: bool = False
     content_hash: str = Field(index=True)
     first_seen: datetime = Field(default_factory=utcnow)
-    last_updated: datetime = Field(default_factory=utcnow)
+    last_updated: datetime = Field(default_factory=utcnow)  # the source's own timestamp when it has one
     deprecated: bool = False
+    theoretical: Optional[bool] = None
 
 
 class QuarantinedRecord(SQLModel, table=True):
@@ -39,7 +40,7 @@ class QuarantinedRecord(SQLModel, table=True):
 
     id: Optional[int] = Field(default=None, primary_key=True)
     source: str = Field(index=True)
-    source_id: Optional[str] = None
+    source_id: Optional[str] = Field(default=None, index=True)
     reason: str
     payload: Optional[str] = Field(default=None, sa_column=Column(Text))
     created_at: datetime = Field(default_factory=utcnow)
@@ -109,15 +110,31 @@ class BatchJob(SQLModel, table=True):
     n_failed: int = 0
     error: Optional[str] = None
     callback_url: Optional[str] = None
+    callback_status: Optional[str] = None  # sent | failed: <reason> | refused: <reason>
     delivery_id: Optional[str] = Field(default=None, unique=True)
+    items_uri: Optional[str] = None  # the submitted items, in the artifact store
+    items_sha256: Optional[str] = None
+    top_k: int = 5
     created_at: datetime = Field(default_factory=utcnow)
     started_at: Optional[datetime] = None
     finished_at: Optional[datetime] = None
 
 
+class WebhookDelivery(SQLModel, table=True):
+    """A signed incoming webhook already accepted: replays of its signature are refused."""
+
+    id: Optional[int] = Field(default=None, primary_key=True)
+    signature: str = Field(unique=True)
+    delivery_id: str = Field(index=True)
+    job_id: Optional[int] = Field(default=None, foreign_key="batchjob.id")
+    received_at: datetime = Field(default_factory=utcnow)
+
+
 class Prediction(SQLModel, table=True):
     """One answered (or refused) input, recorded for monitoring and drift."""
 
+    # a batch item is answered once, however often its job is rerun
+    __table_args__ = (Index("uq_prediction_job_item", "job_id", "item_index", unique=True),)
     id: Optional[int] = Field(default=None, primary_key=True)
     job_id: Optional[int] = Field(default=None, foreign_key="batchjob.id", index=True)
     item_index: Optional[int] = None

@@ -141,6 +141,27 @@ class Predictor:
             "spglib": labels.to_dict() | {"tolerance_sweep": tolerance_sweep(structure)},
         }
 
+    # -- parsed requests (API and batch jobs) ------------------------------------------------------------
+    def predict_inputs(self, inputs: list) -> list[dict]:
+        """Answers for :class:`tasks.inputs.PredictionInput` items, patterns batched through the model."""
+        out: list[dict | None] = [None] * len(inputs)
+        patterns = [(i, item) for i, item in enumerate(inputs) if item.modality == "xrd"]
+        if patterns:
+            for (i, _), result in zip(patterns, self.predict_patterns([p.value for _, p in patterns],
+                                                                      [p.name for _, p in patterns])):
+                out[i] = result
+        formulas = [(i, item) for i, item in enumerate(inputs) if item.modality == "formula"]
+        if formulas:
+            for (i, _), result in zip(formulas, self.predict_formulas([f.value for _, f in formulas])):
+                out[i] = result
+        for i, item in enumerate(inputs):
+            if item.modality == "structure":
+                try:
+                    out[i] = self.predict_structure(item.value, item.name)
+                except PredictionError as exc:
+                    out[i] = {"input": item.name, "modality": "structure", "error": str(exc)}
+        return out  # type: ignore[return-value]
+
     # -- files ------------------------------------------------------------------------------------------
     def predict_paths(self, paths: Iterable[str | Path], wavelength: str | float | None = None,
                       batch_size: int = 256) -> Iterator[dict]:

@@ -36,6 +36,20 @@ class Settings(BaseSettings):
     n_jobs: int = Field(0, ge=0, description="Worker processes for generation/featurisation; 0 = all cores.")
     frozen_eval_crystals: int = Field(300, ge=10, description="Crystals in the frozen synthetic evaluation set.")
     promotion_margin: float = Field(0.0, ge=0.0, description="SG top-1 gain a challenger needs over the champion.")
+    refresh_source: str = Field("auto", description="Weekly refresh source: auto (mp with a key, else synthetic), "
+                                "mp, synthetic, or a path to local files.")
+    refresh_synthetic_crystals: int = Field(200, ge=1, description="Crystals a synthetic refresh adds.")
+    drift_ks_threshold: float = Field(0.2, gt=0, description="Mean KS statistic of a feature group that counts as drift.")
+    drift_psi_threshold: float = Field(0.25, gt=0, description="PSI of the space-group distribution that counts as drift.")
+    drift_accuracy_drop: float = Field(0.10, gt=0, description="Fall in champion SG top-1 on new materials that counts "
+                                       "as drift.")
+    drift_sample: int = Field(300, ge=20, description="Materials sampled per side for feature drift.")
+    api_max_body_bytes: int = Field(5_000_000, ge=1024, description="Largest HTTP request body accepted.")
+    api_rate_limit_per_minute: int = Field(6000, ge=1, description="Requests per minute allowed to one API key.")
+    api_max_batch_items: int = Field(10_000, ge=1, description="Most items in one batch job.")
+    callback_allowed_hosts: str = Field("", description="Comma-separated hosts (host or host:port) that job "
+                                        "callbacks may be sent to; empty means none.")
+    webhook_tolerance_s: int = Field(300, ge=1, description="Age beyond which a signed webhook is refused.")
 
     @field_validator("log_level")
     @classmethod
@@ -44,6 +58,10 @@ class Settings(BaseSettings):
         if level not in {"DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"}:
             raise ValueError(f"unknown log level {value!r}; use DEBUG, INFO, WARNING or ERROR")
         return level
+
+    @property
+    def allowed_callback_hosts(self) -> set[str]:
+        return {h.strip().lower() for h in self.callback_allowed_hosts.split(",") if h.strip()}
 
     @property
     def registry_url(self) -> str:

@@ -1,6 +1,6 @@
 """The end-to-end pipeline the main job runs: train a challenger, evaluate against the champion, promote, predict.
 
-It only composes functions from ``tasks/`` and ``storage/``.
+Plain functions (no Prefect): the flows in ``flows/`` and the CLI both call them.
 """
 
 from __future__ import annotations
@@ -114,3 +114,42 @@ def train_formula_and_maybe_promote(engine, store: ArtifactStore, reports_dir, *
                                 held_out, "holdout_formulas", margin, allow_promotion)
     report.n_training_patterns, report.n_training_crystals = result.n_rows, result.n_structures
     return report, result.model, rejected
+
+
+MIN_DATASET_MATERIALS = 40
+
+
+def train_on_dataset_and_maybe_promote(engine, store: ArtifactStore, reports_dir, cache_dir, dataset, *,
+                                       n_augment: int = 2, seed: int = 0, n_estimators: int = 400,
+                                       margin: float = 0.0, allow_promotion: bool = True,
+                                       n_jobs: int = 0) -> tuple[PipelineReport, SpaceGroupClassifier]:
+    """A challenger trained on a registry dataset version, judged against the champion on the frozen hold-out
+    materials of that source (never trained on by either)."""
+    from storage.materials import dataset_materials
+    from tasks.dataset_features import material_features, split_frozen_holdout
+
+    bootstrap_pretrained(engine, store)
+    materials = dataset_materials(engine, store, dataset)
+    if len(materials) < MIN_DATASET_MATERIALS:
+        raise ValueError(f"dataset {dataset.id} has {len(materials)} materials; at least {MIN_DATASET_MATERIALS} "
+                         "are needed to train and hold out")
+    features = material_features(materials, cache_dir, dataset.content_hash, n_augment, seed, n_jobs)
+    train, holdout = split_frozen_holdout(features, materials)
+    if len(holdout) == 0 or len(set(train.space_group.tolist())) < 2:
+        raise ValueError(f"dataset {dataset.id} is too small or too uniform to train and evaluate on")
+    result = fit_and_validate(train, default_parameters(engine), seed, n_estimators)
+    metrics = evaluate_probabilities(result.model.predict_proba(holdout.X), result.model.classes_,
+                                     holdout.space_group)
+    eval_name = f"frozen_holdout:{dataset.source}"
+    version = register_model(
+        engine, store, result.model.to_bytes(), name=f"xrd-{dataset.source}-ds{dataset.id}-s{seed}", modality="xrd",
+        feature_version=result.model.feature_version, dataset_version_id=dataset.id,
+        parameters={"model": result.model.get_params(), "n_augment": n_augment, "seed": seed,
+                    "n_materials": len(materials)},
+        metrics={"frozen_holdout": metrics, "holdout_validation": result.validation_metrics},
+        dataset_description=f"dataset {dataset.id} ({dataset.source}, {dataset.n_materials} materials)",
+    )
+    report = challenge_champion(engine, store, reports_dir, version.id, result.model, metrics, holdout, eval_name,
+                                margin, allow_promotion)
+    report.n_training_patterns, report.n_training_crystals = result.n_rows, result.n_structures
+    return report, result.model

@@ -1,0 +1,53 @@
+"""Features of a registry dataset version, cached by its content hash, and its frozen hold-out split."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+from pathlib import Path
+
+import numpy as np
+from pymatgen.core import Structure
+
+from tasks.datasets import FeatureSet, xrd_feature_set
+from tasks.features import XRDPatternFeaturizer
+
+log = logging.getLogger(__name__)
+HOLDOUT_MODULUS = 10  # one material in ten, chosen by a hash of its id, is never trained on
+
+
+def is_frozen_holdout(source_id: str) -> bool:
+    """Stable across dataset versions: a material is in the hold-out for good, so evaluations stay comparable."""
+    return int(hashlib.sha256(source_id.encode()).hexdigest()[:8], 16) % HOLDOUT_MODULUS == 0
+
+
+def material_features(materials, cache_dir: Path, key: str, n_augment: int = 2, seed: int = 0,
+                      n_jobs: int = 0) -> FeatureSet:
+    """Measured-like XRD features of ``materials`` (registry rows); ``groups`` holds each row's material id.
+
+    Cached in ``cache_dir`` under ``key`` (a content hash) with the feature version: a rerun on the same
+    dataset reads the file instead of simulating again.
+    """
+    version = XRDPatternFeaturizer.version
+    path = Path(cache_dir) / f"features-{key[:24]}-{version}-a{n_augment}-s{seed}.npz"
+    if path.exists():
+        with np.load(path, allow_pickle=False) as data:
+            log.info("features from cache %s", path.name)
+            return FeatureSet(data["X"], data["y"], data["groups"], version)
+    structures = [Structure.from_dict(json.loads(m.structure_json)) for m in materials]
+    labels = [m.space_group_number for m in materials]
+    features = xrd_feature_set(structures, labels, n_augment=n_augment, seed=seed, n_jobs=n_jobs)
+    ids = np.array([m.id for m in materials])
+    features = FeatureSet(features.X, features.space_group, ids[features.groups], version)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(".tmp.npz")
+    np.savez_compressed(tmp, X=features.X, y=features.space_group, groups=features.groups)
+    tmp.replace(path)  # atomic: a killed run never leaves half a cache file
+    return features
+
+
+def split_frozen_holdout(features: FeatureSet, materials) -> tuple[FeatureSet, FeatureSet]:
+    holdout_ids = np.array([m.id for m in materials if is_frozen_holdout(m.source_id)])
+    mask = np.isin(features.groups, holdout_ids)
+    return features.subset(~mask), features.subset(mask)

@@ -1,0 +1,90 @@
+"""One prediction request as a dict (the JSON body of ``POST /predict`` or one batch item) -> a typed input.
+
+The same parser serves the HTTP API and the batch flow, so both refuse bad input with the same words.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass
+from typing import Any
+
+from tasks.patterns import PatternError, PowderPattern, validate_pattern
+from tasks.readers import FormulaError, StructureError, parse_formula, structure_from_text
+from tasks.xrd import resolve_wavelength
+
+MODALITIES = ("xrd", "formula", "structure")
+
+
+class InputError(ValueError):
+    """A prediction request that cannot be answered, with the reason in words."""
+
+
+@dataclass
+class PredictionInput:
+    modality: str  # xrd | formula | structure
+    name: str
+    value: Any  # PowderPattern | str (formula) | pymatgen Structure
+    input_hash: str
+
+
+def input_hash(item: Any) -> str:
+    return hashlib.sha256(json.dumps(item, sort_keys=True, default=str).encode()).hexdigest()
+
+
+def parse_prediction_input(item: Any, default_wavelength: str | float = "CuKa", max_points: int | None = None,
+                           max_sites: int = 500, name: str | None = None) -> PredictionInput:
+    """Exactly one of ``xrd`` {two_theta_deg, intensity, wavelength}, ``formula``, ``structure`` {cif|poscar}."""
+    if not isinstance(item, dict):
+        raise InputError("the request must be a JSON object with one of 'xrd', 'formula' or 'structure'")
+    given = [key for key in MODALITIES if key in item]
+    if len(given) != 1:
+        found = ", ".join(sorted(map(str, item))) or "nothing"
+        raise InputError(f"give exactly one of 'xrd', 'formula' or 'structure' (found: {found})")
+    modality = given[0]
+    label = name or str(item.get("name") or modality)
+    digest = input_hash(item[modality])
+    if modality == "formula":
+        text = item["formula"]
+        if not isinstance(text, str):
+            raise InputError("'formula' must be a string such as \"Fe2O3\"")
+        try:
+            parse_formula(text)
+        except FormulaError as exc:
+            raise InputError(str(exc)) from None
+        return PredictionInput("formula", name or text, text, digest)
+    if modality == "structure":
+        spec = item["structure"]
+        if not isinstance(spec, dict) or len([k for k in ("cif", "poscar") if k in spec]) != 1:
+            raise InputError("'structure' must be an object with one of 'cif' or 'poscar' (the file's text)")
+        fmt = "cif" if "cif" in spec else "poscar"
+        if not isinstance(spec[fmt], str):
+            raise InputError(f"'structure.{fmt}' must be the text of the file")
+        try:
+            structure = structure_from_text(spec[fmt], fmt, max_sites=max_sites, source=f"the {fmt.upper()}")
+        except StructureError as exc:
+            raise InputError(str(exc)) from None
+        return PredictionInput("structure", label, structure, digest)
+    spec = item["xrd"]
+    if not isinstance(spec, dict):
+        raise InputError("'xrd' must be an object with 'two_theta_deg' and 'intensity' arrays")
+    missing = [k for k in ("two_theta_deg", "intensity") if k not in spec]
+    if missing:
+        raise InputError(f"'xrd' is missing {', '.join(repr(m) for m in missing)}")
+    tt, y = spec["two_theta_deg"], spec["intensity"]
+    if not isinstance(tt, list) or not isinstance(y, list):
+        raise InputError("'xrd.two_theta_deg' and 'xrd.intensity' must be arrays of numbers")
+    if any(isinstance(v, bool) or not isinstance(v, (int, float)) for v in tt + y):
+        raise InputError("'xrd.two_theta_deg' and 'xrd.intensity' must contain only numbers")
+    wavelength = spec.get("wavelength", default_wavelength)
+    if wavelength is None:
+        wavelength = default_wavelength
+    if isinstance(wavelength, bool) or not isinstance(wavelength, (str, int, float)):
+        raise InputError("'xrd.wavelength' must be a name such as \"CuKa\" or a number in ångström")
+    try:
+        wavelength_angstrom = resolve_wavelength(wavelength)
+        pattern: PowderPattern = validate_pattern(tt, y, wavelength_angstrom, source="", max_points=max_points)
+    except (PatternError, ValueError) as exc:
+        raise InputError(str(exc)) from None
+    return PredictionInput("xrd", label, pattern, digest)
