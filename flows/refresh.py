@@ -14,28 +14,30 @@ from tasks.sources import LocalSource, MaterialsProjectSource, SourceError, Synt
 from tasks.steps import refresh_source
 
 
-def build_source(settings, source: str, path: str | None, n_synthetic: int | None, seed: int):
+def build_source(settings, source: str, path: str | None, n_synthetic: int | None, seed: int,
+                 chunk_size: int = 500):
     """``auto`` means the Materials Project when an API key is configured, else the synthetic generator."""
     key = settings.mp_api_key.get_secret_value() if settings.mp_api_key else None
     if source == "auto":
         source = "mp" if key else ("local" if path else "synthetic")
     if source == "mp":
-        return MaterialsProjectSource(key or "", endpoint=settings.mp_endpoint)
+        return MaterialsProjectSource(key or "", endpoint=settings.mp_endpoint, chunk_size=chunk_size)
     if source == "local":
         if not path:
             raise SourceError("a local refresh needs a path (a directory, .tar.gz/.zip, .json or .csv)")
-        return LocalSource(Path(path))
+        return LocalSource(Path(path), chunk_size=chunk_size)
     if source == "synthetic":
-        return SyntheticSource(n_synthetic or settings.refresh_synthetic_crystals, seed=seed, n_jobs=settings.n_jobs)
+        return SyntheticSource(n_synthetic or settings.refresh_synthetic_crystals, seed=seed, n_jobs=settings.n_jobs,
+                               chunk_size=chunk_size)
     raise SourceError(f"unknown source {source!r}; use auto, mp, local or synthetic")
 
 
 @flow(name="refresh", log_prints=True)
 def refresh_flow(source: str = "auto", path: str | None = None, n_synthetic: int | None = None, seed: int = 0,
-                 check_drift: bool = True) -> dict:
+                 check_drift: bool = True, chunk_size: int = 500) -> dict:
     logger = get_run_logger()
     settings, engine, store = registry()
-    report = refresh_source(engine, store, build_source(settings, source, path, n_synthetic, seed),
+    report = refresh_source(engine, store, build_source(settings, source, path, n_synthetic, seed, chunk_size),
                             settings.max_sites, settings.n_jobs)
     create_markdown_artifact(key="refresh-report", markdown=refresh_markdown(report),
                              description=f"refresh of {report.source}")

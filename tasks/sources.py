@@ -196,12 +196,23 @@ class MaterialsProjectSource:
         for start in range(0, len(ids), self.chunk_size):
             chunk = ids[start:start + self.chunk_size]
             docs = self.documents(chunk)
-            returned = {str(d.get("material_id")) for d in docs if isinstance(d, dict)}
+            returned = {_canonical(str(d.get("material_id"))) for d in docs if isinstance(d, dict)}
             records = [record_from_mp_document(d, self.name) if isinstance(d, dict) else
                        SourceRecord(self.name, "", raw={"document": repr(d)[:500]}) for d in docs]
             # an id the listing announced but the document query did not return is quarantined, not forgotten
-            records += [SourceRecord(self.name, mid, raw={"missing": True}) for mid in chunk if mid not in returned]
+            records += [SourceRecord(self.name, mid, raw={"missing": True}) for mid in chunk
+                        if _canonical(mid) not in returned]
             yield records
+
+
+def _canonical(material_id: str) -> str:
+    """MP's canonical id (mp-api turns large numeric ids into alpha ids before sending them)."""
+    from mp_api.client.core.utils import validate_ids
+
+    try:
+        return validate_ids([material_id])[0]
+    except Exception:  # not an MP-style id: compare as given
+        return material_id
 
 
 def _is_transient(exc: Exception) -> bool:

@@ -9,6 +9,11 @@ from pathlib import Path
 
 import pytest
 
+# no telemetry or update checks from Prefect: the tests talk to loopback only
+os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
+os.environ.setdefault("PREFECT_UI_ENABLED", "false")
+os.environ.setdefault("DO_NOT_TRACK", "1")
+
 REPO = Path(__file__).resolve().parents[1]
 SHARED_DATA = Path(os.environ.get("SPACEGROUP_SHARED_DATA", REPO.parent / "shared" / "data"))
 
@@ -51,3 +56,33 @@ def spacegroup_home(tmp_path, monkeypatch):
     get_settings.cache_clear()
     yield tmp_path / "home"
     get_settings.cache_clear()
+
+
+@pytest.fixture()
+def registry(spacegroup_home):
+    """A migrated SQLite registry and artifact store in a fresh home."""
+    from storage.artifacts import default_store
+    from storage.engine import get_engine
+    from tasks.settings import get_settings
+
+    get_settings().ensure_dirs()
+    return get_engine(), default_store()
+
+
+def mp_documents(limit: int) -> list[dict]:
+    """Real MP summary documents from ../shared/data, or the self-made fixture when it is absent."""
+    from tests.support.mp_standin import fixture_documents, load_cgcnn_documents
+
+    root = SHARED_DATA / "cgcnn_mp_crysxpp"
+    if (root / "cifs.tar.gz").exists():
+        return load_cgcnn_documents(root, limit=limit)
+    return fixture_documents()
+
+
+@pytest.fixture()
+def mp_standin():
+    """A Materials Project stand-in on 127.0.0.1 serving real MP documents (or the fixture)."""
+    from tests.support.mp_standin import MPStandIn
+
+    with MPStandIn(mp_documents(60), timeout_sleep_s=2.0) as server:
+        yield server

@@ -92,6 +92,15 @@ def load_cgcnn_documents(root: Path, limit: int | None = None, workers: int = 1)
     return [doc for chunk in chunks for doc in _parse_cif_chunk(chunk)]
 
 
+def canonical_id(material_id: str) -> str:
+    from mp_api.client.core.utils import validate_ids
+
+    try:
+        return validate_ids([material_id])[0]
+    except Exception:
+        return material_id
+
+
 class MPStandIn:
     """The server. ``faults`` is a queue of what the next summary requests get instead of an answer:
     an int status code, ``"timeout"`` (sleep past the client's timeout), or ``"truncate"`` (half a JSON body)."""
@@ -102,6 +111,7 @@ class MPStandIn:
         self.faults: deque = deque()
         self.requests: list[dict] = []
         self.timeout_sleep_s = timeout_sleep_s
+        self.delay_s = 0.0  # added to every summary request (to make a refresh slow enough to kill mid-run)
         self._lock = threading.Lock()
         self._server: ThreadingHTTPServer | None = None
 
@@ -175,6 +185,8 @@ class MPStandIn:
         with self._lock:
             self.requests.append(params)
             fault = self.faults.popleft() if self.faults else None
+        if self.delay_s:
+            time.sleep(self.delay_s)
         if isinstance(fault, int):
             return self._send(handler, fault, {"detail": f"injected {fault}"})
         if fault == "timeout":
@@ -183,8 +195,9 @@ class MPStandIn:
         with self._lock:
             docs = [self.documents[mid] for mid in self.order]
         if "material_ids" in params:
+            # the client sends ids in MP's canonical form (large numbers become alpha ids), as MP stores them
             wanted = set(params["material_ids"].split(","))
-            docs = [d for d in docs if d["material_id"] in wanted]
+            docs = [d for d in docs if d["material_id"] in wanted or canonical_id(d["material_id"]) in wanted]
         if "deprecated" in params:
             flag = params["deprecated"].lower() == "true"
             docs = [d for d in docs if bool(d.get("deprecated")) == flag]
