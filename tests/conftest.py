@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import os
 import tarfile
 import warnings
@@ -70,13 +71,22 @@ def registry(spacegroup_home):
 
 
 def mp_documents(limit: int) -> list[dict]:
-    """Real MP summary documents from ../shared/data, or the self-made fixture when it is absent."""
+    """Real MP summary documents from ../shared/data, or the self-made fixture when it is absent (fresh copies)."""
+    import json
+
+    return json.loads(_mp_documents_json(limit))
+
+
+@functools.lru_cache(maxsize=4)
+def _mp_documents_json(limit: int) -> str:
+    import json
+
     from tests.support.mp_standin import fixture_documents, load_cgcnn_documents
 
     root = SHARED_DATA / "cgcnn_mp_crysxpp"
     if (root / "cifs.tar.gz").exists():
-        return load_cgcnn_documents(root, limit=limit)
-    return fixture_documents()
+        return json.dumps(load_cgcnn_documents(root, limit=limit))
+    return json.dumps(fixture_documents())
 
 
 @pytest.fixture()
