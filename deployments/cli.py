@@ -46,9 +46,11 @@ def build_parser() -> argparse.ArgumentParser:
 
     train = sub.add_parser("train", help="train a model and register it as a candidate (promoted only if better)")
     train.add_argument("--modality", choices=["xrd", "formula"], default="xrd")
-    train.add_argument("--source", choices=["synthetic", "local"], default="synthetic",
-                       help="synthetic: PyXtal crystals from MP Wyckoff statistics (xrd); "
-                            "local: a CSV of formulas and space groups (formula)")
+    train.add_argument("--source", choices=["synthetic", "local", "mp", "dataset"], default="synthetic",
+                       help="synthetic: PyXtal crystals from MP Wyckoff statistics (xrd); local: a CSV of formulas "
+                            "and space groups (formula); mp: refresh from the Materials Project (MP_API_KEY), then "
+                            "train on that dataset (xrd); dataset: a registry dataset version (--dataset-id)")
+    train.add_argument("--dataset-id", type=int, default=None, help="dataset version for --source dataset")
     train.add_argument("--path", type=Path, help="the CSV for --source local")
     train.add_argument("--formula-column", default="formula")
     train.add_argument("--label-column", default="space_group")
@@ -79,6 +81,37 @@ def build_parser() -> argparse.ArgumentParser:
     symmetry = sub.add_parser("symmetry", help="exact symmetry of a structure file (spglib), with a tolerance sweep")
     symmetry.add_argument("path", type=Path)
     _add_common(symmetry)
+
+    refresh = sub.add_parser("refresh", help="refresh the registry from a source once (what the weekly flow does)")
+    refresh.add_argument("--source", choices=["auto", "mp", "local", "synthetic"], default="auto",
+                         help="auto: the Materials Project with MP_API_KEY, else synthetic")
+    refresh.add_argument("--path", help="directory, .tar.gz/.zip of CIF/POSCAR, or MP-style .json/.csv (local)")
+    refresh.add_argument("--crystals", type=int, default=None, help="crystals for --source synthetic")
+    refresh.add_argument("--seed", type=int, default=0)
+    _add_common(refresh)
+
+    serve = sub.add_parser("serve", help="start the HTTP API alone (gunicorn)")
+    serve.add_argument("--host", default="127.0.0.1")
+    serve.add_argument("--port", type=int, default=5000)
+    serve.add_argument("--workers", type=int, default=None, help="worker processes (default: one per core)")
+    serve.add_argument("--dev", action="store_true", help="Werkzeug's threaded server instead of gunicorn")
+    _add_common(serve)
+
+    up = sub.add_parser("up", help="registry + Prefect server + scheduled deployments + API; Ctrl-C stops all")
+    up.add_argument("--host", default="127.0.0.1")
+    up.add_argument("--port", type=int, default=5000, help="API port")
+    up.add_argument("--prefect-port", type=int, default=4200, help="Prefect server/UI port (unless PREFECT_API_URL)")
+    _add_common(up)
+
+    keys = sub.add_parser("keys", help="API keys")
+    ksub = keys.add_subparsers(dest="keys_command", metavar="ACTION", required=True)
+    kcreate = ksub.add_parser("create", help="create a key; printed once on the last line, stored hashed")
+    kcreate.add_argument("--role", choices=["user", "admin"], required=True)
+    kcreate.add_argument("--label", default=None)
+    krevoke = ksub.add_parser("revoke", help="revoke a key by id")
+    krevoke.add_argument("key_id", type=int)
+    for p in (kcreate, krevoke):
+        _add_common(p)
 
     db = sub.add_parser("db", help="registry maintenance")
     db.add_argument("action", choices=["upgrade"], help="upgrade: apply migrations (creates the registry if new)")

@@ -103,8 +103,10 @@ def cmd_train(args) -> int:
 
     if args.modality == "formula":
         return _train_formula(args)
+    if args.source in ("mp", "dataset"):
+        return _train_xrd_on_dataset(args)
     if args.source != "synthetic":
-        raise UserFacingError("XRD models train on --source synthetic in this version")
+        raise UserFacingError("XRD models train on --source synthetic, mp or dataset")
     settings, engine, store = _registry()
     update, bars = _progress_bar(args.crystals, args.crystals * args.augment)
     report, model = train_and_maybe_promote(
@@ -117,6 +119,89 @@ def cmd_train(args) -> int:
     if args.export:
         _export(args.export, report, model, args)
     _print_training_report(report, settings)
+    return 0
+
+
+def _train_xrd_on_dataset(args) -> int:
+    from storage.materials import get_dataset, latest_dataset
+    from tasks.pipeline import train_on_dataset_and_maybe_promote
+
+    settings, engine, store = _registry()
+    if args.source == "mp":
+        report = _refresh(settings, engine, store, "mp", None, None, 0)
+        dataset = get_dataset(engine, report.dataset_version_id) if report.dataset_version_id else None
+    else:
+        dataset = get_dataset(engine, args.dataset_id) if args.dataset_id else latest_dataset(engine)
+    if dataset is None:
+        raise UserFacingError("no dataset version to train on; run `spacegroup refresh` first"
+                              if args.dataset_id is None else f"no dataset version with id {args.dataset_id}")
+    try:
+        report, model = train_on_dataset_and_maybe_promote(
+            engine, store, settings.reports_dir, settings.cache_dir, dataset, n_augment=args.augment, seed=args.seed,
+            n_estimators=args.estimators, allow_promotion=not args.no_promote, n_jobs=settings.n_jobs,
+            margin=args.margin if args.margin is not None else settings.promotion_margin)
+    except ValueError as exc:
+        raise UserFacingError(str(exc)) from None
+    if args.export:
+        _export(args.export, report, model, args, dataset=f"dataset {dataset.id} ({dataset.source})",
+                metrics_key="frozen_holdout",
+                command=f"spacegroup train --modality xrd --source {args.source} --augment {args.augment} "
+                        f"--seed {args.seed} --estimators {args.estimators} --export {args.export}")
+    _print_training_report(report, settings)
+    return 0
+
+
+def _refresh(settings, engine, store, source: str, path, crystals, seed):
+    from flows.refresh import build_source
+    from tasks.refresh import refresh_from_source
+    from tasks.sources import SourceError
+
+    try:
+        src = build_source(settings, source, path, crystals, seed)
+        return refresh_from_source(engine, store, src, settings.max_sites, settings.n_jobs)
+    except SourceError as exc:
+        raise UserFacingError(str(exc)) from None
+
+
+def cmd_refresh(args) -> int:
+    from tasks.refresh import refresh_markdown
+
+    settings, engine, store = _registry()
+    report = _refresh(settings, engine, store, args.source, args.path, args.crystals, args.seed)
+    print(refresh_markdown(report))
+    return 0
+
+
+def cmd_serve(args) -> int:
+    from deployments.serving import serve_api
+
+    serve_api(args.host, args.port, args.workers, args.dev)
+    return 0
+
+
+def cmd_up(args) -> int:
+    from deployments.serving import up
+
+    try:
+        return up(args.host, args.port, args.prefect_port)
+    except RuntimeError as exc:
+        raise UserFacingError(str(exc)) from None
+
+
+def cmd_keys(args) -> int:
+    from storage.keys import create_api_key, revoke_api_key
+
+    _, engine, _ = _registry()
+    if args.keys_command == "create":
+        row, key = create_api_key(engine, args.role, args.label)
+        print(f"created {args.role} key {row.id}{f' ({args.label})' if args.label else ''}; it is shown only once:")
+        print(key)
+        return 0
+    try:
+        revoke_api_key(engine, args.key_id)
+    except LookupError as exc:
+        raise UserFacingError(str(exc)) from None
+    print(f"revoked key {args.key_id}")
     return 0
 
 

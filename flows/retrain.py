@@ -7,9 +7,7 @@ from prefect import flow, get_run_logger
 from prefect.artifacts import create_markdown_artifact
 
 from flows.common import registry
-from storage.materials import get_dataset, latest_dataset
-from tasks.pipeline import MIN_DATASET_MATERIALS
-from tasks.steps import train_on_dataset, train_on_synthetic
+from tasks.steps import retrain
 
 HEADLINE = ("sg_top1", "sg_top5", "crystal_system_accuracy", "extinction_group_accuracy", "ece", "n")
 
@@ -37,21 +35,8 @@ def retrain_flow(dataset_id: int | None = None, n_augment: int = 2, n_estimators
                  synthetic_crystals: int = 600, seed: int = 0, allow_promotion: bool = True) -> dict:
     logger = get_run_logger()
     settings, engine, store = registry()
-    dataset = get_dataset(engine, dataset_id) if dataset_id is not None else latest_dataset(engine)
-    if dataset_id is not None and dataset is None:
-        raise ValueError(f"no dataset version with id {dataset_id}")
-    if dataset is not None and dataset.n_materials >= MIN_DATASET_MATERIALS:
-        report, _ = train_on_dataset(engine, store, settings.reports_dir, settings.cache_dir, dataset,
-                                     n_augment=n_augment, seed=seed, n_estimators=n_estimators,
-                                     margin=settings.promotion_margin, allow_promotion=allow_promotion,
-                                     n_jobs=settings.n_jobs)
-        title = f"Retrain on dataset {dataset.id} ({dataset.source})"
-    else:
-        logger.info("no dataset version with %d+ materials: training on synthetic crystals", MIN_DATASET_MATERIALS)
-        report, _ = train_on_synthetic(engine, store, settings.reports_dir, n_crystals=synthetic_crystals,
-                                       n_augment=n_augment, seed=seed, n_trials=0, n_estimators=n_estimators,
-                                       margin=settings.promotion_margin, allow_promotion=allow_promotion)
-        title = f"Retrain on {synthetic_crystals} synthetic crystals"
+    report, title, used = retrain(engine, store, settings, dataset_id, n_augment, n_estimators, synthetic_crystals,
+                                  seed, allow_promotion)
     create_markdown_artifact(key="retrain-report", markdown=metrics_markdown(report, title), description=title)
     if report.plots.get("confusion_png"):
         create_markdown_artifact(key="retrain-confusion", description="confusion matrix of the candidate",
@@ -60,9 +45,7 @@ def retrain_flow(dataset_id: int | None = None, n_augment: int = 2, n_estimators
     return {"candidate_id": report.candidate_id, "promoted": report.promoted,
             "champion_before": report.champion_id_before,
             "candidate_sg_top1": report.candidate_metrics.get("sg_top1"),
-            "champion_sg_top1": (report.champion_metrics or {}).get("sg_top1"),
-            "dataset_version_id": dataset.id if dataset is not None and dataset.n_materials >= MIN_DATASET_MATERIALS
-            else None}
+            "champion_sg_top1": (report.champion_metrics or {}).get("sg_top1"), "dataset_version_id": used}
 
 
 if __name__ == "__main__":

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from contextlib import contextmanager
 
 from sqlalchemy.engine import Engine
 
@@ -12,8 +13,33 @@ from storage.registry import champion, list_models, promote, register_model
 log = logging.getLogger(__name__)
 
 
+@contextmanager
+def _bootstrap_lock(store: ArtifactStore):
+    """Processes starting together (gunicorn workers, flows) must not register the shipped models twice."""
+    try:
+        import fcntl
+    except ImportError:  # not POSIX: the unique champion index still keeps the registry consistent
+        yield
+        return
+    path = store.root / ".bootstrap.lock"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "w") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
+
+
 def bootstrap_pretrained(engine: Engine, store: ArtifactStore) -> list[int]:
     """Register and promote each shipped model whose modality has no champion yet; returns new model ids."""
+    if all(champion(engine, m) is not None for m in ("xrd", "formula")):
+        return []
+    with _bootstrap_lock(store):
+        return _bootstrap(engine, store)
+
+
+def _bootstrap(engine: Engine, store: ArtifactStore) -> list[int]:
     from tasks.pretrained import shipped_models
 
     added = []

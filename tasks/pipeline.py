@@ -153,3 +153,26 @@ def train_on_dataset_and_maybe_promote(engine, store: ArtifactStore, reports_dir
                                 margin, allow_promotion)
     report.n_training_patterns, report.n_training_crystals = result.n_rows, result.n_structures
     return report, result.model
+
+
+def retrain_once(engine, store: ArtifactStore, settings, dataset_id: int | None = None, n_augment: int = 2,
+                 n_estimators: int = 400, synthetic_crystals: int = 600, seed: int = 0,
+                 allow_promotion: bool = True) -> tuple[PipelineReport, str, int | None]:
+    """One retraining: on dataset ``dataset_id`` (default: the newest with enough materials), else on synthetic
+    crystals. Returns the report, a title, and the dataset version used (None for synthetic)."""
+    from storage.materials import get_dataset, latest_dataset
+
+    dataset = get_dataset(engine, dataset_id) if dataset_id is not None else latest_dataset(engine)
+    if dataset_id is not None and dataset is None:
+        raise ValueError(f"no dataset version with id {dataset_id}")
+    if dataset is not None and dataset.n_materials >= MIN_DATASET_MATERIALS:
+        report, _ = train_on_dataset_and_maybe_promote(
+            engine, store, settings.reports_dir, settings.cache_dir, dataset, n_augment=n_augment, seed=seed,
+            n_estimators=n_estimators, margin=settings.promotion_margin, allow_promotion=allow_promotion,
+            n_jobs=settings.n_jobs)
+        return report, f"Retrain on dataset {dataset.id} ({dataset.source})", dataset.id
+    log.info("no dataset version with %d+ materials: training on synthetic crystals", MIN_DATASET_MATERIALS)
+    report, _ = train_and_maybe_promote(engine, store, settings.reports_dir, n_crystals=synthetic_crystals,
+                                        n_augment=n_augment, seed=seed, n_trials=0, n_estimators=n_estimators,
+                                        margin=settings.promotion_margin, allow_promotion=allow_promotion)
+    return report, f"Retrain on {synthetic_crystals} synthetic crystals", None

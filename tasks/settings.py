@@ -49,6 +49,8 @@ class Settings(BaseSettings):
     api_max_batch_items: int = Field(10_000, ge=1, description="Most items in one batch job.")
     callback_allowed_hosts: str = Field("", description="Comma-separated hosts (host or host:port) that job "
                                         "callbacks may be sent to; empty means none.")
+    batch_runner: str = Field("thread", description="How the API runs batch jobs and training: 'thread' (in the API "
+                              "process) or 'prefect' (through the deployments; what `spacegroup up` uses).")
     webhook_tolerance_s: int = Field(300, ge=1, description="Age beyond which a signed webhook is refused.")
 
     @field_validator("log_level")

@@ -1,0 +1,111 @@
+"""The Flask application: HTTP in, calls into ``tasks/`` and ``storage/``, JSON (or problem+json) out.
+
+Run it with ``spacegroup serve`` (gunicorn in production) or ``create_app()`` under any WSGI server.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+
+from flask import Flask, g, jsonify, request
+from flask_limiter import Limiter
+from werkzeug.exceptions import HTTPException
+
+from webhooks.auth import authenticate, rate_limit_key
+from webhooks.problems import Problem, problem_response
+
+log = logging.getLogger(__name__)
+
+
+def create_app(settings=None, runner: str | None = None) -> Flask:
+    from storage.artifacts import default_store
+    from storage.engine import get_engine
+    from tasks.settings import get_settings
+    from webhooks.state import ServiceState
+
+    settings = settings or get_settings()
+    settings.ensure_dirs()
+    app = Flask("spacegroup")
+    app.config["MAX_CONTENT_LENGTH"] = settings.api_max_body_bytes
+    app.json.sort_keys = False
+    state = ServiceState(settings, get_engine(), default_store(), runner or settings.batch_runner)
+    app.extensions["spacegroup"] = state
+    state.warm_up()  # load (and bootstrap) the champions and featurizers now, not on the first request
+
+    app.before_request(_start_timer)
+    app.before_request(authenticate)
+    limiter = Limiter(rate_limit_key, app=app, default_limits=[f"{settings.api_rate_limit_per_minute}/minute"],
+                      storage_uri="memory://", headers_enabled=True)
+    app.extensions["spacegroup_limiter"] = limiter
+
+    from webhooks import routes_admin, routes_data, routes_incoming, routes_jobs, routes_predict, routes_service
+
+    for module in (routes_service, routes_predict, routes_jobs, routes_admin, routes_data, routes_incoming):
+        app.register_blueprint(module.blueprint)
+    for name in ("service.health", "service.openapi", "service.metrics", "incoming.batch_webhook"):
+        limiter.exempt(app.view_functions[name])
+
+    _register_error_handlers(app)
+    app.after_request(_count_request)
+    return app
+
+
+def _register_error_handlers(app: Flask) -> None:
+    @app.errorhandler(Problem)
+    def _problem(exc: Problem):
+        extra = dict(exc.extra)
+        headers = extra.pop("headers", None)
+        return problem_response(exc.status, exc.title, exc.detail, headers=headers, **extra)
+
+    @app.errorhandler(HTTPException)
+    def _http(exc: HTTPException):
+        details = {
+            404: f"there is no route {request.path}; see /openapi.json",
+            405: f"{request.method} is not allowed on {request.path}",
+            413: f"the request body is larger than the {app.config['MAX_CONTENT_LENGTH']} bytes accepted",
+            429: f"rate limit exceeded ({exc.description}); slow down or ask for a higher limit",
+        }
+        detail = details.get(exc.code, exc.description or exc.name)
+        return problem_response(exc.code or 500, exc.name, detail)
+
+    @app.errorhandler(Exception)
+    def _unexpected(exc: Exception):
+        # a bug, not bad input: log it with its traceback, tell the client without one
+        log.exception("unhandled error on %s %s", request.method, request.path)
+        return problem_response(500, "Internal error",
+                                "the service failed to answer; the error is logged. Nothing stored was changed.")
+
+
+def _start_timer() -> None:
+    g.started = time.perf_counter()
+
+
+def _count_request(response):
+    from webhooks.metrics import observe
+
+    rule = request.url_rule.rule if request.url_rule else "unmatched"
+    started = g.get("started")
+    observe(request.method, rule, response.status_code, time.perf_counter() - started if started else None)
+    return response
+
+
+def json_body() -> dict:
+    """The request's JSON object, or a 400/415 problem saying what is wrong with it."""
+    if not request.is_json:
+        raise Problem(415, "Unsupported media type", "send JSON with 'Content-Type: application/json'")
+    data = request.get_json(silent=True)
+    if data is None:
+        raise Problem(400, "Bad request", "the body is not valid JSON")
+    if not isinstance(data, dict):
+        raise Problem(400, "Bad request", "the JSON body must be an object")
+    return data
+
+
+def state():
+    from flask import current_app
+
+    return current_app.extensions["spacegroup"]
+
+
+__all__ = ["create_app", "json_body", "state", "jsonify"]

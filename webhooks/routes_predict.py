@@ -1,0 +1,158 @@
+"""``POST /predict`` (one input, JSON or a file upload) and ``POST /predict/batch`` (a job)."""
+
+from __future__ import annotations
+
+import tempfile
+import time
+from pathlib import Path
+
+from flask import Blueprint, jsonify, request
+
+from storage.tables import Prediction
+from tasks.inputs import InputError, PredictionInput, input_hash, parse_prediction_input
+from tasks.predict import ModelUnavailableError, PredictionError
+from webhooks.app import json_body, state
+from webhooks.auth import require
+from webhooks.metrics import PREDICTIONS
+from webhooks.problems import Problem, unprocessable
+
+blueprint = Blueprint("predict", __name__)
+PATTERN_SUFFIXES = (".xy", ".xye", ".csv", ".txt", ".dat")
+
+
+def _from_upload() -> tuple[PredictionInput, str]:
+    from tasks.patterns import PatternError, validate_pattern
+    from tasks.readers import StructureError, parse_pattern_text, read_pdcif, structure_from_text
+    from tasks.xrd import resolve_wavelength
+
+    s = state().settings
+    upload = request.files.get("file")
+    if upload is None or not upload.filename:
+        raise Problem(400, "Bad request", "a multipart upload needs a 'file' field with a pattern, CIF or POSCAR")
+    name = Path(upload.filename).name
+    data = upload.read()
+    digest = input_hash(data.hex())
+    text = data.decode("utf-8", errors="replace")
+    wavelength = request.form.get("wavelength") or None
+    lower = name.lower()
+    try:
+        if lower.endswith(".cif") and "_pd_" in text:
+            with tempfile.TemporaryDirectory() as tmp:
+                path = Path(tmp) / name
+                path.write_bytes(data)
+                return PredictionInput("xrd", name, read_pdcif(path, wavelength, s.max_pattern_points), digest), name
+        if lower.endswith(".cif") or lower.startswith(("poscar", "contcar")) or lower.endswith((".vasp", ".poscar")):
+            fmt = "cif" if lower.endswith(".cif") else "poscar"
+            return PredictionInput("structure", name, structure_from_text(text, fmt, s.max_sites, name), digest), name
+        if lower.endswith(PATTERN_SUFFIXES):
+            tt, y, file_wavelength = parse_pattern_text(text, name)
+            wl = resolve_wavelength(wavelength or file_wavelength or s.default_wavelength)
+            return PredictionInput("xrd", name, validate_pattern(tt, y, wl, name, s.max_pattern_points), digest), name
+    except (PatternError, StructureError, ValueError) as exc:
+        raise unprocessable(str(exc)) from None
+    raise unprocessable(f"{name}: unknown file type; send a pattern ({', '.join(PATTERN_SUFFIXES)}), a CIF "
+                        "or a POSCAR")
+
+
+@blueprint.post("/predict")
+@require("user")
+def predict():
+    s = state()
+    start = time.perf_counter()
+    if request.mimetype == "multipart/form-data":
+        _form_top_k()
+        item, _ = _from_upload()
+    else:
+        body = json_body()
+        top_k = _top_k(body)
+        try:
+            item = parse_prediction_input({k: v for k, v in body.items() if k != "top_k"},
+                                          s.settings.default_wavelength, s.settings.max_pattern_points,
+                                          s.settings.max_sites)
+        except InputError as exc:
+            _record(None, input_hash(body), _modality_of(body), str(exc), start)
+            raise unprocessable(str(exc)) from None
+    predictor = s.predictor()
+    try:
+        result = predictor.predict_inputs([item])[0]
+    except ModelUnavailableError as exc:
+        raise Problem(503, "Model unavailable", str(exc)) from None
+    except PredictionError as exc:
+        result = {"error": str(exc)}
+    if "error" in result:
+        _record(None, item.input_hash, item.modality, result["error"], start)
+        raise unprocessable(result["error"])
+    wanted = _top_k(body) if request.mimetype != "multipart/form-data" else _form_top_k()
+    result["top_k"] = result["top_k"][:wanted]
+    result["inference_ms"] = round((time.perf_counter() - start) * 1000, 3)
+    _record(result, item.input_hash, item.modality, None, start)
+    return jsonify(result)
+
+
+MAX_TOP_K = 20
+
+
+def _top_k(body: dict) -> int:
+    top_k = body.get("top_k", 5)
+    if isinstance(top_k, bool) or not isinstance(top_k, int) or not 1 <= top_k <= MAX_TOP_K:
+        raise Problem(400, "Bad request", f"'top_k' must be an integer from 1 to {MAX_TOP_K}")
+    return top_k
+
+
+def _form_top_k() -> int:
+    raw = request.form.get("top_k", "5")
+    if not raw.isdigit() or not 1 <= int(raw) <= MAX_TOP_K:
+        raise Problem(400, "Bad request", f"'top_k' must be an integer from 1 to {MAX_TOP_K}")
+    return int(raw)
+
+
+def _modality_of(body) -> str:
+    return next((k for k in ("xrd", "formula", "structure") if isinstance(body, dict) and k in body), "unknown")
+
+
+def _record(result: dict | None, digest: str, modality: str, error: str | None, start: float) -> None:
+    latency_ms = (time.perf_counter() - start) * 1000
+    PREDICTIONS.labels(modality, "error" if error else "ok").inc()
+    state().recorder.record(Prediction(
+        input_hash=digest, modality=modality, error=error, latency_ms=latency_ms, result=result or {},
+        space_group_number=(result or {}).get("space_group", {}).get("number"),
+        crystal_system=(result or {}).get("crystal_system"),
+        model_version_id=(result or {}).get("model_version", {}).get("id")))
+
+
+def validated_callback(url) -> str | None:
+    from tasks.callbacks import CallbackRefused, check_callback_url
+
+    if url is None:
+        return None
+    if not isinstance(url, str):
+        raise Problem(400, "Bad request", "'callback_url' must be a string")
+    try:
+        return check_callback_url(url, state().settings.allowed_callback_hosts)
+    except CallbackRefused as exc:
+        raise unprocessable(str(exc)) from None
+
+
+def submit(body: dict, delivery_id: str | None = None):
+    from tasks.batch import JobError, create_job, job_summary
+
+    s = state()
+    items = body.get("items")
+    top_k = _top_k(body)
+    callback = validated_callback(body.get("callback_url"))
+    try:
+        job, created = create_job(s.engine, s.store, items, callback, delivery_id, top_k,
+                                  s.settings.api_max_batch_items)
+    except JobError as exc:
+        raise unprocessable(str(exc)) from None
+    if created:
+        s.start_job(job.id)
+    summary = job_summary(job) | {"status_url": f"/jobs/{job.id}", "results_url": f"/jobs/{job.id}/results"}
+    return summary, created
+
+
+@blueprint.post("/predict/batch")
+@require("user")
+def predict_batch():
+    summary, _ = submit(json_body())
+    return jsonify(summary), 202

@@ -1,0 +1,109 @@
+"""What the API process holds: settings, registry, the champion predictor (reloaded when a champion changes),
+the prediction recorder, and how background work is started."""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
+
+from storage.artifacts import ArtifactStore
+from storage.predictions import PredictionRecorder
+from tasks.predict import Predictor
+from tasks.serving import champion_ids, load_champion_predictor
+
+log = logging.getLogger(__name__)
+CHAMPION_CHECK_INTERVAL_S = 2.0
+
+
+class ServiceState:
+    def __init__(self, settings, engine, store: ArtifactStore, runner: str = "thread") -> None:
+        self.settings = settings
+        self.engine = engine
+        self.store = store
+        self.runner = runner  # thread: jobs run in this process | prefect: through the deployments
+        self.started = time.time()
+        self.recorder = PredictionRecorder(engine)
+        self.background = ThreadPoolExecutor(max_workers=2, thread_name_prefix="spacegroup-job")
+        self._lock = threading.Lock()
+        self._predictor: Predictor | None = None
+        self._champions: dict | None = None
+        self._checked = 0.0
+        self.training_runs: dict = {}
+
+    def predictor(self) -> Predictor:
+        """The champions' predictor; a promotion elsewhere is picked up within a couple of seconds."""
+        now = time.monotonic()
+        if self._predictor is not None and now - self._checked < CHAMPION_CHECK_INTERVAL_S:
+            return self._predictor
+        with self._lock:
+            if self._predictor is None or now - self._checked >= CHAMPION_CHECK_INTERVAL_S:
+                current = champion_ids(self.engine)
+                if self._predictor is None or current != self._champions:
+                    s = self.settings
+                    self._predictor = load_champion_predictor(self.engine, self.store, 20, s.max_sites,
+                                                              s.max_pattern_points)
+                    self._champions = champion_ids(self.engine)
+                    log.info("serving champions %s", self._champions)
+                self._checked = now
+        return self._predictor
+
+    def warm_up(self) -> None:
+        """One prediction of each kind, so the first client does not pay for loading featurizers."""
+        import numpy as np
+
+        from tasks.inputs import parse_prediction_input
+
+        predictor = self.predictor()
+        two_theta = np.linspace(10, 80, 500)
+        pattern = {"xrd": {"two_theta_deg": two_theta.tolist(),
+                           "intensity": (1 + 100 * np.exp(-((two_theta - 30) / 0.1) ** 2)).tolist()}}
+        items = [parse_prediction_input(pattern)]
+        if predictor.formula is not None:
+            items.append(parse_prediction_input({"formula": "NaCl"}))
+        if predictor.xrd is not None:
+            predictor.predict_inputs(items)
+        elif predictor.formula is not None:
+            predictor.predict_inputs(items[1:])
+
+    def champions(self) -> dict:
+        self.predictor()
+        return dict(self._champions or {})
+
+    # -- background work ----------------------------------------------------------------------------------
+    def start_job(self, job_id: int) -> str:
+        """Start answering a batch job; returns how (a Prefect flow run id, or 'thread')."""
+        if self.runner == "prefect":
+            from prefect.deployments import run_deployment
+
+            run = run_deployment("batch-predict/batch-predict", parameters={"job_id": job_id}, timeout=0)
+            return f"prefect flow run {run.id}"
+        self.background.submit(self._run_job, job_id)
+        return "thread"
+
+    def _run_job(self, job_id: int) -> None:
+        from tasks.batch import deliver_callback, run_job
+
+        s = self.settings
+        try:
+            run_job(self.engine, self.store, job_id, load_champion_predictor(
+                self.engine, self.store, 5, s.max_sites, s.max_pattern_points, bootstrap=False), s)
+        except Exception:
+            log.exception("batch job %s failed", job_id)
+        secret = s.webhook_secret.get_secret_value() if s.webhook_secret else None
+        deliver_callback(self.engine, job_id, secret, s.allowed_callback_hosts)
+
+    def start_training(self, parameters: dict) -> str:
+        if self.runner == "prefect":
+            from prefect.deployments import run_deployment
+
+            run = run_deployment("retrain/retrain-monthly", parameters=parameters, timeout=0)
+            return str(run.id)
+        from tasks.pipeline import retrain_once
+
+        # the same function the retrain flow runs, without an orchestrator, in this process
+        future = self.background.submit(retrain_once, self.engine, self.store, self.settings, **parameters)
+        name = f"thread-{id(future):x}"
+        self.training_runs[name] = future
+        return name
