@@ -11,11 +11,13 @@ import time
 from flask import Flask, g, jsonify, request
 from flask_limiter import Limiter
 from werkzeug.exceptions import HTTPException
+from werkzeug.routing import IntegerConverter
 
 from webhooks.auth import authenticate, rate_limit_key
 from webhooks.problems import Problem, problem_response
 
 log = logging.getLogger(__name__)
+MAX_ID = 2**31 - 1  # PostgreSQL integer
 
 
 def create_app(settings=None, runner: str | None = None) -> Flask:
@@ -27,6 +29,7 @@ def create_app(settings=None, runner: str | None = None) -> Flask:
     settings = settings or get_settings()
     settings.ensure_dirs()
     app = Flask("spacegroup")
+    app.url_map.converters["id"] = RegistryIdConverter
     app.config["MAX_CONTENT_LENGTH"] = settings.api_max_body_bytes
     app.json.sort_keys = False
     state = ServiceState(settings, get_engine(), default_store(), runner or settings.batch_runner)
@@ -49,6 +52,13 @@ def create_app(settings=None, runner: str | None = None) -> Flask:
     _register_error_handlers(app)
     app.after_request(_count_request)
     return app
+
+
+class RegistryIdConverter(IntegerConverter):
+    """A registry row id: a positive integer that fits the database's integer columns (else 404, not a 500)."""
+
+    def __init__(self, url_map):
+        super().__init__(url_map, min=1, max=MAX_ID)
 
 
 def _register_error_handlers(app: Flask) -> None:

@@ -22,7 +22,7 @@ def _ref(name: str) -> dict:
 
 def _id_param(name: str, what: str) -> dict:
     return {"name": name, "in": "path", "required": True, "description": what,
-            "schema": {"type": "integer", "minimum": 1}}
+            "schema": {"type": "integer", "minimum": 1, "maximum": 2**31 - 1}}
 
 
 SCHEMAS = {

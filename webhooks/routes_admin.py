@@ -39,7 +39,7 @@ def models():
     return jsonify({"models": [_model_json(m) for m in list_models(state().engine, modality)]})
 
 
-@blueprint.get("/models/<int:model_id>")
+@blueprint.get("/models/<id:model_id>")
 @require("user")
 def model(model_id: int):
     try:
@@ -48,7 +48,7 @@ def model(model_id: int):
         raise not_found(str(exc)) from None
 
 
-@blueprint.post("/models/<int:model_id>/promote")
+@blueprint.post("/models/<id:model_id>/promote")
 @require("admin")
 def promote_model(model_id: int):
     try:

@@ -55,7 +55,7 @@ def upload():
     return jsonify(_dataset_json(version) | body), 201
 
 
-@blueprint.get("/data/<int:dataset_id>")
+@blueprint.get("/data/<id:dataset_id>")
 @require("user")
 def dataset(dataset_id: int):
     version = get_dataset(state().engine, dataset_id)
@@ -64,7 +64,7 @@ def dataset(dataset_id: int):
     return jsonify(_dataset_json(version) | {"n_materials_stored": material_count(state().engine, version.source)})
 
 
-@blueprint.delete("/data/<int:dataset_id>")
+@blueprint.delete("/data/<id:dataset_id>")
 @require("admin")
 def delete_dataset(dataset_id: int):
     try:

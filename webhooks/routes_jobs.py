@@ -26,7 +26,7 @@ def _int_arg(name: str, default: int, low: int, high: int) -> int:
     return value
 
 
-@blueprint.get("/jobs/<int:job_id>")
+@blueprint.get("/jobs/<id:job_id>")
 @require("user")
 def job_status(job_id: int):
     try:
@@ -35,7 +35,7 @@ def job_status(job_id: int):
         raise not_found(str(exc)) from None
 
 
-@blueprint.get("/jobs/<int:job_id>/results")
+@blueprint.get("/jobs/<id:job_id>/results")
 @require("user")
 def results(job_id: int):
     offset = _int_arg("offset", 0, 0, 10**9)
