@@ -132,7 +132,8 @@ def snapshot_dataset(engine: Engine, store: ArtifactStore, source: str) -> Datas
     rows = dataset_rows(engine, source)
     if not rows:
         return None
-    digest = hashlib.sha256("\n".join(f"{sid}:{h}" for _, sid, h, _ in rows).encode()).hexdigest()
+    # the source is part of the identity: two sources holding equal crystals are still two datasets
+    digest = hashlib.sha256((source + "\n" + "\n".join(f"{sid}:{h}" for _, sid, h, _ in rows)).encode()).hexdigest()
     labels = Counter(str(sg) for *_, sg in rows)
     distribution = dict(sorted(labels.items(), key=lambda kv: int(kv[0])))
     with session_scope(engine) as session:
