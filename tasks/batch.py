@@ -18,7 +18,7 @@ from storage.artifacts import ArtifactStore
 from storage.engine import session_scope
 from storage.tables import BatchJob, Prediction, utcnow
 from tasks.inputs import InputError, input_hash, parse_prediction_input
-from tasks.predict import ModelUnavailableError, PredictionError, Predictor
+from tasks.predict import ModelUnavailableError, Predictor
 
 log = logging.getLogger(__name__)
 

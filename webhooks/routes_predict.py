@@ -60,11 +60,11 @@ def predict():
     s = state()
     start = time.perf_counter()
     if request.mimetype == "multipart/form-data":
-        _form_top_k()
+        wanted = _form_top_k()
         item, _ = _from_upload()
     else:
         body = json_body()
-        top_k = _top_k(body)
+        wanted = _top_k(body)
         try:
             item = parse_prediction_input({k: v for k, v in body.items() if k != "top_k"},
                                           s.settings.default_wavelength, s.settings.max_pattern_points,
@@ -82,7 +82,6 @@ def predict():
     if "error" in result:
         _record(None, item.input_hash, item.modality, result["error"], start)
         raise unprocessable(result["error"])
-    wanted = _top_k(body) if request.mimetype != "multipart/form-data" else _form_top_k()
     result["top_k"] = result["top_k"][:wanted]
     result["inference_ms"] = round((time.perf_counter() - start) * 1000, 3)
     _record(result, item.input_hash, item.modality, None, start)

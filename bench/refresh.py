@@ -1,0 +1,86 @@
+"""Refresh of the whole shared Materials Project set (36.7k structures) through the MP stand-in and the real
+mp-api client, then a no-change rerun; results to BENCHMARKS.md.
+
+    python bench/refresh.py [--limit N] [--workers 2]
+"""
+
+from __future__ import annotations
+
+import argparse
+import gzip
+import json
+import os
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from bench._common import REPO, require_shared, write_section  # noqa: E402
+
+
+def documents(limit: int | None, workers: int) -> list[dict]:
+    from tests.support.mp_standin import load_cgcnn_documents
+
+    cache = REPO / "bench" / "out" / f"mp_documents_{limit or 'all'}.json.gz"
+    if cache.exists():
+        with gzip.open(cache, "rt") as fh:
+            return json.load(fh)
+    docs = load_cgcnn_documents(require_shared("cgcnn_mp_crysxpp"), limit=limit, workers=workers)
+    cache.parent.mkdir(parents=True, exist_ok=True)
+    with gzip.open(cache, "wt") as fh:
+        json.dump(docs, fh)
+    return docs
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--limit", type=int, default=None)
+    parser.add_argument("--workers", type=int, default=os.cpu_count() or 1)
+    args = parser.parse_args()
+
+    start = time.perf_counter()
+    docs = documents(args.limit, args.workers)
+    print(f"{len(docs)} documents ready in {time.perf_counter() - start:.0f} s", flush=True)
+
+    from storage.artifacts import ArtifactStore
+    from storage.engine import make_engine, migrate
+    from tasks.refresh import refresh_from_source
+    from tasks.sources import MaterialsProjectSource
+    from tests.support.mp_standin import MPStandIn
+
+    with tempfile.TemporaryDirectory() as tmp, MPStandIn(docs) as server:
+        engine = make_engine(f"sqlite:///{tmp}/registry.sqlite")
+        migrate(engine)
+        store = ArtifactStore(Path(tmp) / "artifacts")
+        source = MaterialsProjectSource("0123456789abcdef0123456789abcdef", endpoint=server.endpoint)
+        full = refresh_from_source(engine, store, source, n_jobs=args.workers)
+        print(f"full refresh: {full.seconds:.0f} s {full.counts}", flush=True)
+        n_requests_full = len(server.requests)
+        rerun = refresh_from_source(engine, store, source, n_jobs=args.workers)
+        print(f"no-change rerun: {rerun.seconds:.1f} s {rerun.counts}", flush=True)
+        n_requests_rerun = len(server.requests) - n_requests_full
+
+    n = len(docs)
+    ratio = rerun.seconds / full.seconds
+    body = f"""## Refresh of the shared MP set through the stand-in (issue 5)
+
+Real mp-api `MPRester` against the Materials Project stand-in on 127.0.0.1, serving {n} real MP structures
+(CGCNN set). Listing of (id, last_updated, deprecated) in pages of 5,000, then full documents in chunks of 500 ids;
+validation and spglib labelling on {args.workers} processes; SQLite registry.
+
+| run | time (s) | materials/s | added | unchanged | quarantined | dataset version | HTTP requests |
+|---|---:|---:|---:|---:|---:|---|---:|
+| full refresh | {full.seconds:.1f} | {n / full.seconds:.0f} | {full.counts['added']} | {full.counts['unchanged']} | {full.counts['quarantined']} | {full.dataset_version_id} (new) | {n_requests_full} |
+| no-change rerun | {rerun.seconds:.2f} | {n / rerun.seconds:.0f} | {rerun.counts['added']} | {rerun.counts['unchanged']} | {rerun.counts['quarantined']} | {rerun.dataset_version_id} ({'new' if rerun.dataset_created else 'unchanged'}) | {n_requests_rerun} |
+
+No-change rerun / full refresh = **{ratio:.3f}** (target < 0.10). The rerun fetches only the listing; nothing is
+re-validated. Quarantined records are re-listed each run (they never reached the registry) but not re-stored.
+"""
+    write_section("refresh", body)
+    print(body)
+
+
+if __name__ == "__main__":
+    main()
