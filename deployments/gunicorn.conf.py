@@ -1,7 +1,8 @@
 """gunicorn settings for the API in production: `gunicorn -c deployments/gunicorn.conf.py 'webhooks.wsgi:app'`.
 
-Prediction is CPU-bound numpy/XGBoost work, so one worker process per core with a few threads each; the
-model is loaded once per worker (preload would share it, but XGBoost boosters are not fork-safe).
+Prediction is CPU-bound numpy/XGBoost work, so one worker process per core; many threads per worker let
+concurrent requests meet in the micro-batcher (webhooks/batching.py) and share one model call. The model is
+loaded once per worker (preload would share it, but XGBoost boosters are not fork-safe).
 """
 
 import multiprocessing
@@ -9,7 +10,7 @@ import os
 
 bind = os.environ.get("SPACEGROUP_BIND", "127.0.0.1:5000")
 workers = int(os.environ.get("SPACEGROUP_WORKERS", multiprocessing.cpu_count()))
-threads = int(os.environ.get("SPACEGROUP_THREADS", 4))
+threads = int(os.environ.get("SPACEGROUP_THREADS", 16))  # concurrent requests per worker share one model call
 worker_class = "gthread"
 timeout = 120
 graceful_timeout = 30

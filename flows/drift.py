@@ -70,6 +70,23 @@ def _aware(stamp):
     return stamp if stamp.tzinfo else stamp.replace(tzinfo=timezone.utc)
 
 
+@task(name="traffic-drift", cache_policy=NO_CACHE)
+def traffic_drift(engine, days: int = 30) -> dict:
+    """Real traffic: PSI of the space groups the XRD model answered in the last ``days`` vs the ``days`` before
+    (reported, not a retrain trigger: a change of what users measure is not a fault of the model)."""
+    from datetime import datetime, timedelta, timezone
+
+    from storage.predictions import predicted_space_groups
+    from tasks.drift import population_stability_index
+
+    now = datetime.now(timezone.utc)
+    recent = predicted_space_groups(engine, "xrd", now - timedelta(days=days), now)
+    before = predicted_space_groups(engine, "xrd", now - timedelta(days=2 * days), now - timedelta(days=days))
+    psi = population_stability_index(before, recent) if recent and before else None
+    return {"window_days": days, "n_recent": len(recent), "n_before": len(before),
+            "predicted_space_group_psi": None if psi is None else round(psi, 4)}
+
+
 @task(name="start-retrain-deployment", cache_policy=NO_CACHE)
 def start_retrain(reason: str) -> str:
     from prefect.deployments import run_deployment
@@ -93,6 +110,7 @@ def drift_flow(dataset_id: int | None = None, trigger_retrain: bool = True) -> d
         return {"drifted": False, "skipped": "no champion or no dataset version yet"}
     result = measure_drift(engine, store, settings, dataset, champ)
     summary = result.as_dict()
+    summary["traffic"] = traffic_drift(engine)
     if result.drifted and trigger_retrain:
         summary["retrain"] = start_retrain("; ".join(result.reasons()))
     with session_scope(engine) as session:
@@ -103,6 +121,8 @@ def drift_flow(dataset_id: int | None = None, trigger_retrain: bool = True) -> d
         summary["report_id"] = report.id
     create_markdown_artifact(key="drift-report", description="drift of the newest data vs the champion's",
                              markdown=drift_markdown(result, f"Drift: dataset {dataset.id} vs champion {champ.id}")
+                             + f"\nAPI traffic (XRD answers, last vs previous {summary['traffic']['window_days']} "
+                               f"days): {summary['traffic']}\n"
                              + (f"\nRetrain: {summary['retrain']}\n" if "retrain" in summary else ""))
     logger.info("drift %s: %s", "found" if result.drifted else "not found", result.reasons())
     return summary

@@ -108,3 +108,13 @@ def error_analytics(engine, limit: int = 20) -> dict:
                                 .where(Prediction.error.is_not(None))).scalar_one()
     return {"n_errors": int(total),
             "most_common": [{"modality": m, "error": e, "count": int(n)} for m, e, n in grouped]}
+
+
+def predicted_space_groups(engine, modality: str, start: datetime, end: datetime) -> list[int]:
+    """Space groups the service answered for ``modality`` between ``start`` and ``end`` (real traffic)."""
+    with Session(engine) as session:
+        return [int(v) for v in session.execute(
+            select(Prediction.space_group_number).where(
+                Prediction.modality == modality, Prediction.error.is_(None),
+                Prediction.space_group_number.is_not(None), Prediction.created_at >= start,
+                Prediction.created_at < end)).scalars()]

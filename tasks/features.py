@@ -178,7 +178,25 @@ class FormulaFeaturizer:
         return ["ml-space-group developers (wrapping matminer)"]
 
     def featurize(self, composition) -> list[float]:
-        return [v for part in self._parts for v in part.featurize(composition)]
+        return self._cached(composition.formula).tolist()
 
     def featurize_many(self, compositions) -> np.ndarray:
-        return np.array([self.featurize(c) for c in compositions], dtype=float)
+        if not compositions:
+            return np.zeros((0, len(self.feature_labels())))
+        return np.vstack([self._cached(c.formula) for c in compositions])
+
+    def _cached(self, formula: str) -> np.ndarray:
+        # matminer's magpie statistics cost ~4 ms per composition in pure Python; served formulas repeat
+        # (a lab asks about the same compounds again and again), so remember them by normalised formula
+        cache = self.__dict__.setdefault("_cache", {})
+        row = cache.get(formula)
+        if row is None:
+            from pymatgen.core import Composition
+
+            composition = Composition(formula)
+            row = np.array([v for part in self._parts for v in part.featurize(composition)], dtype=float)
+            row.setflags(write=False)
+            if len(cache) >= 100_000:
+                cache.clear()
+            cache[formula] = row
+        return row

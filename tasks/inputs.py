@@ -7,6 +7,8 @@ from __future__ import annotations
 
 import hashlib
 import json
+
+import numpy as np
 from dataclasses import dataclass
 from typing import Any
 
@@ -29,6 +31,16 @@ class PredictionInput:
     input_hash: str
 
 
+_NUMBER_TYPES = frozenset((int, float))
+
+
+def _numbers(values: list) -> np.ndarray:
+    """A JSON array of numbers as float64; booleans, strings, nulls and nested arrays are refused."""
+    if not set(map(type, values)) <= _NUMBER_TYPES:  # type(), not isinstance: True is not a number here
+        raise InputError("'xrd.two_theta_deg' and 'xrd.intensity' must contain only numbers")
+    return np.array(values, dtype=np.float64)
+
+
 def input_hash(item: Any) -> str:
     return hashlib.sha256(json.dumps(item, sort_keys=True, default=str).encode()).hexdigest()
 
@@ -44,7 +56,7 @@ def parse_prediction_input(item: Any, default_wavelength: str | float = "CuKa", 
         raise InputError(f"give exactly one of 'xrd', 'formula' or 'structure' (found: {found})")
     modality = given[0]
     label = name or str(item.get("name") or modality)
-    digest = input_hash(item[modality])
+    digest = input_hash(item[modality]) if modality != "xrd" else ""
     if modality == "formula":
         text = item["formula"]
         if not isinstance(text, str):
@@ -75,8 +87,7 @@ def parse_prediction_input(item: Any, default_wavelength: str | float = "CuKa", 
     tt, y = spec["two_theta_deg"], spec["intensity"]
     if not isinstance(tt, list) or not isinstance(y, list):
         raise InputError("'xrd.two_theta_deg' and 'xrd.intensity' must be arrays of numbers")
-    if any(isinstance(v, bool) or not isinstance(v, (int, float)) for v in tt + y):
-        raise InputError("'xrd.two_theta_deg' and 'xrd.intensity' must contain only numbers")
+    tt, y = _numbers(tt), _numbers(y)
     wavelength = spec.get("wavelength", default_wavelength)
     if wavelength is None:
         wavelength = default_wavelength
@@ -87,4 +98,6 @@ def parse_prediction_input(item: Any, default_wavelength: str | float = "CuKa", 
         pattern: PowderPattern = validate_pattern(tt, y, wavelength_angstrom, source="", max_points=max_points)
     except (PatternError, ValueError) as exc:
         raise InputError(str(exc)) from None
+    digest = hashlib.sha256(pattern.two_theta_deg.tobytes() + pattern.intensity.tobytes()
+                            + str(pattern.wavelength_angstrom).encode()).hexdigest()
     return PredictionInput("xrd", label, pattern, digest)

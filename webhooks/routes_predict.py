@@ -72,9 +72,8 @@ def predict():
         except InputError as exc:
             _record(None, input_hash(body), _modality_of(body), str(exc), start)
             raise unprocessable(str(exc)) from None
-    predictor = s.predictor()
     try:
-        result = predictor.predict_inputs([item])[0]
+        result = s.batcher.submit(item)
     except ModelUnavailableError as exc:
         raise Problem(503, "Model unavailable", str(exc)) from None
     except PredictionError as exc:

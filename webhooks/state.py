@@ -31,6 +31,9 @@ class ServiceState:
         self._champions: dict | None = None
         self._checked = 0.0
         self.training_runs: dict = {}
+        from webhooks.batching import MicroBatcher
+
+        self.batcher = MicroBatcher(lambda items: self.predictor().predict_inputs(items))
 
     def predictor(self) -> Predictor:
         """The champions' predictor; a promotion elsewhere is picked up within a couple of seconds."""

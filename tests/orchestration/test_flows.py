@@ -50,6 +50,7 @@ def test_refresh_flow_twice_then_a_change_runs_drift(prefect_harness, mp_env):
     report = artifact_markdown("refresh-report")
     assert report and "| added |" in report and "Crystal systems" in report
     assert first["drift"].get("report_id"), "a changed dataset is checked for drift"
+    assert first["drift"]["traffic"]["window_days"] == 30, "real API traffic is part of the drift report"
 
     second = refresh_flow(chunk_size=25)
     assert not second["dataset_created"] and second["dataset_version_id"] == first["dataset_version_id"]
