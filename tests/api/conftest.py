@@ -32,7 +32,7 @@ class Live:
         return self.app.extensions["spacegroup"]
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="package")
 def live(tmp_path_factory):
     from werkzeug.serving import make_server
 
