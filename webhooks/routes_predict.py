@@ -137,6 +137,10 @@ def submit(body: dict, delivery_id: str | None = None):
     s = state()
     items = body.get("items")
     top_k = _top_k(body)
+    if isinstance(items, list) and any(isinstance(i, dict) and "path" in i for i in items):
+        # server-side file paths are for manifests run by an operator, never for HTTP clients
+        raise unprocessable("batch items over HTTP carry the data itself ('xrd', 'formula' or 'structure'), "
+                            "not file paths")
     callback = validated_callback(body.get("callback_url"))
     try:
         job, created = create_job(s.engine, s.store, items, callback, delivery_id, top_k,

@@ -173,6 +173,8 @@ def test_batch_job_status_and_paginated_results(live):
 
 def test_batch_refuses_bad_jobs(live):
     assert live.request("POST", "/predict/batch", json={"items": []}).status_code == 422
+    paths = live.request("POST", "/predict/batch", json={"items": [{"path": "/etc/passwd"}]})
+    assert paths.status_code == 422 and "not file paths" in paths.json()["detail"]
     off_list = live.request("POST", "/predict/batch", json={"items": [{"formula": "NaCl"}],
                                                             "callback_url": "http://10.0.0.1/hook"})
     assert off_list.status_code == 422 and "allow-list" in off_list.json()["detail"]
