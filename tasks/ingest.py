@@ -78,6 +78,8 @@ def _structure_of(record: SourceRecord, max_sites: int) -> Structure:
                                             max_sites=max_sites, source=record.source_id)
         except StructureError as exc:
             raise ValueError(str(exc)) from exc
+    elif record.raw.get("too_large_bytes"):
+        raise ValueError(f"file of {record.raw['too_large_bytes']} bytes is larger than a structure file can be")
     else:
         raise ValueError("record has no structure" + (" (the document query did not return this id)"
                                                       if record.raw.get("missing") else ""))

@@ -25,6 +25,7 @@ MP_LISTING_FIELDS = ["material_id", "last_updated", "deprecated"]
 MP_DOCUMENT_FIELDS = ["material_id", "structure", "symmetry", "formula_pretty", "last_updated", "deprecated",
                       "theoretical"]
 STRUCTURE_SUFFIXES = (".cif", ".vasp", ".poscar")
+MAX_MEMBER_BYTES = 20_000_000  # one structure file; larger archive members are refused unread (zip bombs)
 
 
 class SourceError(RuntimeError):
@@ -263,6 +264,9 @@ class LocalSource:
                 with tarfile.open(p) as tar:
                     for member in tar:
                         if member.isfile() and _structure_format(member.name):
+                            if member.size > MAX_MEMBER_BYTES:
+                                yield _too_large(self.name, member.name, member.size)
+                                continue
                             data = tar.extractfile(member).read()
                             stamp = datetime.fromtimestamp(member.mtime, timezone.utc)
                             yield self._text_record(member.name, data, stamp)
@@ -273,6 +277,9 @@ class LocalSource:
                 with zipfile.ZipFile(p) as archive:
                     for info in archive.infolist():
                         if not info.is_dir() and _structure_format(info.filename):
+                            if info.file_size > MAX_MEMBER_BYTES:
+                                yield _too_large(self.name, info.filename, info.file_size)
+                                continue
                             stamp = datetime(*info.date_time, tzinfo=timezone.utc)
                             yield self._text_record(info.filename, archive.read(info), stamp)
             except (zipfile.BadZipFile, OSError) as exc:
@@ -303,6 +310,10 @@ class LocalSource:
                 chunk = []
         if chunk:
             yield chunk
+
+
+def _too_large(source: str, name: str, size: int) -> SourceRecord:
+    return SourceRecord(source, name, raw={"too_large_bytes": size})
 
 
 def _structure_format(name: str) -> str | None:

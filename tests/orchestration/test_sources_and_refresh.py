@@ -205,3 +205,17 @@ def test_local_source_refuses_what_it_cannot_read(tmp_path):
     odd.write_bytes(b"x")
     with pytest.raises(SourceError, match="expected a directory"):
         list(LocalSource(odd).fetch({}))
+
+
+def test_oversized_archive_members_are_quarantined_unread(registry, tmp_path, monkeypatch):
+    import tasks.sources as sources
+
+    engine, store = registry
+    monkeypatch.setattr(sources, "MAX_MEMBER_BYTES", 1000)
+    path = tmp_path / "bomb.zip"
+    with zipfile.ZipFile(path, "w", compression=zipfile.ZIP_DEFLATED) as archive:
+        archive.writestr("huge.cif", "data_x\n" + "#" * 100_000)
+        archive.writestr("ok.cif", _cif_files(tmp_path)["NaCl.cif"])
+    report = refresh_from_source(engine, store, LocalSource(path), n_jobs=1)
+    assert report.counts["added"] == 1 and report.counts["quarantined"] == 1
+    assert "larger than a structure file" in next(iter(report.quarantine_reasons))
