@@ -56,7 +56,8 @@ def serve_api(host: str, port: int, workers: int | None = None, dev: bool = Fals
     _Application().run()
 
 
-def _wait_http(url: str, timeout_s: float, proc: subprocess.Popen | None = None) -> None:
+def wait_for_http(url: str, timeout_s: float, proc: subprocess.Popen | None = None) -> None:
+    """Return once ``url`` answers 200; raise RuntimeError at the timeout or if ``proc`` exits first."""
     deadline = time.time() + timeout_s
     while time.time() < deadline:
         if proc is not None and proc.poll() is not None:
@@ -108,13 +109,13 @@ def up(host: str, port: int, prefect_port: int) -> int:
             url = f"http://127.0.0.1:{prefect_port}"
             server = subprocess.Popen([sys.executable, "-m", "prefect", "server", "start", "--host", "127.0.0.1",
                                        "--port", str(prefect_port)], env=env, stdin=subprocess.DEVNULL)
-            _wait_http(f"{url}/api/health", 180, server)
+            wait_for_http(f"{url}/api/health", 180, server)
             os.environ["PREFECT_API_URL"] = env["PREFECT_API_URL"] = f"{url}/api"
             print(f"Prefect UI: {url}", flush=True)
         api_env = dict(env, SPACEGROUP_BATCH_RUNNER="prefect")
         api = subprocess.Popen([sys.executable, "-m", "deployments.cli", "serve", "--host", host, "--port", str(port)],
                                env=api_env, stdin=subprocess.DEVNULL)
-        _wait_http(f"http://{host}:{port}/health", 180, api)
+        wait_for_http(f"http://{host}:{port}/health", 180, api)
         print(f"API: http://{host}:{port} (OpenAPI at /openapi.json)", flush=True)
 
         from prefect import serve

@@ -174,20 +174,20 @@ def dataset_materials(engine: Engine, store: ArtifactStore, version: DatasetVers
     return sorted(out, key=lambda m: m.id)
 
 
-def quarantine_count(engine: Engine, source: str | None = None) -> int:
+def _count(engine: Engine, table, source: str | None) -> int:
     with Session(engine) as session:
-        query = select(func.count()).select_from(QuarantinedRecord)
+        query = select(func.count()).select_from(table)
         if source:
-            query = query.where(QuarantinedRecord.source == source)
+            query = query.where(table.source == source)
         return int(session.execute(query).scalar_one())
+
+
+def quarantine_count(engine: Engine, source: str | None = None) -> int:
+    return _count(engine, QuarantinedRecord, source)
 
 
 def material_count(engine: Engine, source: str | None = None) -> int:
-    with Session(engine) as session:
-        query = select(func.count()).select_from(Material)
-        if source:
-            query = query.where(Material.source == source)
-        return int(session.execute(query).scalar_one())
+    return _count(engine, Material, source)
 
 
 def delete_upload(engine: Engine, dataset_id: int) -> DatasetVersion:

@@ -38,8 +38,6 @@ def live(tmp_path_factory):
     import socket
     import subprocess
     import sys
-    import time
-    import urllib.request
     from pathlib import Path
 
     home = tmp_path_factory.mktemp("schemathesis-home")
@@ -55,14 +53,9 @@ def live(tmp_path_factory):
     server = subprocess.Popen([spacegroup, "serve", "--port", str(port), "--workers", "1"], env=env,
                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     url = f"http://127.0.0.1:{port}"
-    deadline = time.time() + 180
-    while True:
-        try:
-            urllib.request.urlopen(url + "/health", timeout=2)
-            break
-        except OSError:
-            assert time.time() < deadline and server.poll() is None, "the API did not start"
-            time.sleep(0.5)
+    from deployments.serving import wait_for_http
+
+    wait_for_http(url + "/health", 180, server)
     yield _Server(url, key)
     server.send_signal(signal.SIGTERM)
     server.wait(30)

@@ -30,16 +30,9 @@ def free_port() -> int:
 
 
 def wait_http(url: str, timeout_s: float = 180, proc=None) -> None:
-    deadline = time.time() + timeout_s
-    while time.time() < deadline:
-        if proc is not None and proc.poll() is not None:
-            raise AssertionError(f"process exited with {proc.returncode}")
-        try:
-            with urllib.request.urlopen(url, timeout=2):
-                return
-        except OSError:
-            time.sleep(0.5)
-    raise AssertionError(f"{url} never answered")
+    from deployments.serving import wait_for_http
+
+    wait_for_http(url, timeout_s, proc)
 
 
 def test_prefect_yaml_declares_the_served_deployments():

@@ -153,6 +153,21 @@ def test_batch_callback_to_a_host_off_the_allow_list_is_refused(prefect_harness,
     assert summary["callback_status"].startswith("refused") and "allow-list" in summary["callback_status"]
 
 
+def kill_when(proc: subprocess.Popen, progress, at_least: int, timeout_s: float = 120) -> int:
+    """SIGKILL ``proc`` as soon as ``progress()`` reaches ``at_least`` (or at the timeout); returns the progress."""
+    deadline, value = time.time() + timeout_s, 0
+    try:
+        while time.time() < deadline:
+            value = progress()
+            if value >= at_least:
+                break
+            time.sleep(0.1)
+        os.kill(proc.pid, signal.SIGKILL)
+    finally:
+        proc.wait(30)
+    return value
+
+
 KILL_SCRIPT = """
 import os, sys
 sys.path.insert(0, {repo!r})
@@ -171,21 +186,15 @@ def test_a_refresh_killed_mid_run_leaves_the_registry_consistent_and_the_rerun_f
     proc = subprocess.Popen([sys.executable, "-c", KILL_SCRIPT.format(repo=str(REPO))], env=env,
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     engine = get_engine()
-    deadline = time.time() + 120
-    count = 0
-    try:
-        while time.time() < deadline:
-            try:
-                with Session(engine) as session:
-                    count = session.execute(select(func.count()).select_from(Material)).scalar_one()
-            except Exception:
-                count = 0  # the child may still be creating the schema
-            if count >= 10:
-                break
-            time.sleep(0.1)
-        os.kill(proc.pid, signal.SIGKILL)
-    finally:
-        proc.wait(30)
+
+    def materials() -> int:
+        try:
+            with Session(engine) as session:
+                return session.execute(select(func.count()).select_from(Material)).scalar_one()
+        except Exception:
+            return 0  # the child may still be creating the schema
+
+    count = kill_when(proc, materials, 10)
     assert 10 <= count < len(mp_env.documents), "killed between chunks"
     with Session(engine) as session:
         assert session.execute(select(func.count()).select_from(DatasetVersion)).scalar_one() == 0
@@ -221,17 +230,11 @@ def test_a_batch_job_killed_mid_run_is_finished_by_the_rerun(prefect_harness, sp
               f"b.run_job(e, s, {job.id}, load_champion_predictor(e, s), get_settings(), chunk_size=10)\n")
     proc = subprocess.Popen([sys.executable, "-c", script], env=dict(os.environ),
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    deadline, done = time.time() + 120, 0
-    try:
-        while time.time() < deadline:
-            with Session(engine) as session:
-                done = session.get(BatchJob, job.id).n_done
-            if done >= 20:
-                break
-            time.sleep(0.1)
-        os.kill(proc.pid, signal.SIGKILL)
-    finally:
-        proc.wait(30)
+    def answered() -> int:
+        with Session(engine) as session:
+            return session.get(BatchJob, job.id).n_done
+
+    kill_when(proc, answered, 20)
     with Session(engine) as session:
         killed = session.get(BatchJob, job.id)
         n_rows = session.execute(select(func.count()).select_from(Prediction)
