@@ -18,6 +18,11 @@ def build_source(settings, source: str, path: str | None, n_synthetic: int | Non
                  chunk_size: int = 500):
     """``auto`` means the Materials Project when an API key is configured, else the synthetic generator."""
     key = settings.mp_api_key.get_secret_value() if settings.mp_api_key else None
+    if source == "auto" and settings.refresh_source != "auto":  # SPACEGROUP_REFRESH_SOURCE: a name or a path
+        if settings.refresh_source in ("mp", "synthetic", "local"):
+            source = settings.refresh_source
+        else:
+            source, path = "local", path or settings.refresh_source
     if source == "auto":
         source = "mp" if key else ("local" if path else "synthetic")
     if source == "mp":

@@ -219,3 +219,18 @@ def test_oversized_archive_members_are_quarantined_unread(registry, tmp_path, mo
     report = refresh_from_source(engine, store, LocalSource(path), n_jobs=1)
     assert report.counts["added"] == 1 and report.counts["quarantined"] == 1, (report.counts, report.quarantine_reasons)
     assert "larger than a structure file" in next(iter(report.quarantine_reasons))
+
+
+def test_the_configured_refresh_source_is_used(tmp_path):
+    from flows.refresh import build_source
+    from tasks.settings import Settings
+    from tasks.sources import SyntheticSource
+
+    (tmp_path / "cifs").mkdir()
+    assert isinstance(build_source(Settings(refresh_source=str(tmp_path / "cifs")), "auto", None, None, 0),
+                      LocalSource)
+    assert isinstance(build_source(Settings(refresh_source="synthetic"), "auto", None, 5, 0), SyntheticSource)
+    with pytest.raises(SourceError, match="MP_API_KEY"):
+        build_source(Settings(refresh_source="mp", MP_API_KEY=None), "auto", None, None, 0)
+    with pytest.raises(SourceError, match="unknown source"):
+        build_source(Settings(), "ftp", None, None, 0)
