@@ -86,7 +86,7 @@ def _mp_documents_json(limit: int) -> str:
     root = SHARED_DATA / "cgcnn_mp_crysxpp"
     if (root / "cifs.tar.gz").exists():
         return json.dumps(load_cgcnn_documents(root, limit=limit))
-    return json.dumps(fixture_documents())
+    return json.dumps(fixture_documents(limit))
 
 
 @pytest.fixture()

@@ -38,8 +38,9 @@ def document(material_id: str, structure, number: int | None, symbol: str = "", 
     }
 
 
-def fixture_documents() -> list[dict]:
-    """Eight textbook crystals built in code (used when ../shared/data is absent)."""
+def fixture_documents(count: int = 8) -> list[dict]:
+    """Textbook crystals built in code (used when ../shared/data is absent): the eight below, then strained
+    copies of them (lattice scaled by 1 % steps, ids mp-900000 ...) up to ``count`` documents."""
     from pymatgen.core import Lattice, Structure
 
     crystals = [
@@ -55,7 +56,15 @@ def fixture_documents() -> list[dict]:
         ("mp-1143", Structure.from_spacegroup("R-3c", Lattice.hexagonal(4.76, 12.99), ["Al", "O"],
                                               [[0, 0, 0.352], [0.306, 0, 0.25]]), 167),
     ]
-    return [document(mid, s, sg) for mid, s, sg in crystals]
+    docs = [document(mid, s, sg) for mid, s, sg in crystals]
+    k = 0
+    while len(docs) < count:
+        mid, structure, sg = crystals[k % len(crystals)]
+        strained = structure.copy()
+        strained.scale_lattice(structure.volume * (1 + 0.01 * (k // len(crystals) + 1)) ** 3)
+        docs.append(document(f"mp-{900000 + k}", strained, sg))
+        k += 1
+    return docs
 
 
 def _parse_cif_chunk(items: list[tuple[str, str, int, str, str]]) -> list[dict]:
