@@ -55,8 +55,8 @@ def measure_drift(engine, store, settings, dataset, champ):
         ref = frozen_synthetic_eval_set()  # what a synthetic champion was judged on
     result = compare(ref.X, ref.space_group, cur.X, cur.space_group, XRDPatternFeaturizer().feature_labels(),
                      settings.drift_ks_threshold, settings.drift_psi_threshold)
-    created = champ.created_at if champ.created_at.tzinfo else champ.created_at.replace(tzinfo=None)
-    new_ids = {m.id for m in current if _aware(m.first_seen) > _aware(created)}
+    created = _aware(champ.created_at)
+    new_ids = {m.id for m in current if _aware(m.first_seen) > created}
     mask = np.isin(cur.groups, list(new_ids))
     model = SpaceGroupClassifier.from_bytes(load_artifact_bytes(store, champ))
     result.accuracy = accuracy_drift(model, cur.X[mask], cur.space_group[mask], _reference_metric(champ),
