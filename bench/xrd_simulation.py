@@ -29,6 +29,36 @@ def merged_peaks(x: np.ndarray, y: np.ndarray, tol_deg: float = 1e-4) -> tuple[n
     return x[start], merged / merged.max() * 100.0
 
 
+def structure_factor_comparison(structures) -> list[tuple[str, float]]:
+    """ms per structure for the factorised sum (ours) and the direct cos/sin phase matrix, same reflections."""
+    from tasks.xrd import PowderXRDSimulator, _friedel_half_box, _geometric_structure_factors, _site_arrays
+
+    d_min = PowderXRDSimulator().d_min_angstrom()
+    cases = []
+    for s in structures:
+        real, rec = np.asarray(s.lattice.matrix), np.asarray(s.lattice.reciprocal_lattice_crystallographic.matrix)
+        hkl, limits = _friedel_half_box(rec, real, 1.0 / d_min)
+        sites = _site_arrays(s)
+        weights = np.ones((len(sites.symbols), 1))
+        cases.append((hkl, limits, sites.frac_coords, weights))
+
+    def direct(hkl, limits, frac_coords, weights):
+        phase = 2.0 * np.pi * (hkl @ frac_coords.T)
+        return (np.cos(phase) @ weights) + 1j * (np.sin(phase) @ weights)
+
+    timings = []
+    for label, fn in [("factorised (h,k) x l matrix product (ours)", _geometric_structure_factors),
+                      ("direct cos/sin of h . x (baseline)", direct)]:
+        t = time.perf_counter()
+        results = [fn(*case) for case in cases]
+        timings.append((label, (time.perf_counter() - t) / len(cases) * 1e3))
+        if len(timings) == 1:
+            first = results
+    for a, b in zip(first, results):
+        assert np.allclose(a, b, atol=1e-9), "the two structure-factor sums disagree"
+    return timings
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--structures", type=int, default=200)
@@ -75,6 +105,8 @@ def main() -> None:
         total_ours += t_ours
         n_total += len(structures)
 
+    sf_rows = structure_factor_comparison(test_structures + mp)
+
     t = time.perf_counter()
     crystals = list(generate_crystals(args.crystals, seed=5))
     t_gen = time.perf_counter() - t
@@ -89,10 +121,15 @@ def main() -> None:
     lines.append(f"| all | {n_total} | {n_total / total_ref:.1f} | {n_total / total_ours:.1f} | **{total_ref / total_ours:.1f}x** | | |")
     lines += ["", f"Synthetic crystal generator (PyXtal + spglib labels + plausibility checks + de-duplication): "
               f"**{len(crystals) / t_gen:.1f} crystals/s** ({len(crystals)} crystals, all cores).", "",
-              "The target was ≥ 20x and is **not met** (8x overall). pymatgen 2026.10 already vectorises its structure factor over reflections, so the",
-              "remaining gain comes from computing |F|² once per Laue-group orbit; spglib's symmetry search (about 5 ms",
-              "per MP structure at symprec 1e-5; 62 % of our time on those cells) is now the largest single cost, which caps the ratio on small cells.",
-              "A pure-numpy check of lattice rotations on the atoms was tried and was slower than spglib (not shipped)."]
+              "| structure-factor sum (same reflections, all structures above) | ms per structure | ratio |",
+              "|---|---|---|"]
+    for label, ms in sf_rows:
+        lines.append(f"| {label} | {ms:.3f} | {ms / sf_rows[0][1]:.2f} |")
+    overall = total_ref / total_ours
+    lines += ["", f"Target ≥ 20x overall: **{'met' if overall >= 20 else 'not met'}** ({overall:.1f}x). No symmetry "
+              "search: one of each Friedel pair is summed and equivalent reflections merge on 2θ, as in pymatgen; "
+              "the sum over atoms factorises per axis and runs as one complex matrix product per structure (first "
+              "row of the second table) instead of cos/sin of the full phase matrix (second row)."]
     write_section("xrd_simulation", "\n".join(lines))
     print("\n".join(lines))
 

@@ -8,7 +8,9 @@ import pytest
 from pymatgen.analysis.diffraction.xrd import XRDCalculator
 from pymatgen.core import Lattice, Structure
 
-from tasks.xrd import PowderXRDSimulator, resolve_wavelength, two_theta_deg_from_d
+from tasks.xrd import (
+    PowderXRDSimulator, _friedel_half_box, _geometric_structure_factors, resolve_wavelength, two_theta_deg_from_d,
+)
 from tests.conftest import read_mp_cifs, shared_path
 
 POSITION_TOL_DEG = 1e-4
@@ -120,6 +122,37 @@ def test_debye_waller_damps_high_angles():
     ratio = warm.intensity / cold.intensity
     assert np.all(np.diff(ratio) < 0)
     assert ratio[0] < 1
+
+
+def test_debye_waller_matches_pymatgen():
+    s = Structure(Lattice.tetragonal(4.1, 6.3), ["Ti", "O", "O"], [[0, 0, 0], [0.3, 0.3, 0], [0.2, 0.7, 0.5]])
+    b = {"Ti": 0.6, "O": 1.2}
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        ref = XRDCalculator(debye_waller_factors=b).get_pattern(s, two_theta_range=(0, 120))
+    ours = PowderXRDSimulator(two_theta_range_deg=(0, 120), debye_waller_b=b).get_pattern(s)
+    strong = ours.intensity >= 0.5
+    np.testing.assert_allclose(np.array(ref.x)[np.array(ref.y) >= 0.5], ours.two_theta_deg[strong], atol=POSITION_TOL_DEG)
+    np.testing.assert_allclose(np.array(ref.y)[np.array(ref.y) >= 0.5], ours.intensity[strong], atol=INTENSITY_TOL)
+
+
+def test_factorised_structure_factor_equals_the_direct_sum():
+    rng = np.random.default_rng(3)
+    lattice = Lattice.from_parameters(5.1, 6.7, 7.9, 81, 97, 104)  # triclinic: no help from symmetry
+    frac = rng.random((7, 3))
+    weights = rng.random((7, 3))  # three "elements" with partial occupancies
+    reciprocal = lattice.reciprocal_lattice_crystallographic.matrix
+    hkl, limits = _friedel_half_box(reciprocal, lattice.matrix, 1.2)
+    g = np.linalg.norm(hkl @ reciprocal, axis=1)
+    assert len(hkl) and g.max() <= 1.2 and not np.any(np.all(hkl == 0, axis=1))
+    # one of each Friedel pair: no h whose -h is also listed
+    codes = {tuple(h) for h in hkl}
+    assert not any(tuple(-h) in codes for h in hkl)
+    box = np.stack(np.meshgrid(*[np.arange(-12, 13)] * 3, indexing="ij"), axis=-1).reshape(-1, 3)
+    g_box = np.linalg.norm(box @ reciprocal, axis=1)
+    assert 2 * len(hkl) == np.count_nonzero((g_box <= 1.2) & (g_box > 0))  # and no pair is missing
+    direct = np.exp(2j * np.pi * hkl @ frac.T) @ weights
+    np.testing.assert_allclose(_geometric_structure_factors(hkl, limits, frac, weights), direct, atol=1e-10)
 
 
 def test_unknown_scattering_factor_is_named():
