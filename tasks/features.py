@@ -61,9 +61,12 @@ def background_subtracted(pattern: PowderPattern) -> tuple[np.ndarray, np.ndarra
     return q, (signal / peak if peak > 0 else signal)
 
 
-def find_pattern_peaks(pattern: PowderPattern) -> Peaks:
-    """Peak positions (Q, parabolic sub-step refinement) and heights above background."""
-    q, signal = background_subtracted(pattern)
+def find_pattern_peaks(pattern: PowderPattern, subtracted: tuple[np.ndarray, np.ndarray] | None = None) -> Peaks:
+    """Peak positions (Q, parabolic sub-step refinement) and heights above background.
+
+    ``subtracted`` is ``background_subtracted(pattern)`` when the caller already has it.
+    """
+    q, signal = subtracted if subtracted is not None else background_subtracted(pattern)
     noise = float(np.median(np.abs(np.diff(signal)))) * 1.4826 / np.sqrt(2)
     prominence = max(MIN_PROMINENCE_FRACTION, NOISE_PROMINENCE_SIGMAS * noise)
     step_q = float(np.median(np.diff(q)))
@@ -126,7 +129,7 @@ class XRDPatternFeaturizer:
         return len(self.feature_labels())
 
     def featurize_array(self, pattern: PowderPattern) -> np.ndarray:
-        q, signal = background_subtracted(pattern)
+        q, signal = subtracted = background_subtracted(pattern)
         grid = self._grid
         edges = np.concatenate([grid - Q_BIN_INV_ANGSTROM / 2, [grid[-1] + Q_BIN_INV_ANGSTROM / 2]])
         which = np.searchsorted(edges, q) - 1
@@ -138,7 +141,7 @@ class XRDPatternFeaturizer:
         profile[empty_inside] = np.interp(grid[empty_inside], q, signal)  # coarse scans: bins without a point
         profile[~covered] = np.nan
 
-        peaks = find_pattern_peaks(pattern)
+        peaks = find_pattern_peaks(pattern, subtracted)
         first_q = _pad(peaks.q_inv_angstrom[:N_FIRST_PEAKS], N_FIRST_PEAKS)
         first_i = _pad(peaks.intensity[:N_FIRST_PEAKS], N_FIRST_PEAKS)
         q1 = first_q[0]
