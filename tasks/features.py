@@ -162,7 +162,15 @@ def _pad(values: np.ndarray, n: int) -> np.ndarray:
 
 
 class FormulaFeaturizer:
-    """matminer ``ElementProperty.from_preset("magpie")`` plus ``Stoichiometry`` (p-norms) on a composition."""
+    """matminer ``ElementProperty.from_preset("magpie")`` plus ``Stoichiometry`` (p-norms) on a composition.
+
+    The element data, feature names, statistics and citations are matminer's. The statistics themselves are
+    computed here with numpy on a table of the magpie properties (same definitions as matminer's
+    ``PropertyStats``: min, max, range and mode ignore the weights, NaN if any element lacks the property; mean
+    and average deviation are weighted by the amounts): matminer evaluates them one by one in Python, about
+    4 ms per composition, which an online service pays for every new formula. ``tests/science/test_features.py``
+    checks equality with matminer; ``bench/featurize_speed.py`` measures the gain.
+    """
 
     version = FORMULA_FEATURE_VERSION
 
@@ -170,6 +178,12 @@ class FormulaFeaturizer:
         from matminer.featurizers.composition import ElementProperty, Stoichiometry
 
         self._parts = [ElementProperty.from_preset("magpie"), Stoichiometry()]
+        magpie, stoichiometry = self._parts
+        if list(magpie.stats) != ["minimum", "maximum", "range", "mean", "avg_dev", "mode"] or stoichiometry.num_atoms:
+            raise RuntimeError("matminer's magpie preset changed; update FormulaFeaturizer")
+        self._properties = list(magpie.features)
+        self._p_norms = [float(p) for p in stoichiometry.p_list]
+        self._table: dict[str, np.ndarray] = {}  # element symbol -> magpie properties (22,)
 
     def feature_labels(self) -> list[str]:
         return [label for part in self._parts for label in part.feature_labels()]
@@ -188,16 +202,43 @@ class FormulaFeaturizer:
             return np.zeros((0, len(self.feature_labels())))
         return np.vstack([self._cached(c.formula) for c in compositions])
 
+    def featurize_with_matminer(self, composition) -> np.ndarray:
+        """The same vector computed by matminer itself (the reference for tests and the benchmark)."""
+        return np.array([v for part in self._parts for v in part.featurize(composition)], dtype=float)
+
+    def _element_row(self, element) -> np.ndarray:
+        row = self._table.get(element.symbol)
+        if row is None:
+            source = self._parts[0].data_source
+            row = np.array([source.get_elemental_property(element, p) for p in self._properties], dtype=float)
+            self._table[element.symbol] = row
+        return row
+
+    def featurize_array(self, composition) -> np.ndarray:
+        items = list(composition.element_composition.items())
+        data = np.vstack([self._element_row(el) for el, _ in items])  # (elements, properties)
+        amounts = np.array([amount for _, amount in items], dtype=float)
+        weights = amounts / amounts.sum()
+        with np.errstate(invalid="ignore"):
+            missing = np.isnan(data).any(axis=0)
+            low, high = data.min(axis=0), data.max(axis=0)
+            mean = weights @ data
+            avg_dev = weights @ np.abs(data - mean)
+            heaviest = np.isclose(amounts, amounts.max())
+            mode = data[heaviest].min(axis=0)
+        low, high = np.where(missing, np.nan, low), np.where(missing, np.nan, high)
+        stats = np.stack([low, high, high - low, mean, avg_dev, mode], axis=1).ravel()  # property-major
+        norms = [float(len(amounts)) if p == 0 else float(np.sum(weights**p) ** (1.0 / p)) for p in self._p_norms]
+        return np.concatenate([stats, norms])
+
     def _cached(self, formula: str) -> np.ndarray:
-        # matminer's magpie statistics cost ~4 ms per composition in pure Python; served formulas repeat
-        # (a lab asks about the same compounds again and again), so remember them by normalised formula
+        # served formulas repeat (a lab asks about the same compounds again and again): remember them
         cache = self.__dict__.setdefault("_cache", {})
         row = cache.get(formula)
         if row is None:
             from pymatgen.core import Composition
 
-            composition = Composition(formula)
-            row = np.array([v for part in self._parts for v in part.featurize(composition)], dtype=float)
+            row = self.featurize_array(Composition(formula))
             row.setflags(write=False)
             if len(cache) >= 100_000:
                 cache.clear()

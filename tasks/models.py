@@ -18,6 +18,7 @@ from __future__ import annotations
 import io
 import json
 import os
+import threading
 from dataclasses import dataclass
 from functools import lru_cache
 
@@ -30,8 +31,12 @@ from sklearn.model_selection import GroupShuffleSplit
 
 from tasks.crystallography import CRYSTAL_SYSTEMS, space_group_type
 from tasks.extinction import extinction_group_of
+from tasks.forest import NumpyForest
 
 ARTIFACT_FORMAT = "spacegroup-xgb-npz-1"
+#: up to this many rows the trees are walked with numpy (faster than XGBoost's per-call cost; bench/model_latency.py)
+NUMPY_FOREST_MAX_ROWS = 4
+_FOREST_LOCK = threading.Lock()
 
 
 class ModelFormatError(ValueError):
@@ -109,6 +114,7 @@ class SpaceGroupClassifier(ClassifierMixin, BaseEstimator):
         if len(X) < 20:
             raise ValueError(f"need at least 20 training rows, got {len(X)}")
         groups = np.arange(len(y)) if groups is None else np.asarray(groups)
+        self.__dict__.pop("_forest", None)  # a refit invalidates the numpy copy of the trees
         self.classes_ = np.unique(y)
         self.n_features_in_ = X.shape[1]
         encoded = np.searchsorted(self.classes_, y)
@@ -127,8 +133,19 @@ class SpaceGroupClassifier(ClassifierMixin, BaseEstimator):
         return self
 
     def _margins(self, X) -> np.ndarray:
+        if len(X) <= NUMPY_FOREST_MAX_ROWS:
+            return self._numpy_forest().margins(X)
         dmatrix = xgb.DMatrix(np.asarray(X, dtype=np.float32), missing=np.nan)
         return self.booster_.predict(dmatrix, output_margin=True, iteration_range=(0, self.best_iteration_ + 1))
+
+    def _numpy_forest(self) -> NumpyForest:
+        forest = self.__dict__.get("_forest")
+        if forest is None:
+            with _FOREST_LOCK:
+                forest = self.__dict__.get("_forest")
+                if forest is None:
+                    forest = self.__dict__["_forest"] = NumpyForest(self.booster_, self.best_iteration_ + 1)
+        return forest
 
     # -- inference ------------------------------------------------------------------------------------
     def predict_proba(self, X) -> np.ndarray:
@@ -143,7 +160,8 @@ class SpaceGroupClassifier(ClassifierMixin, BaseEstimator):
     def rank(self, X, k: int = 5) -> list[RankedPrediction]:
         """Top-``k`` space groups per row with crystal-system and extinction-group marginals."""
         proba = self.predict_proba(X)
-        return [rank_probabilities(row, self.classes_, k, self.abstain_threshold) for row in proba]
+        marginals = _marginal_matrices(tuple(int(c) for c in self.classes_))
+        return [rank_probabilities(row, self.classes_, k, self.abstain_threshold, marginals) for row in proba]
 
     # -- persistence ----------------------------------------------------------------------------------
     def to_bytes(self) -> bytes:
@@ -206,9 +224,10 @@ def fit_temperature(margins: np.ndarray, encoded_labels: np.ndarray) -> float:
     return float(np.exp(result.x))
 
 
-def rank_probabilities(row: np.ndarray, classes: np.ndarray, k: int, abstain_threshold: float) -> RankedPrediction:
+def rank_probabilities(row: np.ndarray, classes: np.ndarray, k: int, abstain_threshold: float,
+                       marginals: tuple | None = None) -> RankedPrediction:
     order = np.argsort(-row)[:k]
-    (m_cs, cs_labels), (m_eg, eg_labels) = _marginal_matrices(tuple(int(c) for c in classes))
+    (m_cs, cs_labels), (m_eg, eg_labels) = marginals or _marginal_matrices(tuple(int(c) for c in classes))
     systems, groups = row @ m_cs, row @ m_eg
     best_system, best_ext = int(np.argmax(systems)), int(np.argmax(groups))
     return RankedPrediction(

@@ -102,3 +102,27 @@ def test_formula_featurizer_pins_magpie_values():
     assert row["MagpieData mean Number"] == pytest.approx(15.2)  # (2*26 + 3*8) / 5, as in matminer's tests
     assert row["0-norm"] == 2
     assert len(f.featurize_many([parse_formula("NaCl"), parse_formula("SiO2")])) == 2
+
+
+@pytest.fixture(scope="module")
+def formula_featurizer():
+    return FormulaFeaturizer()
+
+
+_ELEMENTS = ["H", "He", "Li", "B", "C", "N", "O", "F", "Ne", "Na", "Mg", "Al", "Si", "P", "S", "Cl", "Ar", "K", "Ca",
+             "Ti", "V", "Cr", "Mn", "Fe", "Co", "Ni", "Cu", "Zn", "Ga", "Ge", "As", "Se", "Br", "Kr", "Sr", "Y", "Zr",
+             "Nb", "Mo", "Tc", "Ru", "Pd", "Ag", "Sn", "Sb", "Te", "I", "Xe", "Ba", "La", "Ce", "Nd", "Eu", "Gd",
+             "Yb", "Hf", "Ta", "W", "Re", "Os", "Pt", "Au", "Hg", "Pb", "Bi", "Po", "Rn", "Th", "U", "Pu", "Og"]
+
+
+@pytest.mark.slow
+@settings(max_examples=150, deadline=None)
+@given(st.dictionaries(st.sampled_from(_ELEMENTS), st.one_of(st.integers(1, 12), st.floats(0.05, 8.0)),
+                       min_size=1, max_size=6))
+def test_formula_featurizer_equals_matminer(formula_featurizer, amounts):
+    """Ties in amount (the mode), elements without a property (NaN), fractional and one-element compositions."""
+    from pymatgen.core import Composition
+
+    composition = Composition(amounts)
+    np.testing.assert_allclose(formula_featurizer.featurize_array(composition),
+                               formula_featurizer.featurize_with_matminer(composition), rtol=1e-12, atol=1e-12)

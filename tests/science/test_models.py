@@ -68,3 +68,39 @@ def test_temperature_recovers_overconfidence():
     margins = rng.normal(size=(2000, 3))
     margins[np.arange(2000), labels] += 1.0
     assert fit_temperature(margins * 5.0, labels) == pytest.approx(5.0 * fit_temperature(margins, labels), rel=0.05)
+
+
+def test_numpy_forest_equals_xgboost_margins(fitted):
+    """Small batches walk the trees with numpy: same margins as XGBoost, including missing values."""
+    import xgboost as xgb
+
+    from tasks.forest import NumpyForest
+
+    model, X, _ = fitted
+    X = X.astype(np.float32)
+    X[3, :] = np.nan
+    forest = NumpyForest(model.booster_, model.best_iteration_ + 1)
+    reference = model.booster_.predict(xgb.DMatrix(X, missing=np.nan), output_margin=True,
+                                       iteration_range=(0, model.best_iteration_ + 1))
+    np.testing.assert_allclose(forest.margins(X), reference, atol=1e-5)
+    # the classifier switches between the two by batch size; the answers must not depend on it
+    one_by_one = np.vstack([model.predict_proba(X[i:i + 1]) for i in range(20)])
+    np.testing.assert_allclose(one_by_one, model.predict_proba(X[:20]), atol=1e-6)
+
+
+@pytest.mark.parametrize("name", ["xrd_default", "formula_default"])
+def test_numpy_forest_on_the_shipped_models(name):
+    """The shipped models (hundreds of classes, thousands of trees) give the same margins both ways."""
+    import xgboost as xgb
+
+    from tasks.forest import NumpyForest
+    from tasks.pretrained import shipped_models
+
+    shipped = {m.name: m for m in shipped_models()}[name]
+    model = SpaceGroupClassifier.from_bytes(shipped.artifact)
+    rng = np.random.default_rng(1)
+    X = rng.normal(scale=2.0, size=(6, model.n_features_in_)).astype(np.float32)
+    X[rng.random(X.shape) < 0.3] = np.nan
+    reference = model.booster_.predict(xgb.DMatrix(X, missing=np.nan), output_margin=True,
+                                       iteration_range=(0, model.best_iteration_ + 1))
+    np.testing.assert_allclose(NumpyForest(model.booster_, model.best_iteration_ + 1).margins(X), reference, atol=1e-4)

@@ -1,0 +1,83 @@
+"""Model latency for small batches: XGBoost's predictor vs the numpy tree walk (tasks/forest.py), one run.
+
+Uses the shipped XRD model, so it runs without ../shared. Also reports in-process single-pattern prediction
+(features + model) on the example patterns shipped in the repository.
+
+    python bench/model_latency.py
+"""
+
+from __future__ import annotations
+
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from bench._common import write_section
+
+
+def best_ms(fn, repeats: int = 7, inner: int = 20) -> float:
+    fn()
+    times = []
+    for _ in range(repeats):
+        t = time.perf_counter()
+        for _ in range(inner):
+            fn()
+        times.append((time.perf_counter() - t) / inner * 1e3)
+    return float(np.median(times))
+
+
+def main() -> None:
+    import xgboost as xgb
+
+    from tasks.forest import NumpyForest
+    from tasks.models import NUMPY_FOREST_MAX_ROWS, SpaceGroupClassifier
+    from tasks.predict import LoadedModel, Predictor
+    from tasks.features import XRD_FEATURE_VERSION
+    from tasks.pretrained import shipped_models
+    from tasks.readers import read_pattern
+
+    shipped = {m.name: m for m in shipped_models()}["xrd_default"]
+    model = SpaceGroupClassifier.from_bytes(shipped.artifact)
+    n_iter = model.best_iteration_ + 1
+    forest = NumpyForest(model.booster_, n_iter)
+    rng = np.random.default_rng(0)
+    X = rng.normal(size=(64, model.n_features_in_)).astype(np.float32)
+
+    def xgb_margins(rows):
+        return model.booster_.predict(xgb.DMatrix(rows, missing=np.nan), output_margin=True,
+                                      iteration_range=(0, n_iter))
+
+    lines = ["## Model latency for small batches (bench/model_latency.py)", "",
+             f"Shipped XRD model: {len(forest.roots)} trees ({n_iter} rounds x {forest.n_classes} classes), "
+             "median of 7 x 20 calls.", "",
+             "| rows | XGBoost predict (ms) | numpy tree walk (ms) | ratio |", "|---|---|---|---|"]
+    for rows in (1, 2, 4, 8, 16):
+        t_xgb = best_ms(lambda: xgb_margins(X[:rows]))
+        t_np = best_ms(lambda: forest.margins(X[:rows]))
+        lines.append(f"| {rows} | {t_xgb:.2f} | {t_np:.2f} | {t_np / t_xgb:.2f} |")
+    lines += ["", f"`SpaceGroupClassifier` walks the trees with numpy up to {NUMPY_FOREST_MAX_ROWS} rows and calls "
+              "XGBoost above."]
+
+    predictor = Predictor(LoadedModel(model, None, "pretrained", XRD_FEATURE_VERSION))
+    examples = sorted((Path(__file__).resolve().parents[1] / "tasks" / "examples").glob("*.xy"))
+    patterns = [read_pattern(p) for p in examples]
+    single = []
+    for _ in range(30):
+        for pattern in patterns:
+            t = time.perf_counter()
+            predictor.predict_pattern(pattern)
+            single.append((time.perf_counter() - t) * 1e3)
+    features = [best_ms(lambda: predictor._xrd_featurizer.featurize_array(p), 3, 10) for p in patterns]
+    lines += ["", f"In-process prediction of the {len(patterns)} shipped example patterns, one at a time "
+              f"({len(single)} calls): p50 {np.percentile(single, 50):.2f} ms, p95 {np.percentile(single, 95):.2f} ms "
+              f"(features alone: {np.mean(features):.2f} ms). Target (issue 4): p50 ≤ 5 ms: "
+              f"**{'met' if np.percentile(single, 50) <= 5 else 'not met'}**."]
+    write_section("model_latency", "\n".join(lines))
+    print("\n".join(lines))
+
+
+if __name__ == "__main__":
+    main()
