@@ -135,6 +135,7 @@ def main(argv: list[str] | None = None) -> int:
         parser.print_help()
         return 0
     from deployments import commands
+    from storage.artifacts import ArtifactIntegrityError, ArtifactStoreError
 
     handler = getattr(commands, f"cmd_{args.command}")
     try:
@@ -147,6 +148,9 @@ def main(argv: list[str] | None = None) -> int:
     except commands.UserFacingError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
+    except (ArtifactIntegrityError, ArtifactStoreError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -311,7 +311,7 @@ def cmd_run(args) -> int:
     for result in predictor.predict_paths([examples]):
         print("  " + _human(result))
     print(f"\nregistry:  {settings.registry_url}")
-    print(f"artifacts: {settings.artifacts_dir}")
+    print(f"artifacts: {settings.artifacts_url or settings.artifacts_dir}")
     print(f"plots:     {settings.reports_dir}")
     print(f"done in {time.perf_counter() - started:.0f} s")
     return 0

@@ -21,7 +21,7 @@ def _bootstrap_lock(store: ArtifactStore):
     except ImportError:  # not POSIX: the unique champion index still keeps the registry consistent
         yield
         return
-    path = store.root / ".bootstrap.lock"
+    path = store.lock_path
     path.parent.mkdir(parents=True, exist_ok=True)
     with open(path, "w") as handle:
         fcntl.flock(handle, fcntl.LOCK_EX)

@@ -166,7 +166,7 @@ def get_dataset(engine: Engine, dataset_id: int) -> DatasetVersion | None:
 
 def dataset_materials(engine: Engine, store: ArtifactStore, version: DatasetVersion) -> list[Material]:
     """The materials a dataset version froze (by id, verified against the stored id list)."""
-    ids = json.loads(store.path_of(version.material_ids_uri).read_bytes()) if version.material_ids_uri else []
+    ids = json.loads(store.read_verified(version.material_ids_uri)) if version.material_ids_uri else []
     out: list[Material] = []
     with Session(engine) as session:
         for start in range(0, len(ids), 900):

@@ -34,8 +34,9 @@ from tasks.extinction import extinction_group_of
 from tasks.forest import NumpyForest
 
 ARTIFACT_FORMAT = "spacegroup-xgb-npz-1"
-#: up to this many rows the trees are walked with numpy (faster than XGBoost's per-call cost; bench/model_latency.py)
-NUMPY_FOREST_MAX_ROWS = 4
+#: up to this many rows the trees are walked with numpy: faster than XGBoost for both shipped models (the
+#: 16k-tree formula model breaks even near 3 rows, the 4.6k-tree XRD model near 7; bench/model_latency.py)
+NUMPY_FOREST_MAX_ROWS = 2
 _FOREST_LOCK = threading.Lock()
 
 

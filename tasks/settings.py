@@ -22,6 +22,10 @@ class Settings(BaseSettings):
     database_url: str | None = Field(
         None, description="SQLAlchemy URL of the registry; default sqlite:///<home>/registry.sqlite."
     )
+    artifacts_url: str | None = Field(
+        None, description="Where model and dataset artifacts live: an fsspec URL (s3://bucket/prefix, gcs://..., with "
+        "the matching fsspec backend installed) or a directory; default <home>/artifacts."
+    )
     log_level: str = Field("INFO", description="Logging level: DEBUG, INFO, WARNING, ERROR.")
     mp_api_key: SecretStr | None = Field(
         None,

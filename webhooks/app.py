@@ -21,7 +21,7 @@ MAX_ID = 2**31 - 1  # PostgreSQL integer
 
 
 def create_app(settings=None, runner: str | None = None) -> Flask:
-    from storage.artifacts import ArtifactStore
+    from storage.artifacts import store_for
     from storage.engine import get_engine
     from tasks.settings import get_settings
     from webhooks.state import ServiceState
@@ -32,7 +32,7 @@ def create_app(settings=None, runner: str | None = None) -> Flask:
     app.url_map.converters["id"] = RegistryIdConverter
     app.config["MAX_CONTENT_LENGTH"] = settings.api_max_body_bytes
     app.json.sort_keys = False
-    state = ServiceState(settings, get_engine(settings.registry_url), ArtifactStore(settings.artifacts_dir),
+    state = ServiceState(settings, get_engine(settings.registry_url), store_for(settings),
                          runner or settings.batch_runner)
     app.extensions["spacegroup"] = state
     state.warm_up()  # load (and bootstrap) the champions and featurizers now, not on the first request
