@@ -109,6 +109,18 @@ def _rss_mb(pids: list[int]) -> float:
     return total / 1024
 
 
+def _cpu_s(pids: list[int]) -> float:
+    """User + system CPU seconds used so far by ``pids``."""
+    total = 0
+    for pid in pids:
+        try:
+            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+            total += int(fields[11]) + int(fields[12])  # utime, stime (clock ticks)
+        except (OSError, IndexError, ValueError):
+            pass
+    return total / os.sysconf("SC_CLK_TCK")
+
+
 def _worker_pids(master: int) -> list[int]:
     out = subprocess.run(["pgrep", "-P", str(master)], capture_output=True, text=True).stdout.split()
     return [int(p) for p in out]
@@ -162,7 +174,9 @@ def main() -> None:
             rows = []
             for kind in ("health", "pattern", "formula"):
                 n = args.requests if kind != "health" else max(2000, args.requests // 2)
+                cpu_before = _cpu_s(pids)
                 rows.append(run_scenario(port, key, kind, n, args.clients))
+                rows[-1]["server_cpu_ms"] = (_cpu_s(pids) - cpu_before) / rows[-1]["n"] * 1000
                 rss.append(_rss_mb(pids))
                 print(rows[-1], f"rss {rss[-1]:.0f} MB", flush=True)
         finally:
@@ -172,16 +186,16 @@ def main() -> None:
     base = rows[0]["rps"]
     table = "\n".join(
         f"| {r['kind']} | {r['n']} | {r['errors']} | {r['rps']:.0f} | {r['rps'] / base:.2f} | {r['p50']:.1f} | "
-        f"{r['p99']:.1f} |" for r in rows)
+        f"{r['p99']:.1f} | {r['server_cpu_ms']:.1f} |" for r in rows)
     body = f"""## API load (issue 6)
 
-`spacegroup serve` (gunicorn, {args.workers} gthread workers x 4 threads), {args.clients} concurrent keep-alive
+`spacegroup serve` (gunicorn, {args.workers} gthread workers x 16 threads), {args.clients} concurrent keep-alive
 clients (2 processes x {args.clients // 2} threads, on the same machine), SQLite registry, every prediction
 recorded. Pattern: the {len(json.loads(_pattern_body())['xrd']['two_theta_deg']):,}-point Si example as JSON;
 formula: drawn at random from 20,000 distinct formulas (so the server's formula-feature cache rarely hits).
 
-| request | requests | errors | req/s | vs /health | p50 (ms) | p99 (ms) |
-|---|---:|---:|---:|---:|---:|---:|
+| request | requests | errors | req/s | vs /health | p50 (ms) | p99 (ms) | server CPU per request (ms) |
+|---|---:|---:|---:|---:|---:|---:|---:|
 {table}
 
 Worker memory (RSS, all workers): {' -> '.join(f'{m:.0f}' for m in rss)} MB (after warm-up, then after each run).

@@ -10,11 +10,11 @@ from collections import Counter
 from datetime import datetime
 
 import numpy as np
-from sqlalchemy import func, select
+from sqlalchemy import func, insert, select
 from sqlmodel import Session
 
 from storage.engine import session_scope
-from storage.tables import Prediction
+from storage.tables import Prediction, utcnow
 
 log = logging.getLogger(__name__)
 
@@ -35,9 +35,11 @@ class PredictionRecorder:
         self._thread.start()
         atexit.register(self.flush)
 
-    def record(self, row: Prediction) -> None:
+    def record(self, **fields) -> None:
+        """Queue one ``Prediction`` row given as its column values (``created_at`` defaults to now)."""
+        fields.setdefault("created_at", utcnow())
         self._idle.clear()
-        self._queue.put(row)
+        self._queue.put(fields)
 
     def _drain(self) -> None:
         with self._lock:
@@ -50,7 +52,8 @@ class PredictionRecorder:
             if rows:
                 try:
                     with session_scope(self.engine) as session:
-                        session.add_all(rows)
+                        # one executemany: building ORM objects cost ~0.3 ms a row in the request path
+                        session.execute(insert(Prediction), rows)
                 except Exception:  # the registry being unavailable must not take the API down
                     log.exception("could not record %d predictions", len(rows))
             if self._queue.empty():

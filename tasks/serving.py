@@ -18,8 +18,13 @@ def champion_ids(engine) -> dict[str, int | None]:
 
 
 def load_champion_predictor(engine, store: ArtifactStore, top_k: int = 5, max_sites: int = 500,
-                            max_pattern_points: int | None = None, bootstrap: bool = True) -> Predictor:
-    """Load each modality's champion (verified sha256); a fresh registry gets the shipped models first."""
+                            max_pattern_points: int | None = None, bootstrap: bool = True,
+                            model_threads: int | None = None) -> Predictor:
+    """Load each modality's champion (verified sha256); a fresh registry gets the shipped models first.
+
+    ``model_threads`` caps XGBoost's threads per prediction call: the API runs one worker process per core, and
+    more OpenMP threads than that only spin (measured in bench/api_load.py).
+    """
     if bootstrap:
         bootstrap_pretrained(engine, store)
     loaded = {}
@@ -27,6 +32,8 @@ def load_champion_predictor(engine, store: ArtifactStore, top_k: int = 5, max_si
         version = champion(engine, modality)
         if version is not None:
             model = SpaceGroupClassifier.from_bytes(load_artifact_bytes(store, version))
+            if model_threads:
+                model.booster_.set_param({"nthread": model_threads})
             loaded[modality] = LoadedModel(model, version.id, version.name, version.feature_version)
     return Predictor(loaded.get("xrd"), loaded.get("formula"), top_k=top_k, max_sites=max_sites,
                      max_pattern_points=max_pattern_points)

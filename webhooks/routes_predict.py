@@ -8,7 +8,6 @@ from pathlib import Path
 
 from flask import Blueprint, jsonify, request
 
-from storage.tables import Prediction
 from tasks.inputs import InputError, PredictionInput, input_hash, parse_prediction_input
 from tasks.predict import ModelUnavailableError, PredictionError
 from webhooks.app import json_body, state
@@ -111,11 +110,11 @@ def _modality_of(body) -> str:
 def _record(result: dict | None, digest: str, modality: str, error: str | None, start: float) -> None:
     latency_ms = (time.perf_counter() - start) * 1000
     PREDICTIONS.labels(modality, "error" if error else "ok").inc()
-    state().recorder.record(Prediction(
+    state().recorder.record(
         input_hash=digest, modality=modality, error=error, latency_ms=latency_ms, result=result or {},
         space_group_number=(result or {}).get("space_group", {}).get("number"),
         crystal_system=(result or {}).get("crystal_system"),
-        model_version_id=(result or {}).get("model_version", {}).get("id")))
+        model_version_id=(result or {}).get("model_version", {}).get("id"))
 
 
 def validated_callback(url) -> str | None:
