@@ -53,7 +53,8 @@ def _load_predictor(top_k: int):
     from tasks.serving import load_champion_predictor
 
     settings, engine, store = _registry()
-    return load_champion_predictor(engine, store, top_k, settings.max_sites, settings.max_pattern_points)
+    return load_champion_predictor(engine, store, top_k, settings.max_sites, settings.max_pattern_points,
+                                   n_jobs=settings.n_jobs)
 
 
 def cmd_predict(args) -> int:
@@ -75,8 +76,11 @@ def cmd_predict(args) -> int:
         raise UserFacingError("--top-k must be at least 1")
     predictor = load_predictor(args.top_k)
     n_errors = 0
-    results = list(predictor.predict_paths(args.paths, args.wavelength)) if args.paths else []
-    results += predictor.predict_formulas(formulas) if formulas else []
+    try:
+        results = list(predictor.predict_paths(args.paths, args.wavelength)) if args.paths else []
+        results += predictor.predict_formulas(formulas) if formulas else []
+    finally:
+        predictor.close()
     for result in results:
         n_errors += "error" in result
         if args.json:

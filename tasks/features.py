@@ -155,6 +155,17 @@ class XRDPatternFeaturizer:
         return np.concatenate([profile, first_q, first_i, ratio, diff2, strong_q, strong_i, fom, extra])
 
 
+_WORKER_FEATURIZER: XRDPatternFeaturizer | None = None
+
+
+def featurize_patterns_in_worker(patterns: list[PowderPattern]) -> np.ndarray:
+    """``XRDPatternFeaturizer().featurize_many`` for a process pool (one featurizer per worker process)."""
+    global _WORKER_FEATURIZER
+    if _WORKER_FEATURIZER is None:
+        _WORKER_FEATURIZER = XRDPatternFeaturizer()
+    return _WORKER_FEATURIZER.featurize_many(patterns)
+
+
 def _pad(values: np.ndarray, n: int) -> np.ndarray:
     out = np.full(n, np.nan)
     out[: min(n, len(values))] = values[:n]

@@ -8,20 +8,31 @@ sweep). A bad input yields ``{"input": ..., "error": "..."}`` and the others sti
 
 from __future__ import annotations
 
+import multiprocessing
+import os
+import weakref
 from collections.abc import Iterable, Iterator
+from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
 import spglib
 
 from tasks.crystallography import space_group_type
 from tasks.extinction import extinction_group_by_index, extinction_group_of
-from tasks.features import FORMULA_FEATURE_VERSION, XRD_FEATURE_VERSION, XRDPatternFeaturizer
+from tasks.features import (FORMULA_FEATURE_VERSION, XRD_FEATURE_VERSION, XRDPatternFeaturizer,
+                            featurize_patterns_in_worker)
 from tasks.models import RankedPrediction, SpaceGroupClassifier
 from tasks.patterns import PatternError, PowderPattern
 from tasks.readers import (FormulaError, StructureError, input_kind, is_powder_cif, parse_formula, read_pattern,
                            read_pdcif, read_structure)
 from tasks.symmetry import SymmetryError, symmetry_labels, tolerance_sweep
+
+
+#: batches at least this large are featurised in worker processes when the predictor has ``n_jobs != 1``
+PARALLEL_MIN_PATTERNS = 128
+_PARALLEL_CHUNK = 32
 
 
 class PredictionError(ValueError):
@@ -68,7 +79,7 @@ class Predictor:
     """Answers patterns, formulas and structures with the loaded models (load once, predict many)."""
 
     def __init__(self, xrd: LoadedModel | None = None, formula: LoadedModel | None = None, top_k: int = 5,
-                 max_sites: int = 500, max_pattern_points: int | None = None) -> None:
+                 max_sites: int = 500, max_pattern_points: int | None = None, n_jobs: int = 1) -> None:
         if xrd is not None and xrd.feature_version != XRD_FEATURE_VERSION:
             raise PredictionError(f"XRD model uses features {xrd.feature_version!r}, this code makes "
                                   f"{XRD_FEATURE_VERSION!r}; retrain or install the matching version")
@@ -82,6 +93,25 @@ class Predictor:
         self.max_pattern_points = max_pattern_points
         self._xrd_featurizer = XRDPatternFeaturizer()
         self._formula_featurizer = None
+        self.n_jobs = n_jobs  # processes for featurising large pattern batches; 0 = all cores, 1 = this one
+        self._pool = None
+
+    def close(self) -> None:
+        """Stop the featurisation worker processes, if any were started."""
+        if self._pool is not None:
+            self._pool.shutdown(wait=True, cancel_futures=True)
+            self._pool = None
+
+    def _featurize_patterns(self, patterns: list[PowderPattern]) -> np.ndarray:
+        workers = (os.cpu_count() or 1) if self.n_jobs == 0 else self.n_jobs
+        if workers <= 1 or len(patterns) < PARALLEL_MIN_PATTERNS:
+            return self._xrd_featurizer.featurize_many(patterns)
+        if self._pool is None:
+            # spawn, not fork: the parent may hold XGBoost/OpenMP threads that a forked child would inherit broken
+            self._pool = ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn"))
+            weakref.finalize(self, self._pool.shutdown, wait=False, cancel_futures=True)
+        chunks = [patterns[i:i + _PARALLEL_CHUNK] for i in range(0, len(patterns), _PARALLEL_CHUNK)]
+        return np.vstack(list(self._pool.map(featurize_patterns_in_worker, chunks)))
 
     # -- patterns ---------------------------------------------------------------------------------------
     def predict_patterns(self, patterns: list[PowderPattern], names: list[str]) -> list[dict]:
@@ -89,7 +119,7 @@ class Predictor:
             raise ModelUnavailableError("no XRD model is registered; run `spacegroup train --modality xrd`")
         if not patterns:
             return []
-        X = self._xrd_featurizer.featurize_many(patterns)
+        X = self._featurize_patterns(patterns)
         ranked = self.xrd.model.rank(X, self.top_k)
         return [_result_from_ranking(n, "xrd", r, self.xrd) for n, r in zip(names, ranked)]
 

@@ -19,7 +19,7 @@ def champion_ids(engine) -> dict[str, int | None]:
 
 def load_champion_predictor(engine, store: ArtifactStore, top_k: int = 5, max_sites: int = 500,
                             max_pattern_points: int | None = None, bootstrap: bool = True,
-                            model_threads: int | None = None) -> Predictor:
+                            model_threads: int | None = None, n_jobs: int = 1) -> Predictor:
     """Load each modality's champion (verified sha256); a fresh registry gets the shipped models first.
 
     ``model_threads`` caps XGBoost's threads per prediction call: the API runs one worker process per core, and
@@ -36,4 +36,4 @@ def load_champion_predictor(engine, store: ArtifactStore, top_k: int = 5, max_si
                 model.booster_.set_param({"nthread": model_threads})
             loaded[modality] = LoadedModel(model, version.id, version.name, version.feature_version)
     return Predictor(loaded.get("xrd"), loaded.get("formula"), top_k=top_k, max_sites=max_sites,
-                     max_pattern_points=max_pattern_points)
+                     max_pattern_points=max_pattern_points, n_jobs=n_jobs)
