@@ -8,6 +8,7 @@ from __future__ import annotations
 import logging
 import time
 
+import orjson
 from flask import Flask, g, jsonify, request
 from flask_limiter import Limiter
 from werkzeug.exceptions import HTTPException
@@ -105,9 +106,13 @@ def json_body() -> dict:
     """The request's JSON object, or a 400/415 problem saying what is wrong with it."""
     if not request.is_json:
         raise Problem(415, "Unsupported media type", "send JSON with 'Content-Type: application/json'")
-    data = request.get_json(silent=True)
-    if data is None:
-        raise Problem(400, "Bad request", "the body is not valid JSON")
+    try:
+        # orjson: a 4,000-point pattern parses in 0.45 ms instead of 4 ms with the json module (bench/api_load.py)
+        data = orjson.loads(request.get_data(cache=True))
+    except orjson.JSONDecodeError as exc:
+        hint = " (NaN and Infinity are not JSON numbers)" if any(
+            token in request.get_data(cache=True) for token in (b"NaN", b"Infinity")) else ""
+        raise Problem(400, "Bad request", f"the body is not valid JSON: {exc}{hint}") from None
     if not isinstance(data, dict):
         raise Problem(400, "Bad request", "the JSON body must be an object")
     return data

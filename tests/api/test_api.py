@@ -138,8 +138,11 @@ def test_limits_body_size_pattern_length_and_atoms(live):
 def test_not_json_and_unknown_routes(live):
     assert live.request("POST", "/predict", data="formula=NaCl",
                         headers={"Content-Type": "text/plain"}).status_code == 415
-    assert live.request("POST", "/predict", data="{not json",
-                        headers={"Content-Type": "application/json"}).status_code == 400
+    broken = live.request("POST", "/predict", data="{not json", headers={"Content-Type": "application/json"})
+    assert broken.status_code == 400 and "not valid JSON" in broken.json()["detail"]
+    nan = live.request("POST", "/predict", data='{"xrd": {"two_theta_deg": [NaN], "intensity": [1]}}',
+                       headers={"Content-Type": "application/json"})
+    assert nan.status_code == 400 and "NaN and Infinity are not JSON numbers" in nan.json()["detail"]
     missing = live.request("GET", "/nowhere")
     assert missing.status_code == 404 and missing.headers["Content-Type"] == "application/problem+json"
     assert live.request("DELETE", "/predict").status_code == 405
