@@ -151,6 +151,7 @@ def main() -> None:
     # in-process prediction speed of the pretrained model on measured patterns (features included)
     from tasks.predict import LoadedModel, Predictor
 
+    pretrained.prepare_small_batches()  # as the API does at start-up
     predictor = Predictor(LoadedModel(pretrained, None, "pretrained", XRD_FEATURE_VERSION))
     single = []
     for pattern in measured[:40]:

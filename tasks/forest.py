@@ -3,8 +3,9 @@
 XGBoost's predictor has a fixed cost per tree and call (about 0.5 µs per tree: 2.4 ms for the shipped XRD model's
 4,623 trees even for one row), which dominates single-pattern latency. Walking all trees level by level as numpy
 arrays costs a fraction of that for a handful of rows; for large batches XGBoost is faster again. The crossover
-is measured in ``bench/model_latency.py``; ``SpaceGroupClassifier`` uses this evaluator below it. Results equal
-XGBoost's margins to float32 rounding (``tests/science/test_models.py``).
+is measured in ``bench/model_latency.py``; ``SpaceGroupClassifier.prepare_small_batches`` switches to this
+evaluator below it (the API does at start-up). Results equal XGBoost's margins to float32 rounding
+(``tests/science/test_models.py``).
 
 Only numerical splits (``split_type`` 0) are supported, which is what this project trains.
 """
@@ -14,14 +15,15 @@ from __future__ import annotations
 import json
 
 import numpy as np
+import orjson
 import xgboost as xgb
 
 
 class NumpyForest:
-    """The first ``n_trees`` trees of a multi-class booster as flat node arrays."""
+    """The trees of the first ``n_iterations`` boosting rounds of a multi-class booster, as flat node arrays."""
 
     def __init__(self, booster: xgb.Booster, n_iterations: int) -> None:
-        model = json.loads(booster.save_raw("json"))
+        model = orjson.loads(booster.save_raw("json"))
         learner = model["learner"]
         n_classes = max(1, int(learner["learner_model_param"]["num_class"]))
         trees = learner["gradient_booster"]["model"]["trees"][: n_iterations * n_classes]
@@ -49,7 +51,7 @@ class NumpyForest:
         self.n_classes = n_classes
         self._round_robin = len(trees) % n_classes == 0 and np.array_equal(
             tree_class, np.tile(np.arange(n_classes), len(trees) // n_classes))
-        self.depth = max(_depth(np.asarray(t["left_children"]), np.asarray(t["right_children"])) for t in trees)
+        self.depth = _depth(self.roots, left + shift, right + shift, leaf)
 
     def margins(self, X: np.ndarray) -> np.ndarray:
         """Raw margins (n_rows, n_classes), as ``Booster.predict(..., output_margin=True)``."""
@@ -69,9 +71,10 @@ class NumpyForest:
         return out + self.base_margin
 
 
-def _depth(left: np.ndarray, right: np.ndarray) -> int:
-    depth = np.zeros(len(left), dtype=np.int64)
-    for node in range(len(left)):  # children always come after their parent in XGBoost's layout
-        if left[node] != -1:
-            depth[left[node]] = depth[right[node]] = depth[node] + 1
-    return int(depth.max())
+def _depth(roots: np.ndarray, left: np.ndarray, right: np.ndarray, leaf: np.ndarray) -> int:
+    """Depth of the deepest tree: walk all trees level by level from their roots."""
+    frontier, depth = roots[~leaf[roots]], 0
+    while len(frontier):
+        children = np.concatenate([left[frontier], right[frontier]])
+        frontier, depth = children[~leaf[children]], depth + 1
+    return depth

@@ -18,7 +18,6 @@ from __future__ import annotations
 import io
 import json
 import os
-import threading
 from dataclasses import dataclass
 from functools import lru_cache
 
@@ -34,10 +33,10 @@ from tasks.extinction import extinction_group_of
 from tasks.forest import NumpyForest
 
 ARTIFACT_FORMAT = "spacegroup-xgb-npz-1"
-#: up to this many rows the trees are walked with numpy: faster than XGBoost for both shipped models (the
-#: 16k-tree formula model breaks even near 3 rows, the 4.6k-tree XRD model near 7; bench/model_latency.py)
+#: once ``prepare_small_batches`` has run, up to this many rows are scored by walking the trees with numpy: faster
+#: than XGBoost for both shipped models (the 16k-tree formula model breaks even near 3 rows, the 4.6k-tree XRD
+#: model near 7; bench/model_latency.py)
 NUMPY_FOREST_MAX_ROWS = 2
-_FOREST_LOCK = threading.Lock()
 
 
 class ModelFormatError(ValueError):
@@ -134,19 +133,20 @@ class SpaceGroupClassifier(ClassifierMixin, BaseEstimator):
         return self
 
     def _margins(self, X) -> np.ndarray:
-        if len(X) <= NUMPY_FOREST_MAX_ROWS:
-            return self._numpy_forest().margins(X)
+        forest = self.__dict__.get("_forest")
+        if forest is not None and len(X) <= NUMPY_FOREST_MAX_ROWS:
+            return forest.margins(X)
         dmatrix = xgb.DMatrix(np.asarray(X, dtype=np.float32), missing=np.nan)
         return self.booster_.predict(dmatrix, output_margin=True, iteration_range=(0, self.best_iteration_ + 1))
 
-    def _numpy_forest(self) -> NumpyForest:
-        forest = self.__dict__.get("_forest")
-        if forest is None:
-            with _FOREST_LOCK:
-                forest = self.__dict__.get("_forest")
-                if forest is None:
-                    forest = self.__dict__["_forest"] = NumpyForest(self.booster_, self.best_iteration_ + 1)
-        return forest
+    def prepare_small_batches(self) -> "SpaceGroupClassifier":
+        """Copy the trees into numpy arrays so that one or two rows skip XGBoost's per-call cost.
+
+        Costs 0.5-2 s once (the shipped models), so long-running services call it at start-up; one-shot commands
+        do not.
+        """
+        self.__dict__["_forest"] = NumpyForest(self.booster_, self.best_iteration_ + 1)
+        return self
 
     # -- inference ------------------------------------------------------------------------------------
     def predict_proba(self, X) -> np.ndarray:

@@ -46,7 +46,8 @@ class ServiceState:
                 if self._predictor is None or current != self._champions:
                     s = self.settings
                     self._predictor = load_champion_predictor(self.engine, self.store, 20, s.max_sites,
-                                                              s.max_pattern_points, model_threads=1)
+                                                              s.max_pattern_points, model_threads=1,
+                                                              small_batches=True)
                     self._champions = champion_ids(self.engine)
                     log.info("serving champions %s", self._champions)
                 self._checked = now

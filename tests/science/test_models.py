@@ -83,7 +83,8 @@ def test_numpy_forest_equals_xgboost_margins(fitted):
     reference = model.booster_.predict(xgb.DMatrix(X, missing=np.nan), output_margin=True,
                                        iteration_range=(0, model.best_iteration_ + 1))
     np.testing.assert_allclose(forest.margins(X), reference, atol=1e-5)
-    # the classifier switches between the two by batch size; the answers must not depend on it
+    # once prepared, the classifier switches between the two by batch size; the answers must not depend on it
+    model.prepare_small_batches()
     one_by_one = np.vstack([model.predict_proba(X[i:i + 1]) for i in range(20)])
     np.testing.assert_allclose(one_by_one, model.predict_proba(X[:20]), atol=1e-6)
 
