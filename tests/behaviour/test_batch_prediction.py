@@ -1,0 +1,34 @@
+"""Large pattern batches: featurised in worker processes, the same answers as in one process."""
+
+from pathlib import Path
+
+import numpy as np
+
+from tasks.features import XRD_FEATURE_VERSION
+from tasks.models import SpaceGroupClassifier
+from tasks.predict import PARALLEL_MIN_PATTERNS, LoadedModel, Predictor
+from tasks.pretrained import shipped_models
+from tasks.readers import read_pattern
+
+EXAMPLES = Path(__file__).resolve().parents[2] / "tasks" / "examples"
+
+
+def test_worker_processes_give_the_same_answers():
+    shipped = {m.name: m for m in shipped_models()}["xrd_default"]
+    model = LoadedModel(SpaceGroupClassifier.from_bytes(shipped.artifact), None, "xrd_default", XRD_FEATURE_VERSION)
+    base = [read_pattern(p) for p in sorted(EXAMPLES.glob("*.xy"))]
+    rng = np.random.default_rng(0)
+    # distinct patterns (noise), so a mix-up of rows between workers would show
+    patterns = [type(p)(p.two_theta_deg, p.intensity * rng.uniform(0.5, 1.5, len(p.intensity)), p.wavelength_angstrom,
+                        p.source) for p in (base * 60)[:PARALLEL_MIN_PATTERNS + 7]]
+    names = [f"p{i}" for i in range(len(patterns))]
+    serial = Predictor(model, n_jobs=1).predict_patterns(patterns, names)
+    parallel_predictor = Predictor(model, n_jobs=2)
+    try:
+        parallel = parallel_predictor.predict_patterns(patterns, names)
+        assert parallel_predictor._pool is not None  # the worker processes were really used
+    finally:
+        parallel_predictor.close()
+    assert [r["input"] for r in parallel] == names
+    for a, b in zip(serial, parallel):
+        assert a["top_k"] == b["top_k"]
