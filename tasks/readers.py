@@ -18,6 +18,7 @@ from tasks.xrd import resolve_wavelength
 PATTERN_SUFFIXES = {".xy", ".xye", ".csv", ".txt", ".dat", ".asc"}
 STRUCTURE_SUFFIXES = {".cif", ".vasp", ".poscar"}
 _SEPARATORS = re.compile(r"[,;\t ]+")
+MIN_OVERFLOW_DIGITS = 4  # an intensity that runs into the 2θ column has at least this many digits
 _WAVELENGTH_HEADER = re.compile(r"wave\s*length\s*[=:]?\s*([0-9]*\.?[0-9]+)", re.IGNORECASE)
 
 
@@ -39,17 +40,62 @@ def _numbers(line: str) -> list[float] | None:
         return None
 
 
+def _split_overflowed_columns(rows: list[list[float]], texts: list[str]) -> tuple[list[list[float]] | None, int]:
+    """Repair fixed-width files whose large intensities ran into the 2θ column ("14.168110228" for 14.1681 and
+    10228): ``(rows, -1)``, or ``(None, i)`` when line ``i`` (or the file's 2θ column, ``i = -1``) does not allow an
+    unambiguous split.
+
+    Each way of cutting the digits after the decimal point is tried; a cut is taken only when its 2θ falls where
+    the regular grid puts that line (one median step from a good neighbour, within a tenth of the last decimal
+    place written) and is at least three times closer to it than any other cut, so an ordinary missing value is
+    never "repaired" into a plausible-looking one.
+    """
+    decimals = [len(t.split()[0].partition(".")[2]) for t, r in zip(texts, rows) if len(r) == 2]
+    places = max(decimals)  # writers drop trailing zeros ("13.92"), so most lines, not all, show the full width
+    two_theta = np.array([r[0] if len(r) == 2 else np.nan for r in rows])
+    step = float(np.nanmedian(np.diff(two_theta)))
+    if not 1 <= places <= 6 or decimals.count(places) < 0.5 * len(decimals) or not step > 0:
+        return None, -1  # not an instrument's fixed-decimal 2θ column
+    out = []
+    for i, (row, text) in enumerate(zip(rows, texts)):
+        if len(row) == 2:
+            out.append(row)
+            continue
+        head, dot, tail = text.partition(".")
+        expected = [two_theta[j] + (i - j) * step for j in (i - 1, i + 1, i - 2, i + 2)
+                    if 0 <= j < len(rows) and np.isfinite(two_theta[j])]
+        if not dot or not tail.isdigit() or not expected:
+            return None, i
+        cuts = []
+        for k in range(1, min(places, len(tail) - 1) + 1):
+            counts = tail[k:]
+            if len(counts) < MIN_OVERFLOW_DIGITS or counts[0] == "0":
+                continue  # only large counts overflow a fixed-width field
+            value = float(f"{head}.{tail[:k]}")
+            cuts.append((abs(value - expected[0]), value, float(counts)))
+        cuts.sort()
+        if not cuts or cuts[0][0] > 10.0 ** -places + 0.1 * 10.0 ** -places:
+            return None, i
+        if len(cuts) > 1 and cuts[1][0] < 3.0 * max(cuts[0][0], 0.1 * 10.0 ** -places):
+            return None, i
+        out.append([cuts[0][1], cuts[0][2]])
+        two_theta[i] = cuts[0][1]
+    return out, -1
+
+
 def parse_pattern_text(text: str, source: str = "") -> tuple[np.ndarray, np.ndarray, float | None]:
     """``(two_theta_deg, intensity, wavelength_angstrom or None)`` from the text of a pattern file.
 
     Accepts two or three numeric columns (2θ, intensity[, esd]) separated by commas, semicolons, tabs or
     spaces; header and comment lines (``#``, ``!``, ``;``, RRUFF ``##KEY=value``) are skipped and a
     ``wavelength=`` entry in them is used. Also accepts the "start step stop" header followed by one
-    intensity per line. Text after RRUFF's ``##END=`` is ignored.
+    intensity per line. Text after RRUFF's ``##END=`` is ignored. Fixed-width files whose large intensities ran
+    into the 2θ column are split back when that is unambiguous (``_split_overflowed_columns``).
     """
     where = f" in {source}" if source else ""
     rows: list[list[float]] = []
     line_numbers: list[int] = []
+    texts: list[str] = []
     wavelength: float | None = None
     header_done = False
     for number, raw in enumerate(text.splitlines(), start=1):
@@ -74,6 +120,7 @@ def parse_pattern_text(text: str, source: str = "") -> tuple[np.ndarray, np.ndar
             raise PatternError(f"numeric data resumes after text{where}; the file seems to hold two blocks")
         rows.append(values)
         line_numbers.append(number)
+        texts.append(line)
     if not rows:
         raise PatternError(f"no numeric data found{where}; expected columns of 2θ and intensity")
     widths = {len(r) for r in rows}
@@ -83,12 +130,17 @@ def parse_pattern_text(text: str, source: str = "") -> tuple[np.ndarray, np.ndar
         if step <= 0:
             raise PatternError(f"the start/step/stop header{where} has a non-positive step {step:g}")
         return start + step * np.arange(len(y)), y, wavelength
+    unsplit = -1
+    if widths == {1, 2} and sum(len(r) == 2 for r in rows) > 0.5 * len(rows):
+        repaired, unsplit = _split_overflowed_columns(rows, texts)
+        rows = repaired or rows
+        widths = {len(r) for r in rows}
     if len(widths) != 1:
         usual = max(widths, key=lambda w: sum(len(r) == w for r in rows))
-        odd = next(i for i, r in enumerate(rows) if len(r) != usual)
+        odd = unsplit if unsplit >= 0 else next(i for i, r in enumerate(rows) if len(r) != usual)
         raise PatternError(
-            f"line {line_numbers[odd]}{where} has {len(rows[odd])} column(s) "
-            f"({' '.join(f'{v:g}' for v in rows[odd])}) where the others have {usual}; is a separator missing?"
+            f"line {line_numbers[odd]}{where} has {len(rows[odd])} column(s) ({texts[odd]!r}) where the others have "
+            f"{usual}; is a separator missing, or did a fixed-width intensity run into the 2θ column?"
         )
     width = widths.pop()
     if width == 1:
