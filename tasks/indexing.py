@@ -208,11 +208,6 @@ def index_lattices(s_obs: np.ndarray, lattices: tuple[tuple[str, str], ...] = LA
     return out
 
 
-def index_family(s_obs: np.ndarray, family: str, centring: str = "P") -> tuple[float, float]:
-    """Best figure of merit and its c/a (NaN for cubic) for one lattice family and centring."""
-    return index_lattices(s_obs, ((family, centring),))[0]
-
-
 def indexing_features(q_inv_angstrom: np.ndarray) -> np.ndarray:
     """The ``FOM_LABELS`` features from peak positions (Q, Å⁻¹, ascending); NaN with fewer than 4 peaks."""
     q = np.asarray(q_inv_angstrom, float)[:N_PEAKS]
