@@ -46,9 +46,9 @@ def _split_overflowed_columns(rows: list[list[float]], texts: list[str]) -> tupl
     unambiguous split.
 
     Each way of cutting the digits after the decimal point is tried; a cut is taken only when its 2θ falls where
-    the regular grid puts that line (one median step from a good neighbour, within a tenth of the last decimal
-    place written) and is at least three times closer to it than any other cut, so an ordinary missing value is
-    never "repaired" into a plausible-looking one.
+    the regular grid puts that line (median steps from the nearest good neighbour, within 1.1 units of the last
+    decimal place written) and is at least three times closer to it than any other cut, so an ordinary missing
+    value is never "repaired" into a plausible-looking one.
     """
     decimals = [len(t.split()[0].partition(".")[2]) for t, r in zip(texts, rows) if len(r) == 2]
     places = max(decimals)  # writers drop trailing zeros ("13.92"), so most lines, not all, show the full width
@@ -62,9 +62,9 @@ def _split_overflowed_columns(rows: list[list[float]], texts: list[str]) -> tupl
             out.append(row)
             continue
         head, dot, tail = text.partition(".")
-        expected = [two_theta[j] + (i - j) * step for j in (i - 1, i + 1, i - 2, i + 2)
-                    if 0 <= j < len(rows) and np.isfinite(two_theta[j])]
-        if not dot or not tail.isdigit() or not expected:
+        expected = next((two_theta[j] + (i - j) * step for j in (i - 1, i + 1, i - 2, i + 2)
+                         if 0 <= j < len(rows) and np.isfinite(two_theta[j])), None)
+        if not dot or not tail.isdigit() or expected is None:
             return None, i
         cuts = []
         for k in range(1, min(places, len(tail) - 1) + 1):
@@ -72,11 +72,12 @@ def _split_overflowed_columns(rows: list[list[float]], texts: list[str]) -> tupl
             if len(counts) < MIN_OVERFLOW_DIGITS or counts[0] == "0":
                 continue  # only large counts overflow a fixed-width field
             value = float(f"{head}.{tail[:k]}")
-            cuts.append((abs(value - expected[0]), value, float(counts)))
+            cuts.append((abs(value - expected), value, float(counts)))
         cuts.sort()
-        if not cuts or cuts[0][0] > 10.0 ** -places + 0.1 * 10.0 ** -places:
+        unit = 10.0 ** -places  # the last decimal place written
+        if not cuts or cuts[0][0] > 1.1 * unit:
             return None, i
-        if len(cuts) > 1 and cuts[1][0] < 3.0 * max(cuts[0][0], 0.1 * 10.0 ** -places):
+        if len(cuts) > 1 and cuts[1][0] < 3.0 * max(cuts[0][0], 0.1 * unit):
             return None, i
         out.append([cuts[0][1], cuts[0][2]])
         two_theta[i] = cuts[0][1]
