@@ -16,15 +16,19 @@ their lattice allows, so comparing them hints at the centring.
 Speed: a candidate's lines are never listed. For each ``l^2`` the allowed ``m`` are a small integer set (a bit
 mask), so a peak is indexed when the integer nearest to ``(s - C l^2) / A`` is in that set and close enough,
 and the distinct lines below the last peak are counted with bit masks (two lines coincide only when
-``C / A`` times a difference of ``l^2`` is an integer). The candidates of all seven lattices are scored in one
-pass. ``scores_by_listing`` is the plain way (list and sort every candidate's lines, search the peaks in them):
-the tests check the two agree and ``bench/featurize_speed.py`` measures the gain.
+``C / A`` times a difference of ``l^2`` is an integer). This per-candidate loop, with its early exits (the first
+row that indexes a peak; no row once ``C l^2`` passes the peak), is compiled with numba, and the candidates are
+generated inside it: the same arithmetic as whole-array numpy (~1,500 candidates x 7 rows x 12 peaks, most of
+it wasted after an early hit) measured 6x slower. ``scores_by_listing`` is the plain way (list and sort every
+candidate's lines, search the peaks in them): the tests check the two agree and ``bench/featurize_speed.py``
+measures the gain.
 """
 
 from __future__ import annotations
 
 from functools import lru_cache
 
+import numba
 import numpy as np
 
 N_PEAKS = 12
@@ -68,61 +72,33 @@ def _reflections(family: str, centring: str) -> tuple[np.ndarray, np.ndarray]:
 LATTICES = (("cubic", "P"), ("cubic", "I"), ("cubic", "F"), ("tetragonal", "P"), ("tetragonal", "I"),
             ("hexagonal", "P"), ("hexagonal", "R"))
 L2_VALUES = np.arange(0, 7, dtype=float) ** 2  # l = 0 ... 6: every l^2 <= MAX_L2
-_ROW = MAX_M + 3  # allowed-m lookup row: a False guard at m = -1 and at m = MAX_M + 1
 
 
 @lru_cache(maxsize=None)
-def _tables(lattices: tuple[tuple[str, str], ...]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """For each lattice (F) and ``l^2`` in ``L2_VALUES`` (J): the allowed ``m`` as bit masks (F, J) uint64 (bit m),
-    the same as a flat lookup (``allowed[(f * J + j) * _ROW + m + 1]``), and the factor of ``A`` (F,)."""
-    allowed = np.zeros((len(lattices), len(L2_VALUES), _ROW), dtype=bool)
+def _tables(lattices: tuple[tuple[str, str], ...]) -> tuple[np.ndarray, np.ndarray]:
+    """For each lattice (F) and ``l^2`` in ``L2_VALUES`` (J): the allowed ``m`` as bit masks (F, J) uint64 (bit m);
+    and the factor of ``A`` (F,)."""
+    bits = np.zeros((len(lattices), len(L2_VALUES)), dtype=np.uint64)
     for f, (family, centring) in enumerate(lattices):
-        m, l2 = _reflections(family, centring)
-        allowed[f, np.searchsorted(L2_VALUES, l2), m.astype(int) + 1] = True
-    weights = np.uint64(1) << np.arange(MAX_M + 1, dtype=np.uint64)
-    bits = (allowed[:, :, 1:-1].astype(np.uint64) * weights).sum(axis=2, dtype=np.uint64)
+        for m, l2 in zip(*_reflections(family, centring)):
+            bits[f, np.searchsorted(L2_VALUES, l2)] |= np.uint64(1) << np.uint64(m)
     factor = np.array([_factor(family) for family, _ in lattices])
-    return bits, allowed.ravel(), factor
-
-
-def _bits_up_to(limit_m: np.ndarray) -> np.ndarray:
-    """uint64 masks with bits ``0 ... floor(limit_m)`` set (none below 0; all MAX_M + 1 bits above MAX_M)."""
-    n = np.clip(np.floor(limit_m), -1, MAX_M).astype(np.uint64) + np.uint64(1)
-    return np.where(limit_m >= 0, (np.uint64(1) << n) - np.uint64(1), np.uint64(0))
+    return bits, factor
 
 
 @lru_cache(maxsize=None)
-def _row_pairs(n_rows: int) -> tuple[np.ndarray, np.ndarray]:
-    """All (lower, upper) row pairs, grouped by the upper row."""
-    lower, upper = np.triu_indices(n_rows, k=1)
-    order = np.argsort(upper, kind="stable")
-    return lower[order], upper[order]
+def _row_counts(lattices: tuple[tuple[str, str], ...]) -> np.ndarray:
+    """Rows of ``L2_VALUES`` a lattice can use: one past its last non-empty row (cubic: only ``l^2 = 0``)."""
+    bits = _tables(lattices)[0]
+    return np.array([1 + max(np.flatnonzero(row)) for row in bits], dtype=np.int64)
 
 
 def _factor(family: str) -> float:
     return 4.0 / 3.0 if family == "hexagonal" else 1.0
 
 
-def _distinct_lines(fa: np.ndarray, c: np.ndarray, bits: np.ndarray, s_max: float) -> np.ndarray:
-    """Distinct lines ``s <= s_max`` of each candidate (``bits``: (K, J) allowed m); closer than 1e-9 s_max is one.
-
-    Lines ``(m_a, l2_a)`` and ``(m_b, l2_b)`` coincide when ``m_a = m_b + r (l2_b - l2_a)`` with ``r = c / (f a)``
-    and that shift is an integer; a line counts unless a row of smaller ``l^2`` has its twin (bit masks, no sort).
-    """
-    lower, upper = _row_pairs(len(L2_VALUES))
-    below = bits & _bits_up_to((s_max - L2_VALUES[None, :] * c[:, None]) / fa[:, None])  # (K, J)
-    shift = (c / fa)[:, None] * (L2_VALUES[upper] - L2_VALUES[lower])[None, :]  # (K, pairs)
-    whole = np.rint(shift)
-    twin = (np.abs(shift - whole) * fa[:, None] <= 1e-9 * s_max) & (whole <= MAX_M)
-    shifted = np.where(twin, bits[:, lower] >> np.clip(whole, 0, 63).astype(np.uint64), np.uint64(0))
-    duplicate = np.zeros_like(below)
-    starts = np.flatnonzero(np.diff(upper, prepend=-1))
-    duplicate[:, upper[starts]] = np.bitwise_or.reduceat(shifted, starts, axis=1)
-    return np.bitwise_count(below & ~duplicate).sum(axis=1)
-
-
 def scores_by_listing(s_obs: np.ndarray, a: np.ndarray, c: np.ndarray, family: str, centring: str) -> np.ndarray:
-    """Figures of merit by listing every candidate's lines: the reference for ``_scores`` (tests, benchmark)."""
+    """Figures of merit by listing every candidate's lines: the reference for ``score_candidates`` (tests, benchmark)."""
     m, l2 = _reflections(family, centring)
     s_max = s_obs[-1] * (1 + RELATIVE_TOLERANCE)
     calc = np.sort(_factor(family) * a[:, None] * m[None, :] + c[:, None] * l2[None, :], axis=1)
@@ -143,33 +119,122 @@ def scores_by_listing(s_obs: np.ndarray, a: np.ndarray, c: np.ndarray, family: s
     return np.where(n_calc > 0, indexed * np.minimum(1.0, len(s_obs) / np.maximum(n_calc, 1)), 0.0)
 
 
-def _scores(s_obs: np.ndarray, a: np.ndarray, c: np.ndarray, lattice: np.ndarray,
-            lattices: tuple[tuple[str, str], ...]) -> np.ndarray:
-    """Figures of merit of candidates ``s = factor a m + c l^2`` on lattices ``lattices[lattice]`` (all (K,)).
+@numba.njit(cache=True, nogil=True, inline="always")
+def _popcount(x):
+    x = x - ((x >> np.uint64(1)) & np.uint64(0x5555555555555555))
+    x = (x & np.uint64(0x3333333333333333)) + ((x >> np.uint64(2)) & np.uint64(0x3333333333333333))
+    x = (x + (x >> np.uint64(4))) & np.uint64(0x0F0F0F0F0F0F0F0F)
+    return (x * np.uint64(0x0101010101010101)) >> np.uint64(56)
 
-    A peak is indexed when the integer ``m`` nearest to ``(s - c l^2) / (factor a)`` is allowed for that ``l^2``
-    and within the tolerance. That is exact while the tolerance window is narrower than one step of ``m``;
-    candidates with a wider window (tiny ``a``) test every ``m`` in the window with bit masks.
+
+@numba.njit(cache=True, nogil=True, inline="always")
+def _bits_up_to(limit_m):
+    """A uint64 mask with bits ``0 ... floor(limit_m)`` set (none below 0; all MAX_M + 1 bits above MAX_M)."""
+    if limit_m < 0:
+        return np.uint64(0)
+    return (np.uint64(1) << np.uint64(min(np.floor(limit_m), MAX_M) + 1)) - np.uint64(1)
+
+
+@numba.njit(cache=True, nogil=True)
+def _score(s_obs, s_max, fa, c, bits, n_rows, to_beat):
+    """Figure of merit of the candidate ``s = fa m + c l^2`` whose allowed ``m`` per ``l^2`` row are ``bits``;
+    -1 as soon as it cannot exceed ``to_beat`` (the merit is at most the fraction of peaks indexed).
+
+    Hits: a peak is indexed when an allowed ``m`` of some row lies within the tolerance window; while the window
+    is narrower than one step of ``m`` only the nearest integer can. Distinct lines: a line of row ``j`` counts
+    unless a lower row has its twin, ``m_i = m_j + (c / fa)(l2_j - l2_i)`` with that shift an integer.
     """
-    bits_table, allowed, factor = _tables(lattices)
-    n_l2 = len(L2_VALUES)
-    fa = factor[lattice] * a
-    bits = bits_table[lattice]  # (K, J)
+    n_obs = s_obs.shape[0]
+    wide = RELATIVE_TOLERANCE * s_obs[n_obs - 1] / fa >= 0.5
+    hits = 0
+    for n in range(n_obs):
+        half_width = RELATIVE_TOLERANCE * s_obs[n] / fa
+        for j in range(n_rows):
+            x = (s_obs[n] - L2_VALUES[j] * c) / fa
+            if x + half_width < 0:  # rows further down only lower x (c >= 0)
+                break
+            if wide:
+                if _bits_up_to(x + half_width) & ~_bits_up_to(np.ceil(x - half_width) - 1) & bits[j]:
+                    hits += 1
+                    break
+            else:
+                m = np.rint(x)
+                if abs(x - m) <= half_width and m <= MAX_M and (bits[j] >> np.uint64(m)) & np.uint64(1):
+                    hits += 1
+                    break
+    if hits / n_obs <= to_beat:
+        return -1.0
+    n_calc = 0
+    for j in range(n_rows):
+        limit = (s_max - L2_VALUES[j] * c) / fa
+        if limit < 0:
+            break
+        duplicate = np.uint64(0)
+        for i in range(j):
+            shift = c / fa * (L2_VALUES[j] - L2_VALUES[i])
+            whole = np.rint(shift)
+            if abs(shift - whole) * fa <= 1e-9 * s_max and whole <= MAX_M:
+                duplicate |= bits[i] >> np.uint64(max(whole, 0.0))
+        n_calc += _popcount(bits[j] & _bits_up_to(limit) & ~duplicate)
+    if n_calc == 0:
+        return 0.0
+    return hits / n_obs * min(1.0, n_obs / n_calc)
+
+
+@numba.njit(cache=True, nogil=True)
+def _score_all(s_obs, a, c, lattice, bits_table, factor, n_rows):
     s_max = s_obs[-1] * (1 + RELATIVE_TOLERANCE)
-    half_width = RELATIVE_TOLERANCE * s_obs[None, :] / fa[:, None]  # (K, N), in steps of m
-    x = (s_obs[None, None, :] - (L2_VALUES[:, None] * c[None, :])[:, :, None]) / fa[None, :, None]  # (J, K, N)
-    m = np.rint(x)
-    close = np.abs(x - m) <= half_width[None]
-    np.clip(m, -1, MAX_M + 1, out=m)
-    m += (lattice[None, :] * n_l2 + np.arange(n_l2)[:, None])[:, :, None] * _ROW + 1
-    hit = (close & allowed[m.astype(np.intp)]).any(axis=0)
-    wide = np.flatnonzero(half_width.max(axis=1) >= 0.5)
-    if len(wide):
-        xw, hw = x[:, wide], half_width[None, wide]
-        window = _bits_up_to(xw + hw) & ~_bits_up_to(np.ceil(xw - hw) - 1)
-        hit[wide] = ((window & bits[wide].T[:, :, None]) != 0).any(axis=0)
-    n_calc = _distinct_lines(fa, c, bits, s_max)
-    return np.where(n_calc > 0, hit.mean(axis=1) * np.minimum(1.0, len(s_obs) / np.maximum(n_calc, 1)), 0.0)
+    out = np.empty(a.shape[0])
+    for k in range(a.shape[0]):
+        f = lattice[k]
+        out[k] = _score(s_obs, s_max, factor[f] * a[k], c[k], bits_table[f], n_rows[f], -1.0)
+    return out
+
+
+def score_candidates(s_obs: np.ndarray, a: np.ndarray, c: np.ndarray, lattice: np.ndarray,
+                     lattices: tuple[tuple[str, str], ...] = LATTICES) -> np.ndarray:
+    """Figures of merit of candidates ``s = factor a m + c l^2`` on lattices ``lattices[lattice]`` (all (K,))."""
+    bits, factor = _tables(lattices)
+    return _score_all(np.ascontiguousarray(s_obs, dtype=np.float64), np.asarray(a, float), np.asarray(c, float),
+                      np.asarray(lattice, np.int64), bits, factor, _row_counts(lattices))
+
+
+@numba.njit(cache=True, nogil=True)
+def _best_candidates(s_obs, low_m, n_low, cubic, bits_table, factor, n_rows):
+    """For each lattice the best figure of merit and its (A, C), over the candidates of ``_candidates`` in its
+    order (the first best wins, as ``np.argmax``), generated here rather than materialised."""
+    n_lattices = factor.shape[0]
+    s_max = s_obs[-1] * (1 + RELATIVE_TOLERANCE)
+    best = np.full(n_lattices, -1.0)
+    best_a = np.zeros(n_lattices)
+    best_c = np.zeros(n_lattices)
+    n_a, n_c = min(4, s_obs.shape[0]), min(6, s_obs.shape[0])
+    trial_c = np.empty(4 * n_c)
+    for f in range(n_lattices):
+        for i in range(n_a):
+            for u in range(n_low[f]):
+                a = s_obs[i] / (factor[f] * low_m[f, u])
+                fa = factor[f] * a
+                n_trial = 0
+                if cubic[f]:
+                    trial_c[0] = 0.0
+                    n_trial = 1
+                else:
+                    for j in range(n_c):  # peak j as (0 0 1) or (0 0 2)
+                        trial_c[n_trial] = s_obs[j]
+                        trial_c[n_trial + 1] = s_obs[j] / 4.0
+                        n_trial += 2
+                    for j in range(n_c):  # peak j as (h k 1) with one of the two lowest m
+                        for v in range(2):
+                            derived = s_obs[j] - fa * low_m[f, v]
+                            if derived > 0:
+                                trial_c[n_trial] = derived
+                                n_trial += 1
+                for t in range(n_trial):
+                    score = _score(s_obs, s_max, fa, trial_c[t], bits_table[f], n_rows[f], best[f])
+                    if score > best[f]:
+                        best[f], best_a[f], best_c[f] = score, a, trial_c[t]
+    return best, best_a, best_c
 
 
 @lru_cache(maxsize=None)
@@ -193,19 +258,24 @@ def _candidates(s_obs: np.ndarray, family: str, centring: str) -> tuple[np.ndarr
     return np.repeat(a_cands, usable.sum(axis=1)), trial_c[usable]
 
 
+@lru_cache(maxsize=None)
+def _low_m_table(lattices: tuple[tuple[str, str], ...]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """``_low_m`` of each lattice padded to (F, 4), how many are real (F,), and which lattices are cubic (F,)."""
+    low = np.zeros((len(lattices), 4))
+    count = np.zeros(len(lattices), dtype=np.int64)
+    for f, (family, centring) in enumerate(lattices):
+        values = _low_m(family, centring)
+        low[f, :len(values)], count[f] = values, len(values)
+    return low, count, np.array([family == "cubic" for family, _ in lattices])
+
+
 def index_lattices(s_obs: np.ndarray, lattices: tuple[tuple[str, str], ...] = LATTICES) -> list[tuple[float, float]]:
-    """Best figure of merit and its c/a (NaN for cubic) for each (family, centring), all scored in one pass."""
-    parts = [_candidates(s_obs, family, centring) for family, centring in lattices]
-    sizes = [len(a) for a, _ in parts]
-    a = np.concatenate([a for a, _ in parts])
-    c = np.concatenate([c for _, c in parts])
-    scores = _scores(s_obs, a, c, np.repeat(np.arange(len(lattices)), sizes), lattices)
-    out, start = [], 0
-    for (family, _), size in zip(lattices, sizes):
-        best = start + int(np.argmax(scores[start:start + size]))
-        out.append((float(scores[best]), np.nan if family == "cubic" else float(np.sqrt(a[best] / c[best]))))
-        start += size
-    return out
+    """Best figure of merit and its c/a (NaN for cubic) for each (family, centring) over ``_candidates``."""
+    bits, factor = _tables(lattices)
+    low, count, cubic = _low_m_table(lattices)
+    best, a, c = _best_candidates(np.ascontiguousarray(s_obs, dtype=np.float64), low, count, cubic, bits, factor,
+                                  _row_counts(lattices))
+    return [(float(best[f]), np.nan if cubic[f] else float(np.sqrt(a[f] / c[f]))) for f in range(len(lattices))]
 
 
 def indexing_features(q_inv_angstrom: np.ndarray) -> np.ndarray:
