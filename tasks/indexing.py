@@ -162,8 +162,8 @@ def _score(s_obs, s_max, fa, c, bits, n_rows, to_beat):
                 if abs(x - m) <= half_width and m <= MAX_M and (bits[j] >> np.uint64(m)) & np.uint64(1):
                     hits += 1
                     break
-    if hits / n_obs <= to_beat:
-        return -1.0
+        if (hits + n_obs - 1 - n) / n_obs <= to_beat:  # even indexing every peak left would not do
+            return -1.0
     n_calc = 0
     for j in range(n_rows):
         limit = (s_max - L2_VALUES[j] * c) / fa

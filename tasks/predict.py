@@ -33,6 +33,7 @@ from tasks.symmetry import SymmetryError, symmetry_labels, tolerance_sweep
 #: batches at least this large are featurised in worker processes when the predictor has ``n_jobs != 1``
 PARALLEL_MIN_PATTERNS = 128
 _PARALLEL_CHUNK = 32
+_RANK_BLOCK = 256  # rows per model call while worker processes featurise
 
 
 class PredictionError(ValueError):
@@ -102,16 +103,18 @@ class Predictor:
             self._pool.shutdown(wait=True, cancel_futures=True)
             self._pool = None
 
-    def _featurize_patterns(self, patterns: list[PowderPattern]) -> np.ndarray:
+    def _feature_blocks(self, patterns: list[PowderPattern]) -> Iterator[np.ndarray]:
+        """Feature rows of ``patterns`` in order, in blocks as worker processes finish them (one block in-process)."""
         workers = (os.cpu_count() or 1) if self.n_jobs == 0 else self.n_jobs
         if workers <= 1 or len(patterns) < PARALLEL_MIN_PATTERNS:
-            return self._xrd_featurizer.featurize_many(patterns)
+            yield self._xrd_featurizer.featurize_many(patterns)
+            return
         if self._pool is None:
             # spawn, not fork: the parent may hold XGBoost/OpenMP threads that a forked child would inherit broken
             self._pool = ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn"))
             weakref.finalize(self, self._pool.shutdown, wait=False, cancel_futures=True)
         chunks = [patterns[i:i + _PARALLEL_CHUNK] for i in range(0, len(patterns), _PARALLEL_CHUNK)]
-        return np.vstack(list(self._pool.map(featurize_patterns_in_worker, chunks)))
+        yield from self._pool.map(featurize_patterns_in_worker, chunks)
 
     # -- patterns ---------------------------------------------------------------------------------------
     def predict_patterns(self, patterns: list[PowderPattern], names: list[str]) -> list[dict]:
@@ -119,8 +122,16 @@ class Predictor:
             raise ModelUnavailableError("no XRD model is registered; run `spacegroup train --modality xrd`")
         if not patterns:
             return []
-        X = self._featurize_patterns(patterns)
-        ranked = self.xrd.model.rank(X, self.top_k)
+        ranked: list[RankedPrediction] = []
+        waiting: list[np.ndarray] = []
+        # rank blocks while the workers featurise the rest: the model's time overlaps theirs
+        for block in self._feature_blocks(patterns):
+            waiting.append(block)
+            if sum(len(b) for b in waiting) >= _RANK_BLOCK:
+                ranked += self.xrd.model.rank(np.vstack(waiting), self.top_k)
+                waiting = []
+        if waiting:
+            ranked += self.xrd.model.rank(np.vstack(waiting), self.top_k)
         return [_result_from_ranking(n, "xrd", r, self.xrd) for n, r in zip(names, ranked)]
 
     def predict_pattern(self, pattern: PowderPattern, name: str = "pattern") -> dict:
