@@ -3,6 +3,7 @@ deployments + API, stopped together on Ctrl-C)."""
 
 from __future__ import annotations
 
+import gc
 import logging
 import os
 import signal
@@ -34,7 +35,10 @@ def serve_api(host: str, port: int, workers: int | None = None, dev: bool = Fals
 
         from webhooks.app import create_app
 
-        run_simple(host, port, create_app(), threaded=True)
+        app = create_app()
+        gc.collect()
+        gc.freeze()  # as gunicorn's post_worker_init does (gunicorn.conf.py): no full collections of start-up objects
+        run_simple(host, port, app, threaded=True)
         return
 
     class _Application(BaseApplication):

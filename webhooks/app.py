@@ -10,10 +10,12 @@ import time
 
 import orjson
 from flask import Flask, g, jsonify, request
+from flask.json.provider import DefaultJSONProvider
 from flask_limiter import Limiter
 from werkzeug.exceptions import HTTPException
 from werkzeug.routing import IntegerConverter
 
+from webhooks import rate_limit
 from webhooks.auth import authenticate, rate_limit_key
 from webhooks.problems import Problem, problem_response
 
@@ -30,9 +32,9 @@ def create_app(settings=None, runner: str | None = None) -> Flask:
     settings = settings or get_settings()
     settings.ensure_dirs()
     app = Flask("spacegroup")
+    app.json = OrjsonProvider(app)
     app.url_map.converters["id"] = RegistryIdConverter
     app.config["MAX_CONTENT_LENGTH"] = settings.api_max_body_bytes
-    app.json.sort_keys = False
     state = ServiceState(settings, get_engine(settings.registry_url), store_for(settings),
                          runner or settings.batch_runner)
     app.extensions["spacegroup"] = state
@@ -41,7 +43,7 @@ def create_app(settings=None, runner: str | None = None) -> Flask:
     app.before_request(_start_timer)
     app.before_request(authenticate)
     limiter = Limiter(rate_limit_key, app=app, default_limits=[f"{settings.api_rate_limit_per_minute}/minute"],
-                      storage_uri="memory://", headers_enabled=True)
+                      storage_uri=f"{rate_limit.SCHEME}://", headers_enabled=True)
     app.extensions["spacegroup_limiter"] = limiter
 
     from webhooks import routes_admin, routes_data, routes_incoming, routes_jobs, routes_predict, routes_service
@@ -54,6 +56,24 @@ def create_app(settings=None, runner: str | None = None) -> Flask:
     _register_error_handlers(app)
     app.after_request(_count_request)
     return app
+
+
+class OrjsonProvider(DefaultJSONProvider):
+    """``jsonify`` with orjson: keys in insertion order, numpy values as numbers, NaN as null (valid JSON);
+    types orjson does not know fall back to Flask's own rules. The stdlib encoder took ~0.2 ms per answer."""
+
+    _OPTIONS = orjson.OPT_SERIALIZE_NUMPY | orjson.OPT_NON_STR_KEYS
+
+    def dumps(self, obj, **kwargs) -> str:
+        return orjson.dumps(obj, default=self.default, option=self._OPTIONS).decode()
+
+    def loads(self, s, **kwargs):
+        return orjson.loads(s)
+
+    def response(self, *args, **kwargs):
+        obj = self._prepare_response_obj(args, kwargs)
+        body = orjson.dumps(obj, default=self.default, option=self._OPTIONS | orjson.OPT_APPEND_NEWLINE)
+        return self._app.response_class(body, mimetype=self.mimetype)
 
 
 class RegistryIdConverter(IntegerConverter):

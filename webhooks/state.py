@@ -60,9 +60,10 @@ class ServiceState:
         from tasks.inputs import parse_prediction_input
 
         predictor = self.predictor()
-        two_theta = np.linspace(10, 80, 500)
-        pattern = {"xrd": {"two_theta_deg": two_theta.tolist(),
-                           "intensity": (1 + 100 * np.exp(-((two_theta - 30) / 0.1) ** 2)).tolist()}}
+        two_theta = np.linspace(10, 80, 3500)
+        peaks = np.array([28.44, 47.30, 56.12, 69.13, 76.38])  # silicon, CuKα: enough peaks to run the indexing
+        intensity = 1 + (100 * np.exp(-(((two_theta[:, None] - peaks) / 0.05) ** 2))).sum(axis=1)
+        pattern = {"xrd": {"two_theta_deg": two_theta.tolist(), "intensity": intensity.tolist()}}
         items = [parse_prediction_input(pattern)]
         if predictor.formula is not None:
             items.append(parse_prediction_input({"formula": "NaCl"}))

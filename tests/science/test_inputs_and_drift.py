@@ -57,3 +57,18 @@ def test_no_drift_between_samples_of_one_distribution_and_drift_after_a_shift():
 
 def test_psi_is_zero_for_identical_distributions():
     assert population_stability_index([1, 2, 2, 3], [1, 2, 2, 3]) == 0.0
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.lists(st.booleans() | st.integers(-3, 3) | st.floats(-2, 2) | st.none() | st.text(max_size=3)
+                | st.lists(st.integers(0, 2), max_size=2), min_size=1, max_size=12))
+def test_pattern_arrays_take_numbers_only(values):
+    """Booleans are refused even where numpy would quietly read them as 0 and 1 (the fast path's blind spot)."""
+    item = {"xrd": {"two_theta_deg": [10.0 + 0.02 * i for i in range(len(values))], "intensity": values}}
+    only_numbers = all(type(v) in (int, float) for v in values)
+    try:
+        parse_prediction_input(item)
+    except InputError as exc:
+        assert only_numbers or "only numbers" in str(exc)
+    else:
+        assert only_numbers
