@@ -189,7 +189,7 @@ def main() -> None:
         f"{r['p99']:.1f} | {r['server_cpu_ms']:.1f} |" for r in rows)
     body = f"""## API load (issue 6)
 
-`spacegroup serve` (gunicorn, {args.workers} gthread workers x 16 threads), {args.clients} concurrent keep-alive
+`spacegroup serve` (gunicorn, {args.workers} balanced gthread workers x 16 threads), {args.clients} concurrent keep-alive
 clients (2 processes x {args.clients // 2} threads, on the same machine), SQLite registry, every prediction
 recorded. Pattern: the {len(json.loads(_pattern_body())['xrd']['two_theta_deg']):,}-point Si example as JSON;
 formula: drawn at random from 20,000 distinct formulas (so the server's formula-feature cache rarely hits).
