@@ -37,6 +37,7 @@ def main() -> None:
     from tasks.predict import LoadedModel, Predictor
     from tasks.features import XRD_FEATURE_VERSION
     from tasks.pretrained import shipped_models
+    from tasks.patterns import PowderPattern
     from tasks.readers import read_pattern
 
     shipped = {m.name: m for m in shipped_models()}["xrd_default"]
@@ -79,18 +80,25 @@ def main() -> None:
               f"({len(single)} calls): p50 {np.percentile(single, 50):.2f} ms, p95 {np.percentile(single, 95):.2f} ms "
               f"(features alone: {np.mean(features):.2f} ms). Target (issue 4): p50 ≤ 5 ms: "
               f"**{'met' if np.percentile(single, 50) <= 5 else 'not met'}**."]
-    batch = (patterns * 400)[:1200]
+    # 1,200 distinct patterns (the examples with 1 % counting noise), so that shipping them to worker processes
+    # costs what it would for real files; the median of 3 calls
+    rng = np.random.default_rng(0)
+    batch = [PowderPattern(p.two_theta_deg, p.intensity * (1 + 0.01 * rng.standard_normal(len(p.intensity))),
+                           p.wavelength_angstrom) for p in (patterns * 400)[:1200]]
     rates = {}
     for n_jobs in (1, 0):
         batch_predictor = Predictor(LoadedModel(model, None, "pretrained", XRD_FEATURE_VERSION), n_jobs=n_jobs)
         batch_predictor.predict_patterns(batch[:256], ["x"] * 256)  # start the worker processes
-        t = time.perf_counter()
-        batch_predictor.predict_patterns(batch, ["x"] * len(batch))
-        rates[n_jobs] = len(batch) / (time.perf_counter() - t)
+        runs = []
+        for _ in range(3):
+            t = time.perf_counter()
+            batch_predictor.predict_patterns(batch, ["x"] * len(batch))
+            runs.append(len(batch) / (time.perf_counter() - t))
+        rates[n_jobs] = float(np.median(runs))
         batch_predictor.close()
     import os
 
-    lines += ["", f"Batch of {len(batch)} patterns in one call: {rates[1]:.0f} patterns/s in one process, "
+    lines += ["", f"Batch of {len(batch):,} distinct patterns in one call (median of 3): {rates[1]:.0f} patterns/s in one process, "
               f"{rates[0]:.0f} patterns/s with featurisation in {os.cpu_count()} worker processes (ratio "
               f"{rates[0] / rates[1]:.2f}). Target (issue 4): ≥ 1,000 patterns/s on 2 cores: "
               f"**{'met' if rates[0] >= 1000 else 'not met'}**."]

@@ -42,6 +42,16 @@ class Peaks:
     intensity: np.ndarray
 
 
+def _median(values: np.ndarray) -> float:
+    """``np.median`` of a finite 1-D array, the same value at half the cost (it is called twice per pattern)."""
+    n = values.size
+    k = n // 2
+    if n % 2:
+        return float(np.partition(values, k)[k])
+    middle = np.partition(values, (k - 1, k))
+    return float((middle[k - 1] + middle[k]) / 2.0)
+
+
 def _q_grid() -> np.ndarray:
     return np.arange(Q_MIN_INV_ANGSTROM, Q_MAX_INV_ANGSTROM + 1e-9, Q_BIN_INV_ANGSTROM)
 
@@ -61,7 +71,7 @@ def background_subtracted(pattern: PowderPattern) -> Subtracted:
     """
     q = pattern.q_inv_angstrom
     y = np.asarray(pattern.intensity, float)
-    step_q = float(np.median(np.diff(q)))
+    step_q = _median(np.diff(q))
     window = max(3, int(round(BACKGROUND_WINDOW_Q / max(step_q, 1e-6))))
     smooth = uniform_filter1d(y, size=3, mode="nearest")
     background = uniform_filter1d(minimum_filter1d(smooth, size=window, mode="nearest"), size=window, mode="nearest")
@@ -76,7 +86,7 @@ def find_pattern_peaks(pattern: PowderPattern, subtracted: Subtracted | None = N
     ``subtracted`` is ``background_subtracted(pattern)`` when the caller already has it.
     """
     q, signal, step_q = subtracted if subtracted is not None else background_subtracted(pattern)
-    noise = float(np.median(np.abs(np.diff(signal)))) * 1.4826 / np.sqrt(2)
+    noise = _median(np.abs(np.diff(signal))) * 1.4826 / np.sqrt(2)
     prominence = max(MIN_PROMINENCE_FRACTION, NOISE_PROMINENCE_SIGMAS * noise)
     min_distance = max(1, int(round(0.01 / max(step_q, 1e-6))))
     # height >= prominence holds for every qualifying peak (signal >= 0) and is checked first, which spares

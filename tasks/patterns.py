@@ -26,7 +26,12 @@ class PowderPattern:
     @property
     def q_inv_angstrom(self) -> np.ndarray:
         """Scattering vector magnitude Q = 4π sin θ / λ (Å⁻¹)."""
-        return 4.0 * np.pi * np.sin(np.radians(self.two_theta_deg) / 2.0) / self.wavelength_angstrom
+        q = np.radians(self.two_theta_deg)  # then in place: the same arithmetic without four temporaries
+        q /= 2.0
+        np.sin(q, out=q)
+        q *= 4.0 * np.pi
+        q /= self.wavelength_angstrom
+        return q
 
 
 def validate_pattern(
