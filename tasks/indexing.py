@@ -244,7 +244,10 @@ def _low_m(family: str, centring: str) -> np.ndarray:
 
 
 def _candidates(s_obs: np.ndarray, family: str, centring: str) -> tuple[np.ndarray, np.ndarray]:
-    """Trial (A, C): the first peaks as low-index reflections; C from a peak as (00l) or as (hk1)."""
+    """Trial (A, C): the first peaks as low-index reflections; C from a peak as (00l) or as (hk1).
+
+    ``_best_candidates`` generates the same candidates in the same order inside the compiled loop; this array
+    form is the reference for the tests and the benchmark."""
     low_m = _low_m(family, centring)
     factor = _factor(family)
     a_cands = (s_obs[:4, None] / (factor * low_m[None, :])).ravel()
