@@ -71,7 +71,9 @@ class OrjsonProvider(DefaultJSONProvider):
         return orjson.loads(s)
 
     def response(self, *args, **kwargs):
-        obj = self._prepare_response_obj(args, kwargs)
+        if args and kwargs:
+            raise TypeError("jsonify() takes positional or keyword arguments, not both")
+        obj = args[0] if len(args) == 1 else (args or kwargs or None)  # as Flask's own provider
         body = orjson.dumps(obj, default=self.default, option=self._OPTIONS | orjson.OPT_APPEND_NEWLINE)
         return self._app.response_class(body, mimetype=self.mimetype)
 

@@ -44,6 +44,18 @@ def _owners(worker_pids: list[int], server_port: int, client_ports: set[int]) ->
     return owners
 
 
+def _children(parent: int) -> list[int]:
+    out = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        if int(fields[1]) == parent:  # field 4 of /proc/<pid>/stat: the parent's pid
+            out.append(int(stat.parent.name))
+    return out
+
+
 def _burst(port: int, pids: list[int], n: int) -> list[int]:
     """Open ``n`` connections at once, send 3 requests on each, and count connections per worker."""
     conns = [http.client.HTTPConnection("127.0.0.1", port, timeout=60) for _ in range(n)]
@@ -78,9 +90,8 @@ def two_workers(tmp_path_factory):
         from deployments.serving import wait_for_http
 
         wait_for_http(f"http://127.0.0.1:{port}/health", 180, server)
-        pids = [int(p) for p in subprocess.run(["pgrep", "-P", str(server.pid)], capture_output=True,
-                                               text=True).stdout.split()]
-        assert len(pids) == 2
+        pids = _children(server.pid)
+        assert len(pids) == 2, pids
         deadline = time.time() + 180
         while 0 in _burst(port, pids, 4):  # the second worker is still loading the models
             assert time.time() < deadline, "the second worker never answered"
