@@ -31,4 +31,3 @@ def post_worker_init(worker):
 
     gc.collect()
     gc.freeze()
-
