@@ -24,10 +24,6 @@ loglevel = os.environ.get("SPACEGROUP_LOG_LEVEL", "info").lower()
 
 
 def post_worker_init(worker):
-    """Move everything loaded at start-up (models, matminer's tables, pymatgen's data: ~330k objects) out of the
-    garbage collector's sight: a full collection walks them all and holds the worker ~120 ms (measured); rare under
-    steady traffic, but each one is a 120 ms stall for every request in flight."""
-    import gc
+    from deployments.serving import freeze_start_up_objects
 
-    gc.collect()
-    gc.freeze()
+    freeze_start_up_objects()
