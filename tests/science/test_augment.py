@@ -68,6 +68,20 @@ def test_profile_sum_conserves_area_and_matches_direct_sum():
     assert fast.sum() * 0.01 == pytest.approx(areas.sum(), rel=0.03)
 
 
+def test_profile_sum_includes_tails_of_peaks_beyond_the_grid_and_many_widths():
+    rng = np.random.default_rng(3)
+    grid = np.arange(10, 80, 0.02)
+    centers = np.concatenate([rng.uniform(10, 80, 300), [9.0, 80.8, 200.0]])  # two just outside, one far away
+    areas, widths = rng.uniform(0.1, 1.0, 303), rng.uniform(0.08, 0.8, 303)  # ~80 width classes
+    fast = pseudo_voigt_sum(grid, centers, areas, widths, 0.3)
+    reach = np.abs(grid[:, None] - centers[None, :]) <= 15 * widths[None, :]  # the kernels' truncation
+    direct = np.sum(np.where(reach, areas * pseudo_voigt_kernel(grid[:, None] - centers[None, :], widths, 0.3), 0.0),
+                    axis=1)
+    assert np.abs(fast - direct).max() <= 0.05 * direct.max()
+    edges = np.r_[0:25, len(grid) - 25:len(grid)]  # where the peaks outside the grid contribute most
+    assert np.all(np.abs(fast[edges] - direct[edges]) <= 0.05 * direct[edges])
+
+
 def test_peaks_of_a_clean_pattern_are_found_at_bragg_positions(reflections):
     aug = MeasuredLikeAugmenter()
     base = aug.sample(np.random.default_rng(1), wavelength="CuKa1")
