@@ -323,6 +323,7 @@ def cmd_run(args) -> int:
 
 def cmd_models(args) -> int:
     from storage.registry import RegistryError, get_model, list_models, promote, rollback
+    from tasks.feature_versions import FEATURE_VERSIONS
 
     _, engine, store = _registry()
     from storage.bootstrap import bootstrap_pretrained
@@ -338,10 +339,10 @@ def cmd_models(args) -> int:
             m = get_model(engine, args.model_id)
             print(json.dumps(m.model_dump(mode="json"), indent=2, default=str))
         elif args.models_command == "promote":
-            m = promote(engine, args.model_id)
+            m = promote(engine, args.model_id, FEATURE_VERSIONS)
             print(f"model {m.id} is now the {m.modality} champion")
         elif args.models_command == "rollback":
-            m = rollback(engine, args.modality)
+            m = rollback(engine, args.modality, FEATURE_VERSIONS)
             print(f"rolled back: model {m.id} is the {m.modality} champion again")
     except RegistryError as exc:
         raise UserFacingError(str(exc)) from None

@@ -31,21 +31,40 @@ def _bootstrap_lock(store: ArtifactStore):
             fcntl.flock(handle, fcntl.LOCK_UN)
 
 
+def _usable_champion(engine: Engine, modality: str) -> bool:
+    """A champion exists and uses the features this code makes (one on an older feature set cannot answer)."""
+    from tasks.feature_versions import FEATURE_VERSIONS
+
+    current = champion(engine, modality)
+    return current is not None and current.feature_version == FEATURE_VERSIONS[modality]
+
+
 def bootstrap_pretrained(engine: Engine, store: ArtifactStore) -> list[int]:
-    """Register and promote each shipped model whose modality has no champion yet; returns new model ids."""
-    if all(champion(engine, m) is not None for m in ("xrd", "formula")):
+    """Register and promote each shipped model whose modality has no usable champion: none yet, or one trained on
+    another feature version (after an upgrade that changed the features); returns new model ids."""
+    if all(_usable_champion(engine, m) for m in ("xrd", "formula")):
         return []
     with _bootstrap_lock(store):
         return _bootstrap(engine, store)
 
 
 def _bootstrap(engine: Engine, store: ArtifactStore) -> list[int]:
+    from tasks.feature_versions import FEATURE_VERSIONS
     from tasks.pretrained import shipped_models
 
     added = []
     for shipped in shipped_models():
-        if champion(engine, shipped.modality) is not None:
+        if _usable_champion(engine, shipped.modality):
             continue
+        if shipped.metadata["feature_version"] != FEATURE_VERSIONS[shipped.modality]:
+            log.warning("shipped %s model %s uses features %s, this code makes %s: not bootstrapped", shipped.modality,
+                        shipped.name, shipped.metadata["feature_version"], FEATURE_VERSIONS[shipped.modality])
+            continue
+        outdated = champion(engine, shipped.modality)
+        if outdated is not None:
+            log.warning("%s champion %d uses features %s, this code makes %s: the shipped model replaces it "
+                        "(the old one is archived)", shipped.modality, outdated.id, outdated.feature_version,
+                        shipped.metadata["feature_version"])
         existing = [m for m in list_models(engine, shipped.modality) if m.artifact_sha256 == shipped.metadata["sha256"]]
         if existing:
             version = existing[0]

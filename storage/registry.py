@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+
 from sqlalchemy import select, text
 from sqlalchemy.engine import Engine
 from sqlmodel import Session
@@ -15,6 +17,18 @@ STAGES = ("candidate", "champion", "archived")
 
 class RegistryError(ValueError):
     """A registry request that cannot be carried out (unknown model, wrong modality ...)."""
+
+
+class IncompatibleModelError(RegistryError):
+    """The model was trained on another feature version than this code makes, so it cannot serve."""
+
+
+def _check_servable(version: ModelVersion, feature_versions: Mapping[str, str] | None) -> None:
+    wanted = (feature_versions or {}).get(version.modality)
+    if wanted is not None and version.feature_version != wanted:
+        raise IncompatibleModelError(
+            f"model {version.id} uses features {version.feature_version!r} but this code makes {wanted!r}, so it "
+            f"cannot answer; train a new {version.modality} model instead (spacegroup train)")
 
 
 def register_model(
@@ -58,12 +72,15 @@ def champion(engine: Engine, modality: str) -> ModelVersion | None:
         ).scalars().first()
 
 
-def promote(engine: Engine, model_id: int) -> ModelVersion:
-    """Make ``model_id`` the champion of its modality in one transaction; the old champion is archived."""
+def promote(engine: Engine, model_id: int, feature_versions: Mapping[str, str] | None = None) -> ModelVersion:
+    """Make ``model_id`` the champion of its modality in one transaction; the old champion is archived.
+
+    With ``feature_versions`` (modality -> the version this code makes), a model of another version is refused."""
     with session_scope(engine) as session:
         version = session.get(ModelVersion, model_id)
         if version is None:
             raise RegistryError(f"no model version with id {model_id}")
+        _check_servable(version, feature_versions)
         _lock_modality(session, version.modality)
         session.refresh(version)
         current = session.execute(
@@ -87,8 +104,9 @@ def _lock_modality(session: Session, modality: str) -> None:
         session.execute(text("SELECT pg_advisory_xact_lock(hashtext(:key))"), {"key": f"champion:{modality}"})
 
 
-def rollback(engine: Engine, modality: str) -> ModelVersion:
-    """Re-promote the champion's predecessor; the current champion is archived."""
+def rollback(engine: Engine, modality: str, feature_versions: Mapping[str, str] | None = None) -> ModelVersion:
+    """Re-promote the champion's predecessor; the current champion is archived. ``feature_versions`` as in
+    :func:`promote`."""
     current = champion(engine, modality)
     if current is None:
         raise RegistryError(f"there is no {modality} champion to roll back")
@@ -97,6 +115,7 @@ def rollback(engine: Engine, modality: str) -> ModelVersion:
     with session_scope(engine) as session:
         _lock_modality(session, modality)
         previous = session.get(ModelVersion, current.previous_champion_id)
+        _check_servable(previous, feature_versions)
         now = session.get(ModelVersion, current.id)
         now.stage = "archived"
         session.flush()

@@ -18,11 +18,9 @@ import numpy as np
 from scipy.ndimage import minimum_filter1d, uniform_filter1d
 from scipy.signal import find_peaks
 
+from tasks.feature_versions import FORMULA_FEATURE_VERSION, XRD_FEATURE_VERSION
 from tasks.indexing import FOM_LABELS, indexing_features
 from tasks.patterns import PowderPattern
-
-XRD_FEATURE_VERSION = "xrd-qpeaks-index-2"
-FORMULA_FEATURE_VERSION = "formula-magpie-stoich-1"
 
 Q_MIN_INV_ANGSTROM = 0.5
 Q_MAX_INV_ANGSTROM = 6.0

@@ -41,7 +41,8 @@ def challenge_champion(engine, store: ArtifactStore, reports_dir, candidate_id: 
     record_evaluation(engine, candidate_id, eval_name, candidate_metrics)
     current = champion(engine, candidate.modality)
     champ_metrics = None
-    if current is not None:
+    # a champion on another feature version cannot be scored on these features (nor serve this code): no contest
+    if current is not None and current.feature_version == candidate.feature_version:
         champ_model = SpaceGroupClassifier.from_bytes(load_artifact_bytes(store, current))
         champ_metrics = evaluate_probabilities(champ_model.predict_proba(eval_set.X), champ_model.classes_,
                                                eval_set.space_group)

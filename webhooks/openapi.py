@@ -134,7 +134,8 @@ def openapi_document() -> dict:
         "/models/{model_id}/promote": {"post": {
             "summary": "Make a model version the champion (admin)", "security": user,
             "parameters": [_id_param("model_id", "model version id")],
-            "responses": {"200": _ok("promoted", _ref("Model")), "404": PROBLEM, **AUTH_ERRORS}}},
+            "responses": {"200": _ok("promoted", _ref("Model")), "404": PROBLEM, "409": PROBLEM,
+                          **AUTH_ERRORS}}},
         "/models/train": {"post": {
             "summary": "Start the retraining (admin)", "security": user,
             "requestBody": {"required": False, **_json(_ref("TrainRequest"))},

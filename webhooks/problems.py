@@ -36,3 +36,7 @@ def unprocessable(detail: str, **extra) -> Problem:
 
 def not_found(detail: str) -> Problem:
     return Problem(404, "Not found", detail)
+
+
+def conflict(detail: str) -> Problem:
+    return Problem(409, "Conflict", detail)

@@ -7,10 +7,10 @@ from datetime import datetime, timezone
 from flask import Blueprint, jsonify, request
 
 from storage.predictions import error_analytics, prediction_analytics
-from storage.registry import RegistryError, get_model, list_models, promote
+from storage.registry import IncompatibleModelError, RegistryError, get_model, list_models, promote
 from webhooks.app import json_body, state
 from webhooks.auth import require
-from webhooks.problems import Problem, not_found
+from webhooks.problems import Problem, conflict, not_found
 
 blueprint = Blueprint("admin", __name__)
 HEADLINE = ("sg_top1", "sg_top5", "crystal_system_accuracy", "extinction_group_accuracy", "ece", "n")
@@ -51,8 +51,12 @@ def model(model_id: int):
 @blueprint.post("/models/<id:model_id>/promote")
 @require("admin")
 def promote_model(model_id: int):
+    from tasks.feature_versions import FEATURE_VERSIONS
+
     try:
-        version = promote(state().engine, model_id)
+        version = promote(state().engine, model_id, FEATURE_VERSIONS)
+    except IncompatibleModelError as exc:
+        raise conflict(str(exc)) from None
     except RegistryError as exc:
         raise not_found(str(exc)) from None
     return jsonify(_model_json(version))

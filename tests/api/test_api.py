@@ -190,6 +190,14 @@ def test_models_list_show_promote(live):
     detail = live.request("GET", f"/models/{champion['id']}").json()
     assert detail["artifact_sha256"] and "metrics" in detail
     assert live.request("POST", f"/models/{champion['id']}/promote", who="admin").json()["stage"] == "champion"
+    from storage.registry import register_model
+
+    service = live.app.extensions["spacegroup"]
+    old = register_model(service.engine, service.store, b"trained before an upgrade", name="old", modality="xrd",
+                         feature_version="xrd-older", parameters={}, metrics={})
+    refused = live.request("POST", f"/models/{old.id}/promote", who="admin")
+    assert refused.status_code == 409 and "cannot answer" in refused.json()["detail"]
+    assert live.request("GET", f"/models/{champion['id']}").json()["stage"] == "champion"
     assert live.request("GET", "/models/999999").status_code == 404
     assert live.request("GET", "/models?modality=neutron").status_code == 400
 

@@ -7,8 +7,9 @@ from sqlalchemy import text
 from sqlmodel import Session, select
 
 from storage.artifacts import ArtifactIntegrityError
-from storage.registry import (RegistryError, champion, get_model, list_models, load_artifact_bytes, promote,
-                              record_evaluation, register_model, rollback, should_promote)
+from storage.registry import (IncompatibleModelError, RegistryError, champion, get_model, list_models,
+                              load_artifact_bytes, promote, record_evaluation, register_model, rollback,
+                              should_promote)
 from storage.tables import DatasetVersion, EvaluationRun, Material, ModelVersion
 
 
@@ -140,3 +141,35 @@ def test_material_source_ids_are_unique(engine):
 ])
 def test_promotion_rule(cand, champ, margin, expected):
     assert should_promote(cand, champ, "sg_top1", margin) is expected
+
+
+def test_models_of_another_feature_version_are_not_made_champion_by_hand(engine, store):
+    versions = {"xrd": "xrd-test"}
+    old = register_model(engine, store, b"old", name="old", modality="xrd", feature_version="xrd-older",
+                         parameters={}, metrics={})
+    new = _register(engine, store, b"new", "new")
+    with pytest.raises(IncompatibleModelError, match="'xrd-older' but this code makes 'xrd-test'"):
+        promote(engine, old.id, versions)
+    assert champion(engine, "xrd") is None
+    promote(engine, old.id)  # the registry itself knows no feature versions
+    promote(engine, new.id, versions)
+    with pytest.raises(IncompatibleModelError, match="cannot answer"):
+        rollback(engine, "xrd", versions)
+    assert champion(engine, "xrd").id == new.id and get_model(engine, old.id).stage == "archived"
+
+
+def test_an_upgrade_that_changes_the_features_brings_in_the_shipped_model(engine, store):
+    from storage.bootstrap import bootstrap_pretrained
+    from tasks.feature_versions import FEATURE_VERSIONS
+
+    bootstrap_pretrained(engine, store)
+    shipped = champion(engine, "xrd")
+    assert shipped.feature_version == FEATURE_VERSIONS["xrd"]
+    outdated = register_model(engine, store, b"trained before the upgrade", name="local", modality="xrd",
+                              feature_version="xrd-older", parameters={}, metrics={})
+    promote(engine, outdated.id)
+    assert bootstrap_pretrained(engine, store) == [shipped.id]  # the registered shipped model, promoted again
+    assert champion(engine, "xrd").id == shipped.id
+    assert get_model(engine, outdated.id).stage == "archived"
+    assert champion(engine, "formula").feature_version == FEATURE_VERSIONS["formula"]
+    assert bootstrap_pretrained(engine, store) == []  # a usable champion is left alone
