@@ -29,7 +29,14 @@ N_FIRST_PEAKS = 16
 N_STRONG_PEAKS = 10
 BACKGROUND_WINDOW_Q = 0.4  # Å⁻¹: wider than any Bragg peak, narrower than background curvature
 MIN_PROMINENCE_FRACTION = 0.02  # of the strongest peak
-NOISE_PROMINENCE_SIGMAS = 4.0
+# A noise maximum's prominence is measured down to the lowest point between it and a higher maximum, so over
+# thousands of points the largest noise maxima reach 6-7 sigma. At 4 sigma of one global noise level (itself
+# ~1.7x low) most weak "peaks" in measured-like patterns were noise, and trial indexing failed on them. Counting
+# noise grows with the level (a hump, a peak's tails), hence a local sigma, and prominence is measured within
+# PROMINENCE_WINDOW_Q so that the slow wiggles background subtraction leaves are not peaks either.
+NOISE_PROMINENCE_SIGMAS = 8.0
+NOISE_BLOCK_POINTS = 64  # local noise: one robust sigma per block of this many points
+PROMINENCE_WINDOW_Q = 0.15  # Å⁻¹: several widths of the broadest Bragg peaks (~15 nm crystallites)
 
 
 @dataclass(frozen=True)
@@ -60,12 +67,16 @@ class Subtracted(NamedTuple):
     q_inv_angstrom: np.ndarray
     signal: np.ndarray
     step_q: float  # median Q step (Å⁻¹)
+    noise: np.ndarray  # local robust standard deviation of the noise in ``signal`` (same scale), per point
 
 
 def background_subtracted(pattern: PowderPattern) -> Subtracted:
     """The pattern on its own Q points, background removed, scaled so max = 1.
 
-    Background = smoothed running minimum over ``BACKGROUND_WINDOW_Q`` (a rolling-ball-like estimate).
+    Background = smoothed running minimum over ``BACKGROUND_WINDOW_Q`` (a rolling-ball-like estimate). Noise =
+    the median absolute point-to-point difference of the raw intensities in each block of ``NOISE_BLOCK_POINTS``
+    (robust to the peaks, which occupy few points), as a standard deviation, divided by sqrt(3) for the 3-point
+    smoothing of ``signal``.
     """
     q = pattern.q_inv_angstrom
     y = np.asarray(pattern.intensity, float)
@@ -75,21 +86,40 @@ def background_subtracted(pattern: PowderPattern) -> Subtracted:
     background = uniform_filter1d(minimum_filter1d(smooth, size=window, mode="nearest"), size=window, mode="nearest")
     signal = np.clip(smooth - background, 0.0, None)
     peak = signal.max()
-    return Subtracted(q, signal / peak if peak > 0 else signal, step_q)
+    noise = local_noise(y) / np.sqrt(3.0)
+    if peak > 0:
+        return Subtracted(q, signal / peak, step_q, noise / peak)
+    return Subtracted(q, signal, step_q, noise)
+
+
+def local_noise(y: np.ndarray, block: int = NOISE_BLOCK_POINTS) -> np.ndarray:
+    """Per point, a robust standard deviation of white noise on ``y``: 1.4826 x median |dy| / sqrt(2) in each
+    block of ``block`` differences; the points past the last whole block take its value."""
+    step = np.abs(np.diff(y))
+    n_blocks = len(step) // block
+    if n_blocks == 0:
+        return np.full(len(y), _median(step) * 1.4826 / np.sqrt(2.0) if len(step) else 0.0)
+    sigma = np.median(step[: n_blocks * block].reshape(n_blocks, block), axis=1) * (1.4826 / np.sqrt(2.0))
+    out = np.empty(len(y))
+    out[: n_blocks * block] = np.repeat(sigma, block)
+    out[n_blocks * block:] = sigma[-1]
+    return out
 
 
 def find_pattern_peaks(pattern: PowderPattern, subtracted: Subtracted | None = None) -> Peaks:
     """Peak positions (Q, parabolic sub-step refinement) and heights above background.
 
-    ``subtracted`` is ``background_subtracted(pattern)`` when the caller already has it.
+    A peak's prominence, measured within ``PROMINENCE_WINDOW_Q``, must exceed ``NOISE_PROMINENCE_SIGMAS`` local
+    noise sigmas and ``MIN_PROMINENCE_FRACTION`` of the strongest peak. ``subtracted`` is
+    ``background_subtracted(pattern)`` when the caller already has it.
     """
-    q, signal, step_q = subtracted if subtracted is not None else background_subtracted(pattern)
-    noise = _median(np.abs(np.diff(signal))) * 1.4826 / np.sqrt(2)
-    prominence = max(MIN_PROMINENCE_FRACTION, NOISE_PROMINENCE_SIGMAS * noise)
+    q, signal, step_q, noise = subtracted if subtracted is not None else background_subtracted(pattern)
+    prominence = np.maximum(MIN_PROMINENCE_FRACTION, NOISE_PROMINENCE_SIGMAS * noise)
     min_distance = max(1, int(round(0.01 / max(step_q, 1e-6))))
+    window = max(3, int(round(PROMINENCE_WINDOW_Q / max(step_q, 1e-6))))
     # height >= prominence holds for every qualifying peak (signal >= 0) and is checked first, which spares
     # scipy the prominence walk for most noise maxima: same peaks, ~30 % faster
-    idx, _ = find_peaks(signal, height=prominence, prominence=prominence, distance=min_distance)
+    idx, _ = find_peaks(signal, height=prominence, prominence=prominence, distance=min_distance, wlen=window)
     idx = idx[(idx > 0) & (idx < len(signal) - 1)]
     if len(idx) == 0:
         return Peaks(np.zeros(0), np.zeros(0))
@@ -147,7 +177,7 @@ class XRDPatternFeaturizer:
         return len(self.feature_labels())
 
     def featurize_array(self, pattern: PowderPattern) -> np.ndarray:
-        q, signal, _ = subtracted = background_subtracted(pattern)
+        q, signal, _, _ = subtracted = background_subtracted(pattern)
         grid = self._grid
         edges = np.concatenate([grid - Q_BIN_INV_ANGSTROM / 2, [grid[-1] + Q_BIN_INV_ANGSTROM / 2]])
         which = np.searchsorted(edges, q) - 1

@@ -72,6 +72,20 @@ def test_features_do_not_depend_on_wavelength(featurizer):
     assert np.allclose(f_cu[ratios], f_mo[ratios], atol=0.02)
 
 
+def test_local_noise_follows_the_noise_level_and_ignores_peaks():
+    from tasks.features import local_noise
+
+    rng = np.random.default_rng(0)
+    sigma = np.where(np.arange(4000) < 2000, 1.0, 4.0)  # counting noise grows with the level
+    y = 100.0 + rng.normal(0.0, sigma)
+    y[500:510] += 1000.0 * np.hanning(10)  # a sharp peak inside one block
+    estimate = local_noise(y)
+    assert estimate.shape == y.shape
+    assert np.median(estimate[:2000]) == pytest.approx(1.0, rel=0.15)
+    assert np.median(estimate[2000:]) == pytest.approx(4.0, rel=0.15)
+    assert estimate[505] < 2.0  # 10 peak points of 64 leave the block's median near the noise
+
+
 def test_indexing_recognises_lattices_and_centring():
     from tasks.indexing import FOM_LABELS, indexing_features
 
