@@ -24,25 +24,25 @@ def _register(engine, store, model, name):
                           feature_version=model.feature_version, parameters={}, metrics={})
 
 
-def test_a_champion_on_the_same_features_is_scored_and_can_win(engine, store, tmp_path):
-    old_model, evaluation = _fitted("v-same", 0)
-    new_model, _ = _fitted("v-same", 1)
+def _contest(engine, store, reports_dir, champion_version: str, candidate_version: str):
+    """A champion fitted on the evaluation data against a candidate that scores 0 on it."""
+    old_model, evaluation = _fitted(champion_version, 0)
+    new_model, _ = _fitted(candidate_version, 1)
     old = _register(engine, store, old_model, "old")
     promote(engine, old.id)
     new = _register(engine, store, new_model, "new")
-    report = challenge_champion(engine, store, tmp_path, new.id, new_model, {"sg_top1": 0.0}, evaluation,
+    report = challenge_champion(engine, store, reports_dir, new.id, new_model, {"sg_top1": 0.0}, evaluation,
                                 "holdout", margin=0.0, allow_promotion=True)
+    return report, old.id, new.id
+
+
+def test_a_champion_on_the_same_features_is_scored_and_can_win(engine, store, tmp_path):
+    report, old_id, _ = _contest(engine, store, tmp_path, "v-same", "v-same")
     assert report.champion_metrics is not None and report.champion_metrics["sg_top1"] > 0.5
-    assert not report.promoted and champion(engine, "xrd").id == old.id
+    assert not report.promoted and champion(engine, "xrd").id == old_id
 
 
 def test_a_champion_on_older_features_is_not_scored_and_gives_way(engine, store, tmp_path):
-    old_model, _ = _fitted("v-old", 0)
-    new_model, evaluation = _fitted("v-new", 1)
-    old = _register(engine, store, old_model, "old")
-    promote(engine, old.id)
-    new = _register(engine, store, new_model, "new")
-    report = challenge_champion(engine, store, tmp_path, new.id, new_model, {"sg_top1": 0.0}, evaluation,
-                                "holdout", margin=0.0, allow_promotion=True)
+    report, _, new_id = _contest(engine, store, tmp_path, "v-old", "v-new")
     assert report.champion_metrics is None
-    assert report.promoted and champion(engine, "xrd").id == new.id
+    assert report.promoted and champion(engine, "xrd").id == new_id
