@@ -1,4 +1,4 @@
-"""Model latency for small batches: XGBoost's predictor vs the numpy tree walk (tasks/forest.py), one run.
+"""Model latency for small batches: XGBoost's predictor vs the compiled tree walk (tasks/forest.py), one run.
 
 Uses the shipped XRD model, so it runs without ../shared. Also reports in-process single-pattern prediction
 (features + model) on the example patterns shipped in the repository.
@@ -32,8 +32,8 @@ def best_ms(fn, repeats: int = 7, inner: int = 20) -> float:
 def main() -> None:
     import xgboost as xgb
 
-    from tasks.forest import NumpyForest
-    from tasks.models import NUMPY_FOREST_MAX_ROWS, SpaceGroupClassifier
+    from tasks.forest import CompiledForest
+    from tasks.models import COMPILED_FOREST_MAX_ROWS, SpaceGroupClassifier
     from tasks.predict import LoadedModel, Predictor
     from tasks.features import XRD_FEATURE_VERSION
     from tasks.pretrained import shipped_models
@@ -43,7 +43,7 @@ def main() -> None:
     shipped = {m.name: m for m in shipped_models()}["xrd_default"]
     model = SpaceGroupClassifier.from_bytes(shipped.artifact).prepare_small_batches()  # as the API does
     n_iter = model.best_iteration_ + 1
-    forest = NumpyForest(model.booster_, n_iter)
+    forest = CompiledForest(model.booster_, n_iter)
     rng = np.random.default_rng(0)
     X = rng.normal(size=(64, model.n_features_in_)).astype(np.float32)
 
@@ -54,16 +54,16 @@ def main() -> None:
     lines = ["## Model latency for small batches (bench/model_latency.py)", "",
              f"Shipped XRD model: {len(forest.roots)} trees ({n_iter} rounds x {forest.n_classes} classes), "
              "median of 7 x 20 calls.", "",
-             "| rows | XGBoost predict (ms) | numpy tree walk (ms) | ratio |", "|---|---|---|---|"]
+             "| rows | XGBoost predict (ms) | compiled tree walk (ms) | ratio |", "|---|---|---|---|"]
     for rows in (1, 2, 4, 8, 16):
         t_xgb = best_ms(lambda: xgb_margins(X[:rows]))
         t_np = best_ms(lambda: forest.margins(X[:rows]))
         lines.append(f"| {rows} | {t_xgb:.2f} | {t_np:.2f} | {t_np / t_xgb:.2f} |")
     t = time.perf_counter()
-    NumpyForest(model.booster_, n_iter)
+    CompiledForest(model.booster_, n_iter)
     t_build = time.perf_counter() - t
     lines += ["", f"Once `prepare_small_batches()` has run (the API does it at start-up; it took {t_build:.2f} s "
-              f"here), `SpaceGroupClassifier` walks the trees with numpy up to {NUMPY_FOREST_MAX_ROWS} rows and "
+              f"here), `SpaceGroupClassifier` walks the trees in compiled code up to {COMPILED_FOREST_MAX_ROWS} rows and "
               "calls XGBoost above; one-shot commands skip it."]
 
     predictor = Predictor(LoadedModel(model, None, "pretrained", XRD_FEATURE_VERSION))

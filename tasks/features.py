@@ -99,7 +99,14 @@ def local_noise(y: np.ndarray, block: int = NOISE_BLOCK_POINTS) -> np.ndarray:
     n_blocks = len(step) // block
     if n_blocks == 0:
         return np.full(len(y), _median(step) * 1.4826 / np.sqrt(2.0) if len(step) else 0.0)
-    sigma = np.median(step[: n_blocks * block].reshape(n_blocks, block), axis=1) * (1.4826 / np.sqrt(2.0))
+    blocks = step[: n_blocks * block].reshape(n_blocks, block)
+    k = block // 2
+    if block % 2:
+        median = np.partition(blocks, k, axis=1)[:, k]
+    else:  # np.median's value, without its overhead (a third of this function's time)
+        middle = np.partition(blocks, (k - 1, k), axis=1)
+        median = (middle[:, k - 1] + middle[:, k]) / 2.0
+    sigma = median * (1.4826 / np.sqrt(2.0))
     out = np.empty(len(y))
     out[: n_blocks * block] = np.repeat(sigma, block)
     out[n_blocks * block:] = sigma[-1]

@@ -30,13 +30,13 @@ from sklearn.model_selection import GroupShuffleSplit
 
 from tasks.crystallography import CRYSTAL_SYSTEMS, space_group_type
 from tasks.extinction import extinction_group_of
-from tasks.forest import NumpyForest
+from tasks.forest import CompiledForest
 
 ARTIFACT_FORMAT = "spacegroup-xgb-npz-1"
-#: once ``prepare_small_batches`` has run, up to this many rows are scored by walking the trees with numpy: faster
+#: once ``prepare_small_batches`` has run, up to this many rows are scored by walking the trees in compiled code: faster
 #: than XGBoost for both shipped models (the 16k-tree formula model breaks even near 3 rows, the 4.6k-tree XRD
 #: model near 7; bench/model_latency.py)
-NUMPY_FOREST_MAX_ROWS = 2
+COMPILED_FOREST_MAX_ROWS = 2
 
 
 class ModelFormatError(ValueError):
@@ -114,7 +114,7 @@ class SpaceGroupClassifier(ClassifierMixin, BaseEstimator):
         if len(X) < 20:
             raise ValueError(f"need at least 20 training rows, got {len(X)}")
         groups = np.arange(len(y)) if groups is None else np.asarray(groups)
-        self.__dict__.pop("_forest", None)  # a refit invalidates the numpy copy of the trees
+        self.__dict__.pop("_forest", None)  # a refit invalidates the flat copy of the trees
         self.classes_ = np.unique(y)
         self.n_features_in_ = X.shape[1]
         encoded = np.searchsorted(self.classes_, y)
@@ -134,7 +134,7 @@ class SpaceGroupClassifier(ClassifierMixin, BaseEstimator):
 
     def _margins(self, X) -> np.ndarray:
         forest = self.__dict__.get("_forest")
-        if forest is not None and len(X) <= NUMPY_FOREST_MAX_ROWS:
+        if forest is not None and len(X) <= COMPILED_FOREST_MAX_ROWS:
             return forest.margins(X)
         dmatrix = xgb.DMatrix(np.asarray(X, dtype=np.float32), missing=np.nan)
         return self.booster_.predict(dmatrix, output_margin=True, iteration_range=(0, self.best_iteration_ + 1))
@@ -145,7 +145,7 @@ class SpaceGroupClassifier(ClassifierMixin, BaseEstimator):
         Costs 0.5-2 s once (the shipped models), so long-running services call it at start-up; one-shot commands
         do not.
         """
-        self.__dict__["_forest"] = NumpyForest(self.booster_, self.best_iteration_ + 1)
+        self.__dict__["_forest"] = CompiledForest(self.booster_, self.best_iteration_ + 1)
         return self
 
     # -- inference ------------------------------------------------------------------------------------

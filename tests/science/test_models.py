@@ -70,16 +70,16 @@ def test_temperature_recovers_overconfidence():
     assert fit_temperature(margins * 5.0, labels) == pytest.approx(5.0 * fit_temperature(margins, labels), rel=0.05)
 
 
-def test_numpy_forest_equals_xgboost_margins(fitted):
-    """Small batches walk the trees with numpy: same margins as XGBoost, including missing values."""
+def test_compiled_forest_equals_xgboost_margins(fitted):
+    """Small batches walk the trees in compiled code: same margins as XGBoost, including missing values."""
     import xgboost as xgb
 
-    from tasks.forest import NumpyForest
+    from tasks.forest import CompiledForest
 
     model, X, _ = fitted
     X = X.astype(np.float32)
     X[3, :] = np.nan
-    forest = NumpyForest(model.booster_, model.best_iteration_ + 1)
+    forest = CompiledForest(model.booster_, model.best_iteration_ + 1)
     reference = model.booster_.predict(xgb.DMatrix(X, missing=np.nan), output_margin=True,
                                        iteration_range=(0, model.best_iteration_ + 1))
     np.testing.assert_allclose(forest.margins(X), reference, atol=1e-5)
@@ -90,11 +90,11 @@ def test_numpy_forest_equals_xgboost_margins(fitted):
 
 
 @pytest.mark.parametrize("name", ["xrd_default", "formula_default"])
-def test_numpy_forest_on_the_shipped_models(name):
+def test_compiled_forest_on_the_shipped_models(name):
     """The shipped models (hundreds of classes, thousands of trees) give the same margins both ways."""
     import xgboost as xgb
 
-    from tasks.forest import NumpyForest
+    from tasks.forest import CompiledForest
     from tasks.pretrained import shipped_models
 
     shipped = {m.name: m for m in shipped_models()}[name]
@@ -104,4 +104,4 @@ def test_numpy_forest_on_the_shipped_models(name):
     X[rng.random(X.shape) < 0.3] = np.nan
     reference = model.booster_.predict(xgb.DMatrix(X, missing=np.nan), output_margin=True,
                                        iteration_range=(0, model.best_iteration_ + 1))
-    np.testing.assert_allclose(NumpyForest(model.booster_, model.best_iteration_ + 1).margins(X), reference, atol=1e-4)
+    np.testing.assert_allclose(CompiledForest(model.booster_, model.best_iteration_ + 1).margins(X), reference, atol=1e-4)
