@@ -33,9 +33,9 @@ from tasks.extinction import extinction_group_of
 from tasks.forest import CompiledForest
 
 ARTIFACT_FORMAT = "spacegroup-xgb-npz-1"
-#: once ``prepare_small_batches`` has run, up to this many rows are scored by walking the trees in compiled code: faster
-#: than XGBoost for both shipped models (the 16k-tree formula model breaks even near 3 rows, the 4.6k-tree XRD
-#: model near 7; bench/model_latency.py)
+#: once ``prepare_small_batches`` has run, up to this many rows are scored by walking the trees in compiled code:
+#: faster than XGBoost for both shipped models (the 9.8k-tree XRD model breaks even between 8 and 16 rows;
+#: bench/model_latency.py)
 COMPILED_FOREST_MAX_ROWS = 2
 
 
