@@ -25,7 +25,7 @@ def load_champion_predictor(engine, store: ArtifactStore, top_k: int = 5, max_si
 
     ``model_threads`` caps XGBoost's threads per prediction call: the API runs one worker process per core, and
     more OpenMP threads than that only spin (measured in bench/api_load.py). ``small_batches`` prepares the
-    numpy tree walk for one- and two-row predictions (worth its start-up cost in a long-running service).
+    compiled tree walk for one- and two-row predictions (worth its start-up cost in a long-running service).
     """
     if bootstrap:
         bootstrap_pretrained(engine, store)
