@@ -8,7 +8,7 @@ from contextlib import contextmanager
 from sqlalchemy.engine import Engine
 
 from storage.artifacts import ArtifactStore
-from storage.registry import champion, list_models, promote, register_model
+from storage.registry import champion, is_servable, list_models, promote, register_model
 
 log = logging.getLogger(__name__)
 
@@ -36,7 +36,7 @@ def _usable_champion(engine: Engine, modality: str) -> bool:
     from tasks.feature_versions import FEATURE_VERSIONS
 
     current = champion(engine, modality)
-    return current is not None and current.feature_version == FEATURE_VERSIONS[modality]
+    return current is not None and is_servable(current, FEATURE_VERSIONS)
 
 
 def bootstrap_pretrained(engine: Engine, store: ArtifactStore) -> list[int]:
@@ -54,13 +54,13 @@ def _bootstrap(engine: Engine, store: ArtifactStore) -> list[int]:
 
     added = []
     for shipped in shipped_models():
-        if _usable_champion(engine, shipped.modality):
+        outdated = champion(engine, shipped.modality)
+        if outdated is not None and is_servable(outdated, FEATURE_VERSIONS):
             continue
         if shipped.metadata["feature_version"] != FEATURE_VERSIONS[shipped.modality]:
             log.warning("shipped %s model %s uses features %s, this code makes %s: not bootstrapped", shipped.modality,
                         shipped.name, shipped.metadata["feature_version"], FEATURE_VERSIONS[shipped.modality])
             continue
-        outdated = champion(engine, shipped.modality)
         if outdated is not None:
             log.warning("%s champion %d uses features %s, this code makes %s: the shipped model replaces it "
                         "(the old one is archived)", shipped.modality, outdated.id, outdated.feature_version,

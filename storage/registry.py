@@ -23,9 +23,15 @@ class IncompatibleModelError(RegistryError):
     """The model was trained on another feature version than this code makes, so it cannot serve."""
 
 
-def _check_servable(version: ModelVersion, feature_versions: Mapping[str, str] | None) -> None:
+def is_servable(version: ModelVersion, feature_versions: Mapping[str, str] | None) -> bool:
+    """Whether ``version`` uses the feature version this code makes for its modality (any, without a mapping)."""
     wanted = (feature_versions or {}).get(version.modality)
-    if wanted is not None and version.feature_version != wanted:
+    return wanted is None or version.feature_version == wanted
+
+
+def _check_servable(version: ModelVersion, feature_versions: Mapping[str, str] | None) -> None:
+    if not is_servable(version, feature_versions):
+        wanted = feature_versions[version.modality]
         raise IncompatibleModelError(
             f"model {version.id} uses features {version.feature_version!r} but this code makes {wanted!r}, so it "
             f"cannot answer; train a new {version.modality} model instead (spacegroup train)")
