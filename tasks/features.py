@@ -16,11 +16,11 @@ from typing import NamedTuple
 
 import numpy as np
 from scipy.ndimage import minimum_filter1d, uniform_filter1d
-from scipy.signal import find_peaks
 
 from tasks.feature_versions import FORMULA_FEATURE_VERSION, XRD_FEATURE_VERSION
 from tasks.indexing import FOM_LABELS, indexing_features
 from tasks.patterns import PowderPattern
+from tasks.profile_kernels import find_peak_indices, max_per_bin, refine_peaks, subtract_background
 
 Q_MIN_INV_ANGSTROM = 0.5
 Q_MAX_INV_ANGSTROM = 6.0
@@ -71,7 +71,18 @@ class Subtracted(NamedTuple):
 
 
 def background_subtracted(pattern: PowderPattern) -> Subtracted:
-    """The pattern on its own Q points, background removed, scaled so max = 1.
+    """The pattern on its own Q points, background removed, scaled so max = 1 (see
+    ``background_subtracted_reference``; computed in one compiled pass, ``tasks.profile_kernels``)."""
+    q, signal, step_q, noise = subtract_background(
+        np.ascontiguousarray(pattern.two_theta_deg, dtype=np.float64),
+        np.ascontiguousarray(pattern.intensity, dtype=np.float64),
+        float(pattern.wavelength_angstrom), BACKGROUND_WINDOW_Q, NOISE_BLOCK_POINTS)
+    return Subtracted(q, signal, float(step_q), noise)
+
+
+def background_subtracted_reference(pattern: PowderPattern) -> Subtracted:
+    """The pattern on its own Q points, background removed, scaled so max = 1, composed of numpy/scipy calls:
+    the definition ``background_subtracted`` computes (tests and ``bench/featurize_speed.py`` compare them).
 
     Background = smoothed running minimum over ``BACKGROUND_WINDOW_Q`` (a rolling-ball-like estimate). Noise =
     the median absolute point-to-point difference of the raw intensities in each block of ``NOISE_BLOCK_POINTS``
@@ -125,17 +136,11 @@ def find_pattern_peaks(pattern: PowderPattern, subtracted: Subtracted | None = N
     min_distance = max(1, int(round(0.01 / max(step_q, 1e-6))))
     window = max(3, int(round(PROMINENCE_WINDOW_Q / max(step_q, 1e-6))))
     # height >= prominence holds for every qualifying peak (signal >= 0) and is checked first, which spares
-    # scipy the prominence walk for most noise maxima: same peaks, ~30 % faster
-    idx, _ = find_peaks(signal, height=prominence, prominence=prominence, distance=min_distance, wlen=window)
-    idx = idx[(idx > 0) & (idx < len(signal) - 1)]
+    # the prominence walk for most noise maxima
+    idx = find_peak_indices(signal, prominence, prominence, min_distance, window)
     if len(idx) == 0:
         return Peaks(np.zeros(0), np.zeros(0))
-    left, mid, right = signal[idx - 1], signal[idx], signal[idx + 1]
-    denom = left - 2 * mid + right
-    offset = np.where(np.abs(denom) > 1e-12, 0.5 * (left - right) / np.where(denom == 0, 1, denom), 0.0)
-    offset = np.clip(offset, -0.5, 0.5)
-    q_peak = np.interp(idx + offset, np.arange(len(q)), q)
-    height = mid / mid.max()
+    q_peak, height = refine_peaks(q, signal, idx)
     return Peaks(q_peak, height)
 
 
@@ -156,6 +161,7 @@ class XRDPatternFeaturizer:
 
     def __init__(self) -> None:
         self._grid = _q_grid()
+        self._edges = np.concatenate([self._grid - Q_BIN_INV_ANGSTROM / 2, [self._grid[-1] + Q_BIN_INV_ANGSTROM / 2]])
 
     def feature_labels(self) -> list[str]:
         labels = [f"profile_{q:.3f}" for q in self._grid]
@@ -186,11 +192,7 @@ class XRDPatternFeaturizer:
     def featurize_array(self, pattern: PowderPattern) -> np.ndarray:
         q, signal, _, _ = subtracted = background_subtracted(pattern)
         grid = self._grid
-        edges = np.concatenate([grid - Q_BIN_INV_ANGSTROM / 2, [grid[-1] + Q_BIN_INV_ANGSTROM / 2]])
-        which = np.searchsorted(edges, q) - 1
-        ok = (which >= 0) & (which < len(grid))
-        profile = np.full(len(grid), -np.inf)
-        np.maximum.at(profile, which[ok], signal[ok])
+        profile = max_per_bin(q, signal, self._edges)
         covered = (grid >= q[0]) & (grid <= q[-1])
         empty_inside = covered & ~np.isfinite(profile)
         profile[empty_inside] = np.interp(grid[empty_inside], q, signal)  # coarse scans: bins without a point
