@@ -35,7 +35,7 @@ def load_champion_predictor(engine, store: ArtifactStore, top_k: int = 5, max_si
         if version is not None:
             model = SpaceGroupClassifier.from_bytes(load_artifact_bytes(store, version))
             if model_threads:
-                model.booster_.set_param({"nthread": model_threads})
+                model.set_threads(model_threads)
             if small_batches:
                 model.prepare_small_batches()
             loaded[modality] = LoadedModel(model, version.id, version.name, version.feature_version)

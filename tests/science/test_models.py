@@ -3,7 +3,8 @@
 import numpy as np
 import pytest
 
-from tasks.models import ModelFormatError, SpaceGroupClassifier, fit_temperature, rank_probabilities
+from tasks.models import (ModelFormatError, SpaceGroupClassifier, fit_temperature, fit_temperature_and_weight,
+                          rank_probabilities)
 
 
 @pytest.fixture(scope="module")
@@ -35,6 +36,62 @@ def test_round_trip_is_exact_and_trimmed(fitted):
     assert np.allclose(loaded.predict_proba(X), model.predict_proba(X), atol=1e-6)
     assert loaded.booster_.num_boosted_rounds() == model.best_iteration_ + 1
     assert list(loaded.classes_) == list(model.classes_)
+
+
+def test_system_head_is_trained_saved_and_combined(fitted):
+    from scipy.special import softmax
+
+    model, X, y = fitted
+    assert model.system_booster_ is not None and model.system_weight_ >= 0.0
+    loaded = SpaceGroupClassifier.from_bytes(model.to_bytes())
+    assert loaded.system_booster_.num_boosted_rounds() == model.system_best_iteration_ + 1
+    assert loaded.system_weight_ == model.system_weight_
+    combined = softmax(model._margins(X) / model.temperature_
+                       + model.system_weight_ * model._system_log_proba(X)[:, model.class_system_], axis=1)
+    assert np.allclose(model.predict_proba(X), combined)
+
+
+def test_without_the_head_and_from_format_1_artifacts():
+    """``system_head=False`` gives the temperature-scaled space-group model alone; artifacts written before the
+    head existed (format 1, e.g. models in an existing registry) load and predict the same way."""
+    import io
+    import json
+
+    from scipy.special import softmax
+
+    rng = np.random.default_rng(3)
+    y = np.repeat([2, 14, 62, 225], 40)
+    X = rng.normal(size=(160, 5)) + (np.searchsorted([2, 14, 62, 225], y) * 2.0)[:, None]
+    flat = SpaceGroupClassifier(n_estimators=30, max_depth=2, system_head=False).fit(X, y)
+    assert flat.system_booster_ is None
+    assert np.allclose(flat.predict_proba(X), softmax(flat._margins(X) / flat.temperature_, axis=1))
+    with np.load(io.BytesIO(flat.to_bytes()), allow_pickle=False) as archive:
+        arrays = {k: archive[k] for k in archive.files if k != "system_weight"}
+    meta = json.loads(arrays["meta"].tobytes().decode())
+    meta["format"] = "spacegroup-xgb-npz-1"
+    del meta["params"]["system_head"], meta["system_best_iteration"]
+    arrays["meta"] = np.frombuffer(json.dumps(meta).encode(), dtype=np.uint8)
+    buffer = io.BytesIO()
+    np.savez(buffer, **arrays)
+    old = SpaceGroupClassifier.from_bytes(buffer.getvalue())
+    assert old.system_booster_ is None
+    assert np.allclose(old.predict_proba(X), flat.predict_proba(X), atol=1e-6)
+
+
+def test_head_weight_is_fitted_to_what_the_head_knows():
+    rng = np.random.default_rng(0)
+    n, classes = 2000, 6
+    labels = rng.integers(0, classes, n)
+    class_system = np.array([0, 0, 1, 1, 2, 2])
+    margins = rng.normal(size=(n, classes))
+    margins[np.arange(n), labels] += 1.0  # the space-group model alone: weakly informative
+    system_logits = rng.normal(size=(n, 3))
+    system_logits[np.arange(n), class_system[labels]] += 3.0  # the head: strongly informative
+    system_log_proba = system_logits - np.log(np.exp(system_logits).sum(axis=1, keepdims=True))
+    temperature, weight = fit_temperature_and_weight(margins, system_log_proba[:, class_system], labels)
+    assert weight > 0.5 and temperature > 0
+    _, useless = fit_temperature_and_weight(margins, rng.normal(size=(n, 3))[:, class_system], labels)
+    assert useless < 0.2
 
 
 def test_foreign_bytes_are_refused():
