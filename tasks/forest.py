@@ -2,8 +2,8 @@
 
 XGBoost's predictor has a fixed cost per tree and call (about 0.5 µs per tree: 2.4 ms for a 4,600-tree model even
 for one row), which dominates single-pattern latency. Each row walks each tree from its root in a numba-compiled
-loop, visiting only the nodes on its path: for the depth-7 shipped XRD model (9,849 trees) that is ~1 ms a row,
-where walking all trees level by level as numpy arrays took ~5 ms and XGBoost ~7 ms. For large batches XGBoost is
+loop, visiting only the nodes on its path: for a depth-7 XRD model of 9,849 trees that was ~1 ms a row, where
+walking all trees level by level as numpy arrays took ~5 ms and XGBoost ~7 ms. For large batches XGBoost is
 faster again; the crossover is measured in ``bench/model_latency.py`` and
 ``SpaceGroupClassifier.prepare_small_batches`` switches to this evaluator below it (the API does at start-up).
 Results equal XGBoost's margins to float32 rounding (``tests/science/test_models.py``).
