@@ -138,10 +138,7 @@ def find_pattern_peaks(pattern: PowderPattern, subtracted: Subtracted | None = N
     # height >= prominence holds for every qualifying peak (signal >= 0) and is checked first, which spares
     # the prominence walk for most noise maxima
     idx = find_peak_indices(signal, prominence, prominence, min_distance, window)
-    if len(idx) == 0:
-        return Peaks(np.zeros(0), np.zeros(0))
-    q_peak, height = refine_peaks(q, signal, idx)
-    return Peaks(q_peak, height)
+    return Peaks(*refine_peaks(q, signal, idx))
 
 
 class XRDPatternFeaturizer:

@@ -163,21 +163,12 @@ class SpaceGroupClassifier(ClassifierMixin, BaseEstimator):
         self.class_system_ = np.searchsorted(self.systems_, system_index)
 
     def _system_log_proba(self, X) -> np.ndarray:
-        forest = self.__dict__.get("_system_forest")
-        if forest is not None and len(X) <= COMPILED_FOREST_MAX_ROWS:
-            margins = forest.margins(X)
-        else:
-            margins = self.system_booster_.predict(xgb.DMatrix(np.asarray(X, dtype=np.float32), missing=np.nan),
-                                                   output_margin=True,
-                                                   iteration_range=(0, self.system_best_iteration_ + 1))
+        margins = _raw_margins(X, self.system_booster_, self.system_best_iteration_,
+                               self.__dict__.get("_system_forest"))
         return log_softmax(margins, axis=1)
 
     def _margins(self, X) -> np.ndarray:
-        forest = self.__dict__.get("_forest")
-        if forest is not None and len(X) <= COMPILED_FOREST_MAX_ROWS:
-            return forest.margins(X)
-        dmatrix = xgb.DMatrix(np.asarray(X, dtype=np.float32), missing=np.nan)
-        return self.booster_.predict(dmatrix, output_margin=True, iteration_range=(0, self.best_iteration_ + 1))
+        return _raw_margins(X, self.booster_, self.best_iteration_, self.__dict__.get("_forest"))
 
     def prepare_small_batches(self) -> "SpaceGroupClassifier":
         """Copy the trees into numpy arrays so that one or two rows skip XGBoost's per-call cost.
@@ -257,6 +248,14 @@ class SpaceGroupClassifier(ClassifierMixin, BaseEstimator):
         model.n_features_in_ = int(meta["n_features_in"])
         model._set_systems()
         return model
+
+
+def _raw_margins(X, booster: xgb.Booster, best_iteration: int, forest: CompiledForest | None) -> np.ndarray:
+    """The booster's margins up to ``best_iteration``: from its compiled copy for a few rows, else from XGBoost."""
+    if forest is not None and len(X) <= COMPILED_FOREST_MAX_ROWS:
+        return forest.margins(X)
+    dmatrix = xgb.DMatrix(np.asarray(X, dtype=np.float32), missing=np.nan)
+    return booster.predict(dmatrix, output_margin=True, iteration_range=(0, best_iteration + 1))
 
 
 def _booster_bytes(booster: xgb.Booster, best_iteration: int) -> np.ndarray:
