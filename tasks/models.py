@@ -40,8 +40,8 @@ from tasks.forest import CompiledForest
 ARTIFACT_FORMAT = "spacegroup-xgb-npz-2"
 READABLE_FORMATS = ("spacegroup-xgb-npz-1", ARTIFACT_FORMAT)  # 1: no system head
 #: once ``prepare_small_batches`` has run, up to this many rows are scored by walking the trees in compiled code:
-#: faster than XGBoost for both shipped models (the 9.8k-tree XRD model breaks even between 8 and 16 rows;
-#: bench/model_latency.py)
+#: faster than XGBoost for both shipped models (bench/model_latency.py measures the crossover; for the shipped
+#: XRD model it lies above 16 rows)
 COMPILED_FOREST_MAX_ROWS = 2
 
 
