@@ -1,4 +1,5 @@
-"""Pattern featurisation speed: trial indexing by bit masks in a numba-compiled loop (ours) vs listing every candidate's lines, one run.
+"""Pattern featurisation speed, one run: trial indexing by bit masks in a numba-compiled loop (ours) vs listing every
+candidate's lines; dichotomy indexing with branch and bound (ours) vs the plain dichotomy; peak finding.
 
 Measured on measured-like patterns of real Materials Project structures, so the peak lists are realistic. Also
 reports the whole XRD featurizer and checks the two indexing implementations give the same features.
@@ -37,6 +38,20 @@ def index_by_listing(q_inv_angstrom: np.ndarray) -> np.ndarray:
     return np.array([fom for fom, _ in results] + [results[3][1], results[5][1]])
 
 
+def dichotomy_features_unbounded(peaks_and_wavelength) -> np.ndarray:
+    """The dichotomy-indexing features from the plain dichotomy, without branch and bound (the baseline)."""
+    from tasks.dichotomy_indexing import FAMILIES, index_by_dichotomy
+
+    q, wavelength = peaks_and_wavelength
+    if len(q) < 6:
+        return np.full(3 * len(FAMILIES), np.nan)
+    out = []
+    for family in FAMILIES:
+        indexed, lines_per_peak, a, c = index_by_dichotomy(q, wavelength, family, bound=False)
+        out += [indexed, lines_per_peak, c / a]
+    return np.array(out)
+
+
 def peaks_by_scipy(pattern) -> np.ndarray:
     """Peak positions (Q) from the numpy/scipy composition the compiled kernels replace (the baseline)."""
     from scipy.signal import find_peaks
@@ -61,6 +76,7 @@ def main() -> None:
     args = parser.parse_args()
     warnings.filterwarnings("ignore")
     from tasks.augment import MeasuredLikeAugmenter
+    from tasks.dichotomy_indexing import dichotomy_features
     from tasks.features import XRDPatternFeaturizer, find_pattern_peaks
     from tasks.indexing import indexing_features
     from tasks.xrd import compute_reflections
@@ -89,6 +105,11 @@ def main() -> None:
     same = np.isclose(ours, reference, rtol=1e-12, atol=1e-12, equal_nan=True).all(axis=1)
     t_listing = per_item_ms(index_by_listing, peak_lists)
     t_ours = per_item_ms(indexing_features, peak_lists)
+    dicvol_items = [(q, p.wavelength_angstrom) for q, p in zip(peak_lists, patterns)]
+    dicvol_same = sum(np.allclose(dichotomy_features(*item), dichotomy_features_unbounded(item), rtol=0, atol=0,
+                                  equal_nan=True) for item in dicvol_items)
+    t_dicvol_plain = per_item_ms(dichotomy_features_unbounded, dicvol_items)
+    t_dicvol = per_item_ms(lambda item: dichotomy_features(*item), dicvol_items)
     featurizer = XRDPatternFeaturizer()
     t_features = per_item_ms(featurizer.featurize_array, patterns)
     t_peaks = per_item_ms(find_pattern_peaks, patterns)
@@ -116,9 +137,12 @@ def main() -> None:
              f"{t_peaks_scipy:.2f} | 1.00 |",
              f"| peak finding, compiled kernels `tasks/profile_kernels.py` (ours) | {t_peaks:.2f} | "
              f"{t_peaks / t_peaks_scipy:.2f} |",
-             f"| whole XRD featurizer (profile, peaks, indexing) | {t_features:.2f} | |", "",
+             f"| dichotomy indexing, tetragonal + hexagonal, plain dichotomy (baseline) | {t_dicvol_plain:.2f} | 1.00 |",
+             f"| dichotomy indexing, branch and bound (ours) | {t_dicvol:.2f} | {t_dicvol / t_dicvol_plain:.2f} |",
+             f"| whole XRD featurizer (profile, peaks, trial and dichotomy indexing) | {t_features:.2f} | |", "",
              f"Same indexing features from both: {int(same.sum())} of {len(same)} patterns. Same peaks from both "
-             f"peak finders: {peaks_same} of {len(patterns)} patterns.", "",
+             f"peak finders: {peaks_same} of {len(patterns)} patterns. Same dichotomy features with and without the bound: "
+             f"{dicvol_same} of {len(patterns)} patterns.", "",
              f"Formula features (magpie statistics + stoichiometry) of the {len(compositions)} compositions, "
              "each new to the featurizer:", "",
              "| implementation | ms per composition | ratio |", "|---|---|---|",

@@ -18,6 +18,7 @@ import numpy as np
 from scipy.ndimage import minimum_filter1d, uniform_filter1d
 
 from tasks.feature_versions import FORMULA_FEATURE_VERSION, XRD_FEATURE_VERSION
+from tasks.dichotomy_indexing import DICHOTOMY_LABELS, dichotomy_features
 from tasks.indexing import FOM_LABELS, indexing_features
 from tasks.patterns import PowderPattern
 from tasks.profile_kernels import find_peak_indices, max_per_bin, refine_peaks, subtract_background
@@ -152,6 +153,8 @@ class XRDPatternFeaturizer:
     4. ``strong_q_*``, ``strong_i_*``: the ``N_STRONG_PEAKS`` strongest peaks.
     5. ``fom_*``: trial-indexing figures of merit for cubic P/I/F, tetragonal P/I and hexagonal P/R lattices
        and the best c/a (``tasks.indexing``), and ``n_peaks``, ``q_min``, ``q_max``.
+    6. ``dicvol_*``: the best primitive tetragonal and hexagonal cells found by successive dichotomy
+       (``tasks.dichotomy_indexing``): fraction of peaks indexed, calculated lines per peak, c/a.
     """
 
     version = XRD_FEATURE_VERSION
@@ -166,7 +169,7 @@ class XRDPatternFeaturizer:
         labels += [f"q2ratio_{i}" for i in range(1, N_FIRST_PEAKS)]
         labels += [f"q2diff_{i}" for i in range(1, N_FIRST_PEAKS - 1)]
         labels += [f"strong_q_{i}" for i in range(N_STRONG_PEAKS)] + [f"strong_i_{i}" for i in range(N_STRONG_PEAKS)]
-        labels += list(FOM_LABELS) + ["n_peaks", "q_min", "q_max"]
+        labels += list(FOM_LABELS) + ["n_peaks", "q_min", "q_max"] + list(DICHOTOMY_LABELS)
         return labels
 
     def citations(self) -> list[str]:
@@ -206,7 +209,8 @@ class XRDPatternFeaturizer:
         strong_i = _pad(peaks.intensity[order], N_STRONG_PEAKS)
         fom = indexing_features(peaks.q_inv_angstrom)
         extra = np.array([len(peaks.q_inv_angstrom), q[0], q[-1]], float)
-        return np.concatenate([profile, first_q, first_i, ratio, diff2, strong_q, strong_i, fom, extra])
+        dicvol = dichotomy_features(peaks.q_inv_angstrom, pattern.wavelength_angstrom)
+        return np.concatenate([profile, first_q, first_i, ratio, diff2, strong_q, strong_i, fom, extra, dicvol])
 
 
 _WORKER_FEATURIZER: XRDPatternFeaturizer | None = None

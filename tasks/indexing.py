@@ -11,7 +11,8 @@ trial indexing). A candidate's figure of merit is the fraction of the first ``N_
 within ``RELATIVE_TOLERANCE``, multiplied by ``min(1, N_obs / N_calc)`` where ``N_calc`` counts the distinct
 calculated lines up to the last observed peak: like de Wolff's M20, this stops huge cells from indexing
 everything. Centring variants (cubic I/F, tetragonal I, hexagonal R obverse) use only the reflections
-their lattice allows, so comparing them hints at the centring.
+their lattice allows, so comparing them hints at the centring. Trial indexing rarely reaches the large cells of
+real materials, whose first lines are not low-index; ``tasks.dichotomy_indexing`` searches those exhaustively.
 
 Speed: a candidate's lines are never listed. For each ``l^2`` the allowed ``m`` are a small integer set (a bit
 mask), so a peak is indexed when the integer nearest to ``(s - C l^2) / A`` is in that set and close enough,

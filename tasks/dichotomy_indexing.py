@@ -1,0 +1,200 @@
+"""Powder indexing by successive dichotomy for the two-parameter lattices (tetragonal, hexagonal/trigonal).
+
+The method is DICVOL's (Louër & Louër 1972; Boultif & Louër 1991): the parameter space of
+``s = 1/d^2 = f m A + l^2 C`` (tetragonal ``m = h^2 + k^2``, f = 1; hexagonal axes ``m = h^2 + h k + k^2``,
+f = 4/3; ``A = 1/a^2``, ``C = 1/c^2``) is cut into boxes. A box survives while every observed peak but
+``MAX_MISSING`` lies within the band of some line ``(m, l)`` as (A, C) range over the box; surviving boxes are
+halved along their relatively wider side until they are small enough to be one cell, which is scored.
+
+Why not only the trial indexing of ``tasks.indexing``: MP cells are large (a ~ 8-15 Å), so their first peaks are
+lines like (2 2 1) or (3 1 2), not the low-index reflections trial schemes assume; trial indexing scored the
+true cell of tetragonal MP structures below wrong ones. On measured-like patterns of 120 tetragonal and 120
+hexagonal/trigonal MP structures this search returns the true cell (a and c within 1 %) for 42 % and 47 % of
+them (57 % and 68 % without zero shift, Kα2 and impurities), and the classifier gains ~5 points of crystal-system
+accuracy (BENCHMARKS.md).
+
+Choices (classifier numbers: 4,000 MP materials x 3 measured-like patterns to train, 800 x 2 to test, SG top-1 /
+crystal system; without these features 0.211 / 0.470):
+
+- the tolerance is an angle, ``TOLERANCE_TWO_THETA_DEG`` on every peak: a zero shift and the sample displacement
+  move all peaks by about the same angle, a large relative error at low angle (true tetragonal cells found:
+  36 % at 0.03°, 47 % at 0.05°);
+- best cell = most peaks indexed, then fewest calculated lines (the M20 idea). Branch and bound drops a box
+  when even its best point (every compatible peak indexed, the lines of its smallest cell) cannot beat the best
+  cell found: the plain search's answer with less work (``bench/featurize_speed.py``);
+- cells with more than ``MAX_LINES_PER_PEAK`` calculated lines per observed peak are not searched: at 4 instead
+  of 6, half the cost and 0.229 / 0.523 instead of 0.225 / 0.525;
+- a <= ``A_MAX_ANGSTROM``, c <= ``C_MAX_ANGSTROM``: 0.6x the cost of 25 / 40 Å, which gave 0.238 / 0.536.
+
+Only primitive cells are searched: an I- or R-centred cell's lines are a subset of its primitive setting's, so
+the search finds the same cell with more calculated lines, and the classifier sees its line count.
+"""
+
+from __future__ import annotations
+
+from functools import lru_cache
+
+import numba
+import numpy as np
+
+N_PEAKS = 12
+TOLERANCE_TWO_THETA_DEG = 0.05
+MAX_MISSING = 1  # an impurity line or a merged doublet
+MAX_LINES_PER_PEAK = 4.0
+A_MIN_ANGSTROM, A_MAX_ANGSTROM = 2.5, 16.0
+C_MIN_ANGSTROM, C_MAX_ANGSTROM = 2.0, 25.0
+STOP_RELATIVE_WIDTH = 2e-4  # a box this narrow in A and C (relative) is one cell
+MAX_BOXES = 200_000  # a hard cap on the work per pattern (reached on <1 % of patterns)
+M_MAX = 1023
+L_MAX = 24
+FAMILIES = ("tetragonal", "hexagonal")
+
+DICHOTOMY_LABELS = tuple(f"{kind}_{family}" for family in FAMILIES
+                         for kind in ("dicvol_indexed", "dicvol_lines_per_peak", "dicvol_c_over_a"))
+
+
+@lru_cache(maxsize=None)
+def allowed_line_counts(family: str) -> np.ndarray:
+    """``counts[l, m + 1]``: how many ``m' <= m`` are of the form ``h^2 + k^2`` (tetragonal) or ``h^2 + h k + k^2``
+    (hexagonal) with (h, k, l) not all zero (prefix sums, so a range of ``m`` is checked in O(1))."""
+    representable = np.zeros(M_MAX + 1, bool)
+    n = int(np.sqrt(M_MAX)) + 2
+    h, k = np.meshgrid(np.arange(-n, n + 1), np.arange(-n, n + 1))
+    m = h * h + k * k if family == "tetragonal" else h * h + h * k + k * k
+    representable[m[m <= M_MAX]] = True
+    allowed = np.repeat(representable[None, :], L_MAX + 1, axis=0)
+    allowed[0, 0] = False  # (0 0 0)
+    counts = np.zeros((L_MAX + 1, M_MAX + 2), np.int64)
+    counts[:, 1:] = np.cumsum(allowed, axis=1)
+    return counts
+
+
+def _factor(family: str) -> float:
+    return 4.0 / 3.0 if family == "hexagonal" else 1.0
+
+
+@numba.njit(cache=True, nogil=True)
+def _n_lines(A, C, s_max, f, counts):
+    """Distinct (m, l) lines with ``f m A + l^2 C <= s_max``; fewer as A or C grows."""
+    n = 0
+    for l in range(L_MAX + 1):
+        rest = s_max - l * l * C
+        if rest < 0:
+            break
+        top = min(int(np.floor(rest / (f * A))), M_MAX)
+        n += counts[l, top + 1]
+    return n
+
+
+@numba.njit(cache=True, nogil=True, inline="always")
+def _compatible(lo_s, hi_s, inv_fa_lo, inv_fa_hi, C_lo, C_hi, counts):
+    for l in range(L_MAX + 1):
+        l2 = l * l
+        if l2 * C_lo > hi_s:
+            return False
+        hi = (hi_s - l2 * C_lo) * inv_fa_lo
+        if hi < 0:
+            continue
+        lo = (lo_s - l2 * C_hi) * inv_fa_hi
+        m_lo = int(lo) + 1 if lo > 0 else 0
+        if lo > 0 and m_lo - 1 == lo:
+            m_lo -= 1
+        m_hi = int(hi) if hi < M_MAX else M_MAX
+        if m_hi >= m_lo and counts[l, m_hi + 1] > counts[l, m_lo]:
+            return True
+    return False
+
+
+@numba.njit(cache=True, nogil=True)
+def search_cells(s_obs, tol, f, counts, A_min, A_max, C_min, C_max, max_missing, max_lines_per_peak,
+                 stop_width, max_boxes, bound):
+    """Best (hits, lines, A, C, boxes visited) over the box; ``bound=False`` is the plain dichotomy (reference)."""
+    n_obs = s_obs.shape[0]
+    s_max = s_obs[n_obs - 1] + tol[n_obs - 1]
+    stack = np.empty((4096, 4))
+    stack[0, 0], stack[0, 1], stack[0, 2], stack[0, 3] = A_min, A_max, C_min, C_max
+    top = 1
+    best_hits, best_lines, best_A, best_C = -1, 1 << 30, np.nan, np.nan
+    boxes = 0
+    max_lines = max_lines_per_peak * n_obs
+    lo_s = s_obs - tol
+    hi_s = s_obs + tol
+    while top > 0 and boxes < max_boxes:
+        top -= 1
+        A_lo, A_hi, C_lo, C_hi = stack[top, 0], stack[top, 1], stack[top, 2], stack[top, 3]
+        boxes += 1
+        min_lines = _n_lines(A_hi, C_hi, s_max, f, counts)  # the box's smallest cell
+        if min_lines > max_lines:
+            continue
+        inv_lo = 1.0 / (f * A_lo)
+        inv_hi = 1.0 / (f * A_hi)
+        allowed = min(max_missing, n_obs - best_hits) if bound else max_missing
+        missing = 0
+        for i in range(n_obs):
+            if not _compatible(lo_s[i], hi_s[i], inv_lo, inv_hi, C_lo, C_hi, counts):
+                missing += 1
+                if missing > allowed:
+                    break
+        if missing > allowed or (bound and n_obs - missing == best_hits and min_lines >= best_lines):
+            continue
+        width_a = (A_hi - A_lo) / A_lo
+        width_c = (C_hi - C_lo) / C_lo
+        if width_a <= stop_width and width_c <= stop_width:
+            A = 0.5 * (A_lo + A_hi)
+            C = 0.5 * (C_lo + C_hi)
+            hits = 0
+            for i in range(n_obs):
+                hits += _compatible(lo_s[i], hi_s[i], 1.0 / (f * A), 1.0 / (f * A), C, C, counts)
+            lines = _n_lines(A, C, s_max, f, counts)
+            if hits > best_hits or (hits == best_hits and lines < best_lines):
+                best_hits, best_lines, best_A, best_C = hits, lines, A, C
+            continue
+        if top + 2 > stack.shape[0]:
+            break
+        # the half with the smaller cells is searched first: small solutions found early bound the rest
+        if width_a >= width_c:
+            mid = 0.5 * (A_lo + A_hi)
+            stack[top, 0], stack[top, 1], stack[top, 2], stack[top, 3] = A_lo, mid, C_lo, C_hi
+            stack[top + 1, 0], stack[top + 1, 1], stack[top + 1, 2], stack[top + 1, 3] = mid, A_hi, C_lo, C_hi
+        else:
+            mid = 0.5 * (C_lo + C_hi)
+            stack[top, 0], stack[top, 1], stack[top, 2], stack[top, 3] = A_lo, A_hi, C_lo, mid
+            stack[top + 1, 0], stack[top + 1, 1], stack[top + 1, 2], stack[top + 1, 3] = A_lo, A_hi, mid, C_hi
+        top += 2
+    return best_hits, best_lines, best_A, best_C, boxes
+
+
+def peak_tolerance_s(q_inv_angstrom: np.ndarray, wavelength_angstrom: float,
+                     tolerance_two_theta_deg: float = TOLERANCE_TWO_THETA_DEG) -> np.ndarray:
+    """The tolerance on ``s = 1/d^2`` (Å⁻²) of each peak from an angular one: ``ds = 2 sin(2θ) / λ² · d(2θ)``."""
+    two_theta = 2.0 * np.arcsin(np.clip(wavelength_angstrom * q_inv_angstrom / (4.0 * np.pi), 0.0, 1.0))
+    return 2.0 * np.sin(two_theta) / wavelength_angstrom ** 2 * np.radians(tolerance_two_theta_deg)
+
+
+def index_by_dichotomy(q_inv_angstrom: np.ndarray, wavelength_angstrom: float, family: str,
+                       bound: bool = True) -> tuple[float, float, float, float]:
+    """Best primitive ``family`` cell for the first ``N_PEAKS`` peaks (Q, Å⁻¹, ascending):
+    (fraction of peaks indexed, calculated lines per peak, a, c in Å); (0, NaN, NaN, NaN) when no cell indexes
+    all but ``MAX_MISSING`` peaks."""
+    q = np.ascontiguousarray(q_inv_angstrom[:N_PEAKS], dtype=np.float64)
+    s_obs = (q / (2.0 * np.pi)) ** 2
+    tol = peak_tolerance_s(q, wavelength_angstrom)
+    hits, lines, A, C, _ = search_cells(
+        s_obs, tol, _factor(family), allowed_line_counts(family), 1.0 / A_MAX_ANGSTROM ** 2,
+        1.0 / A_MIN_ANGSTROM ** 2, 1.0 / C_MAX_ANGSTROM ** 2, 1.0 / C_MIN_ANGSTROM ** 2, MAX_MISSING,
+        MAX_LINES_PER_PEAK, STOP_RELATIVE_WIDTH, MAX_BOXES, bound)
+    if hits < 0:
+        return 0.0, np.nan, np.nan, np.nan
+    return hits / len(q), lines / len(q), float(1.0 / np.sqrt(A)), float(1.0 / np.sqrt(C))
+
+
+def dichotomy_features(q_inv_angstrom: np.ndarray, wavelength_angstrom: float) -> np.ndarray:
+    """``DICHOTOMY_LABELS``: per family the fraction indexed, lines per peak and c/a; NaN with fewer than 6 peaks."""
+    q = np.asarray(q_inv_angstrom, float)
+    if len(q) < 6:
+        return np.full(len(DICHOTOMY_LABELS), np.nan)
+    out = []
+    for family in FAMILIES:
+        indexed, lines_per_peak, a, c = index_by_dichotomy(q, wavelength_angstrom, family)
+        out += [indexed, lines_per_peak, c / a]
+    return np.array(out)
