@@ -17,8 +17,8 @@ from typing import NamedTuple
 import numpy as np
 from scipy.ndimage import minimum_filter1d, uniform_filter1d
 
-from tasks.feature_versions import FORMULA_FEATURE_VERSION, XRD_FEATURE_VERSION
 from tasks.dichotomy_indexing import DICHOTOMY_LABELS, dichotomy_features
+from tasks.feature_versions import FORMULA_FEATURE_VERSION, XRD_FEATURE_VERSION
 from tasks.indexing import FOM_LABELS, indexing_features
 from tasks.patterns import PowderPattern
 from tasks.profile_kernels import find_peak_indices, max_per_bin, refine_peaks, subtract_background
@@ -174,7 +174,10 @@ class XRDPatternFeaturizer:
 
     def citations(self) -> list[str]:
         return ["@book{pecharsky2009, title={Fundamentals of Powder Diffraction and Structural "
-                "Characterization of Materials}, author={Pecharsky, V. K. and Zavalij, P. Y.}, year={2009}}"]
+                "Characterization of Materials}, author={Pecharsky, V. K. and Zavalij, P. Y.}, year={2009}}",
+                "@article{boultif1991, title={Indexing of powder diffraction patterns for low-symmetry lattices by "
+                "the successive dichotomy method}, author={Boultif, A. and Louër, D.}, "
+                "journal={J. Appl. Cryst.}, volume={24}, pages={987--993}, year={1991}}"]
 
     def implementors(self) -> list[str]:
         return ["ml-space-group developers"]
