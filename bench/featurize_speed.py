@@ -38,20 +38,6 @@ def index_by_listing(q_inv_angstrom: np.ndarray) -> np.ndarray:
     return np.array([fom for fom, _ in results] + [results[3][1], results[5][1]])
 
 
-def dichotomy_features_unbounded(peaks_and_wavelength) -> np.ndarray:
-    """The dichotomy-indexing features from the plain dichotomy, without branch and bound (the baseline)."""
-    from tasks.dichotomy_indexing import FAMILIES, index_by_dichotomy
-
-    q, wavelength = peaks_and_wavelength
-    if len(q) < 6:
-        return np.full(3 * len(FAMILIES), np.nan)
-    out = []
-    for family in FAMILIES:
-        indexed, lines_per_peak, a, c = index_by_dichotomy(q, wavelength, family, bound=False)
-        out += [indexed, lines_per_peak, c / a]
-    return np.array(out)
-
-
 def peaks_by_scipy(pattern) -> np.ndarray:
     """Peak positions (Q) from the numpy/scipy composition the compiled kernels replace (the baseline)."""
     from scipy.signal import find_peaks
@@ -106,9 +92,9 @@ def main() -> None:
     t_listing = per_item_ms(index_by_listing, peak_lists)
     t_ours = per_item_ms(indexing_features, peak_lists)
     dicvol_items = [(q, p.wavelength_angstrom) for q, p in zip(peak_lists, patterns)]
-    dicvol_same = sum(np.allclose(dichotomy_features(*item), dichotomy_features_unbounded(item), rtol=0, atol=0,
+    dicvol_same = sum(np.allclose(dichotomy_features(*item), dichotomy_features(*item, bound=False), rtol=0, atol=0,
                                   equal_nan=True) for item in dicvol_items)
-    t_dicvol_plain = per_item_ms(dichotomy_features_unbounded, dicvol_items)
+    t_dicvol_plain = per_item_ms(lambda item: dichotomy_features(*item, bound=False), dicvol_items)
     t_dicvol = per_item_ms(lambda item: dichotomy_features(*item), dicvol_items)
     featurizer = XRDPatternFeaturizer()
     t_features = per_item_ms(featurizer.featurize_array, patterns)

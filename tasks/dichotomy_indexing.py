@@ -37,6 +37,8 @@ from functools import lru_cache
 import numba
 import numpy as np
 
+from tasks.indexing import metric_factor
+
 N_PEAKS = 12
 TOLERANCE_TWO_THETA_DEG = 0.05
 MAX_MISSING = 1  # an impurity line or a merged doublet
@@ -69,10 +71,6 @@ def allowed_line_counts(family: str) -> np.ndarray:
     return counts
 
 
-def _factor(family: str) -> float:
-    return 4.0 / 3.0 if family == "hexagonal" else 1.0
-
-
 @numba.njit(cache=True, nogil=True)
 def _n_lines(A, C, s_max, f, counts):
     """Distinct (m, l) lines with ``f m A + l^2 C <= s_max``; fewer as A or C grows."""
@@ -98,9 +96,7 @@ def _compatible(lo_s, hi_s, inv_fa_lo, inv_fa_hi, C_lo, C_hi, counts):
         if hi < 0:
             continue
         lo = (lo_s - l2 * C_hi) * inv_fa_hi
-        m_lo = int(lo) + 1 if lo > 0 else 0
-        if lo > 0 and m_lo - 1 == lo:
-            m_lo -= 1
+        m_lo = int(np.ceil(lo)) if lo > 0 else 0
         m_hi = int(hi) if hi < M_MAX else M_MAX
         if m_hi >= m_lo and counts[l, m_hi + 1] > counts[l, m_lo]:
             return True
@@ -182,7 +178,7 @@ def index_by_dichotomy(q_inv_angstrom: np.ndarray, wavelength_angstrom: float, f
     s_obs = (q / (2.0 * np.pi)) ** 2
     tol = peak_tolerance_s(q, wavelength_angstrom)
     hits, lines, A, C, _ = search_cells(
-        s_obs, tol, _factor(family), allowed_line_counts(family), 1.0 / A_MAX_ANGSTROM ** 2,
+        s_obs, tol, metric_factor(family), allowed_line_counts(family), 1.0 / A_MAX_ANGSTROM ** 2,
         1.0 / A_MIN_ANGSTROM ** 2, 1.0 / C_MAX_ANGSTROM ** 2, 1.0 / C_MIN_ANGSTROM ** 2, MAX_MISSING,
         MAX_LINES_PER_PEAK, STOP_RELATIVE_WIDTH, MAX_BOXES, bound)
     if hits < 0:
@@ -190,13 +186,14 @@ def index_by_dichotomy(q_inv_angstrom: np.ndarray, wavelength_angstrom: float, f
     return hits / len(q), lines / len(q), float(1.0 / np.sqrt(A)), float(1.0 / np.sqrt(C))
 
 
-def dichotomy_features(q_inv_angstrom: np.ndarray, wavelength_angstrom: float) -> np.ndarray:
-    """``DICHOTOMY_LABELS``: per family the fraction indexed, lines per peak and c/a; NaN with fewer than 6 peaks."""
+def dichotomy_features(q_inv_angstrom: np.ndarray, wavelength_angstrom: float, bound: bool = True) -> np.ndarray:
+    """``DICHOTOMY_LABELS``: per family the fraction indexed, lines per peak and c/a; NaN with fewer than 6 peaks.
+    ``bound=False``: the plain dichotomy (the same features, the benchmark's baseline)."""
     q = np.asarray(q_inv_angstrom, float)
     if len(q) < 6:
         return np.full(len(DICHOTOMY_LABELS), np.nan)
     out = []
     for family in FAMILIES:
-        indexed, lines_per_peak, a, c = index_by_dichotomy(q, wavelength_angstrom, family)
+        indexed, lines_per_peak, a, c = index_by_dichotomy(q, wavelength_angstrom, family, bound)
         out += [indexed, lines_per_peak, c / a]
     return np.array(out)

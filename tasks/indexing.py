@@ -83,7 +83,7 @@ def _tables(lattices: tuple[tuple[str, str], ...]) -> tuple[np.ndarray, np.ndarr
     for f, (family, centring) in enumerate(lattices):
         for m, l2 in zip(*_reflections(family, centring)):
             bits[f, np.searchsorted(L2_VALUES, l2)] |= np.uint64(1) << np.uint64(m)
-    factor = np.array([_factor(family) for family, _ in lattices])
+    factor = np.array([metric_factor(family) for family, _ in lattices])
     return bits, factor
 
 
@@ -94,7 +94,8 @@ def _row_counts(lattices: tuple[tuple[str, str], ...]) -> np.ndarray:
     return np.array([1 + max(np.flatnonzero(row)) for row in bits], dtype=np.int64)
 
 
-def _factor(family: str) -> float:
+def metric_factor(family: str) -> float:
+    """f in ``s = f A m + C l^2``: 4/3 for hexagonal axes (m = h^2 + h k + k^2), 1 otherwise."""
     return 4.0 / 3.0 if family == "hexagonal" else 1.0
 
 
@@ -102,7 +103,7 @@ def scores_by_listing(s_obs: np.ndarray, a: np.ndarray, c: np.ndarray, family: s
     """Figures of merit by listing every candidate's lines: the reference for ``score_candidates`` (tests, benchmark)."""
     m, l2 = _reflections(family, centring)
     s_max = s_obs[-1] * (1 + RELATIVE_TOLERANCE)
-    calc = np.sort(_factor(family) * a[:, None] * m[None, :] + c[:, None] * l2[None, :], axis=1)
+    calc = np.sort(metric_factor(family) * a[:, None] * m[None, :] + c[:, None] * l2[None, :], axis=1)
     calc = np.where(calc <= s_max, calc, 2.0 * s_max)
     n_rows, n_cols = calc.shape
     new_line = np.concatenate([np.ones((n_rows, 1), bool), np.diff(calc, axis=1) > 1e-9 * s_max], axis=1)
@@ -250,7 +251,7 @@ def _candidates(s_obs: np.ndarray, family: str, centring: str) -> tuple[np.ndarr
     ``_best_candidates`` generates the same candidates in the same order inside the compiled loop; this array
     form is the reference for the tests and the benchmark."""
     low_m = _low_m(family, centring)
-    factor = _factor(family)
+    factor = metric_factor(family)
     a_cands = (s_obs[:4, None] / (factor * low_m[None, :])).ravel()
     if family == "cubic":
         return a_cands, np.zeros_like(a_cands)

@@ -6,8 +6,9 @@ from pymatgen.core import Lattice, Structure
 
 from tasks.dichotomy_indexing import (
     A_MAX_ANGSTROM, A_MIN_ANGSTROM, C_MAX_ANGSTROM, C_MIN_ANGSTROM, DICHOTOMY_LABELS, MAX_LINES_PER_PEAK,
-    MAX_MISSING, N_PEAKS, STOP_RELATIVE_WIDTH, _factor, allowed_line_counts, dichotomy_features,
+    MAX_MISSING, N_PEAKS, STOP_RELATIVE_WIDTH, allowed_line_counts, dichotomy_features,
     index_by_dichotomy, peak_tolerance_s, search_cells)
+from tasks.indexing import metric_factor
 from tasks.xrd import compute_reflections
 
 CU_KA = 1.5406
@@ -35,7 +36,7 @@ def _ideal_lines(family: str, a: float, c: float, drop=(), n: int = N_PEAKS) -> 
                 if h == k == l == 0:
                     continue
                 m = h * h + k * k if family == "tetragonal" else h * h + h * k + k * k
-                lines.add(round(_factor(family) * m / a**2 + l * l / c**2, 10))
+                lines.add(round(metric_factor(family) * m / a**2 + l * l / c**2, 10))
     s = np.array(sorted(lines))
     s = np.delete(s, list(drop))[:n]
     return 2 * np.pi * np.sqrt(s)
@@ -97,7 +98,7 @@ def test_branch_and_bound_gives_the_plain_dichotomy_answer(seed):
     else:  # peaks of no lattice of the family
         q = np.sort(rng.uniform(1.0, 4.5, N_PEAKS))
     s = (q / (2 * np.pi)) ** 2
-    args = (s, peak_tolerance_s(q, CU_KA), _factor(family), allowed_line_counts(family), 1 / A_MAX_ANGSTROM**2,
+    args = (s, peak_tolerance_s(q, CU_KA), metric_factor(family), allowed_line_counts(family), 1 / A_MAX_ANGSTROM**2,
             1 / A_MIN_ANGSTROM**2, 1 / C_MAX_ANGSTROM**2, 1 / C_MIN_ANGSTROM**2, MAX_MISSING, MAX_LINES_PER_PEAK,
             STOP_RELATIVE_WIDTH, 10**7)
     bounded, plain = search_cells(*args, True), search_cells(*args, False)
