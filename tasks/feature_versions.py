@@ -3,7 +3,7 @@
 Kept apart from ``tasks.features`` so that the registry can check a champion's version without importing the
 featurizers (scipy, numba)."""
 
-XRD_FEATURE_VERSION = "xrd-qpeaks-index-4"
+XRD_FEATURE_VERSION = "xrd-qpeaks-index-5"
 FORMULA_FEATURE_VERSION = "formula-magpie-stoich-1"
 
 FEATURE_VERSIONS = {"xrd": XRD_FEATURE_VERSION, "formula": FORMULA_FEATURE_VERSION}

@@ -154,7 +154,8 @@ class XRDPatternFeaturizer:
     5. ``fom_*``: trial-indexing figures of merit for cubic P/I/F, tetragonal P/I and hexagonal P/R lattices
        and the best c/a (``tasks.indexing``), and ``n_peaks``, ``q_min``, ``q_max``.
     6. ``dicvol_*``: the best primitive tetragonal and hexagonal cells found by successive dichotomy
-       (``tasks.dichotomy_indexing``): fraction of peaks indexed, calculated lines per peak, c/a.
+       (``tasks.dichotomy_indexing``): fraction of peaks indexed, calculated lines per peak, c/a; and the same
+       two for the I- (tetragonal) or R-centred (hexagonal axes) lattice on that cell.
     """
 
     version = XRD_FEATURE_VERSION

@@ -6,7 +6,7 @@ from pymatgen.core import Lattice, Structure
 
 from tasks.dichotomy_indexing import (
     A_MAX_ANGSTROM, A_MIN_ANGSTROM, C_MAX_ANGSTROM, C_MIN_ANGSTROM, DICHOTOMY_LABELS, MAX_LINES_PER_PEAK,
-    MAX_MISSING, N_PEAKS, STOP_RELATIVE_WIDTH, allowed_line_counts, dichotomy_features,
+    MAX_MISSING, N_PEAKS, STOP_RELATIVE_WIDTH, allowed_line_counts, centred_fit, dichotomy_features,
     index_by_dichotomy, peak_tolerance_s, search_cells)
 from tasks.indexing import metric_factor
 from tasks.xrd import compute_reflections
@@ -118,3 +118,49 @@ def test_tolerance_is_the_angular_one_in_s():
 def test_too_few_peaks_give_missing_features():
     assert np.all(np.isnan(dichotomy_features(np.array([1.0, 2.0, 3.0]), CU_KA)))
     assert len(dichotomy_features(_ideal_lines("hexagonal", 4.0, 6.0), CU_KA)) == len(DICHOTOMY_LABELS)
+
+
+@pytest.mark.parametrize("family, centring, condition", [
+    ("tetragonal", "P", lambda h, k, l: True),
+    ("tetragonal", "I", lambda h, k, l: (h + k + l) % 2 == 0),
+    ("hexagonal", "R", lambda h, k, l: (-h + k + l) % 3 == 0),
+    ("hexagonal", "R", lambda h, k, l: (h - k + l) % 3 == 0),  # the reverse setting: the same (m, l) lines
+])
+def test_centred_line_tables_are_the_listed_reflections(family, centring, condition):
+    """The centring conditions, written on (m, l) in ``allowed_line_counts``, against (h, k, l) listed one by one."""
+    listed = np.zeros((11, 201), bool)
+    for h in range(-15, 16):
+        for k in range(-15, 16):
+            for l in range(11):
+                m = h * h + k * k if family == "tetragonal" else h * h + h * k + k * k
+                if m <= 200 and (h, k, l) != (0, 0, 0) and condition(h, k, l):
+                    listed[l, m] = True
+    counts = allowed_line_counts(family, centring)
+    np.testing.assert_array_equal(np.diff(counts[:11, :202], axis=1).astype(bool), listed)
+
+
+def test_centred_fit_explains_the_absences_of_i_and_r_lattices():
+    anatase = Structure.from_spacegroup("I4_1/amd", Lattice.tetragonal(3.785, 9.514), ["Ti", "O"],
+                                        [[0, 0.75, 0.125], [0, 0.75, 0.3333]])
+    licoo2 = Structure.from_spacegroup("R-3m", Lattice.hexagonal(2.816, 14.05), ["Li", "Co", "O"],
+                                       [[0, 0, 0], [0, 0, 0.5], [0, 0, 0.2604]])
+    for structure, family, a_true, c_true in ((anatase, "tetragonal", 3.785, 9.514),
+                                              (licoo2, "hexagonal", 2.816, 14.05)):
+        q = _q_of_structure(structure)
+        indexed, lines_per_peak, a, c = index_by_dichotomy(q, CU_KA, family)
+        assert indexed == 1.0
+        assert a == pytest.approx(a_true, rel=2e-3) and c == pytest.approx(c_true, rel=2e-3)
+        centred_indexed, centred_lines_per_peak = centred_fit(q, CU_KA, family, a, c)
+        assert centred_indexed == 1.0
+        assert centred_lines_per_peak < 0.6 * lines_per_peak
+
+
+def test_centred_fit_of_a_primitive_crystal_leaves_peaks_unindexed():
+    rutile = Structure.from_spacegroup("P4_2/mnm", Lattice.tetragonal(4.594, 2.959), ["Ti", "O"],
+                                       [[0, 0, 0], [0.305, 0.305, 0]])
+    q = _q_of_structure(rutile)
+    _, _, a, c = index_by_dichotomy(q, CU_KA, "tetragonal")
+    centred_indexed, _ = centred_fit(q, CU_KA, "tetragonal", a, c)
+    assert centred_indexed == 9 / 12  # (1 1 1), (2 1 0) and (2 2 1) have h + k + l odd
+    features = dict(zip(DICHOTOMY_LABELS, dichotomy_features(q, CU_KA)))
+    assert features["dicvol_I_indexed_tetragonal"] == centred_indexed
