@@ -68,9 +68,9 @@ def allowed_line_counts(family: str, centring: str = "P") -> np.ndarray:
     (hexagonal) with (h, k, l) not all zero and allowed by the centring (prefix sums, so a range of ``m`` is
     checked in O(1)).
 
-    Both centrings are conditions on (m, l) alone: I (h + k + l even): h^2 + k^2 = h + k (mod 2), so m + l even.
-    R (-h + k + l = 3n, hexagonal axes; the reverse setting gives the same lines): h^2 + h k + k^2 = (h - k)^2
-    (mod 3), so l = 0 (mod 3) needs h = k, i.e. m = 0, and l != 0 needs h != k, i.e. m = 1 (mod 3).
+    Both centrings are conditions on (m, l) alone. I (h + k + l even): h^2 + k^2 ≡ h + k (mod 2), so m + l is
+    even. R (-h + k + l ≡ 0 mod 3, hexagonal axes; the reverse setting gives the same lines): h^2 + h k + k^2 ≡
+    (h - k)^2 (mod 3), so l ≡ 0 needs h ≡ k, i.e. m ≡ 0, and l ≢ 0 needs h ≢ k, i.e. m ≡ 1 (mod 3).
     """
     representable = np.zeros(M_MAX + 1, bool)
     n = int(np.sqrt(M_MAX)) + 2
