@@ -162,3 +162,18 @@ def test_compiled_forest_on_the_shipped_models(name):
     reference = model.booster_.predict(xgb.DMatrix(X, missing=np.nan), output_margin=True,
                                        iteration_range=(0, model.best_iteration_ + 1))
     np.testing.assert_allclose(CompiledForest(model.booster_, model.best_iteration_ + 1).margins(X), reference, atol=1e-4)
+
+
+def test_hyperparameter_search_returns_its_best_trial_within_the_search_space(fitted):
+    """The search behind `spacegroup train --trials` (optuna is a declared dependency: a fresh install runs it)."""
+    from tasks.datasets import FeatureSet
+    from tasks.training import SEARCH_SPACE, search_hyperparameters
+
+    _, X, y = fitted
+    features = FeatureSet(X, y, np.arange(len(X)) // 2, "test")
+    best, history = search_hyperparameters(features, n_trials=3, seed=0, n_estimators=30)
+    assert len(history) == 3
+    for name, (low, high) in SEARCH_SPACE.items():
+        assert low <= best[name] <= high
+    top_score = max(trial["sg_top1"] for trial in history)
+    assert best in [{name: trial[name] for name in SEARCH_SPACE} for trial in history if trial["sg_top1"] == top_score]
