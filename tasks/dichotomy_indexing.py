@@ -219,21 +219,25 @@ def index_by_dichotomy(q_inv_angstrom: np.ndarray, wavelength_angstrom: float, f
     return hits / len(q), lines / len(q), float(1.0 / np.sqrt(A)), float(1.0 / np.sqrt(C))
 
 
+@numba.njit(cache=True, nogil=True)
+def _hits_and_lines(s_obs, tol, f, A, C, counts):
+    """Peaks indexed by some allowed line of the cell (A, C), and the cell's allowed lines up to the last peak."""
+    inverse = 1.0 / (f * A)
+    hits = 0
+    for i in range(s_obs.shape[0]):
+        hits += _first_compatible_l(s_obs[i] - tol[i], s_obs[i] + tol[i], inverse, inverse, C, C, counts, 0) >= 0
+    return hits, _n_lines(A, C, s_obs[-1] + tol[-1], f, counts)
+
+
 def centred_fit(q_inv_angstrom: np.ndarray, wavelength_angstrom: float, family: str, a_angstrom: float,
                 c_angstrom: float) -> tuple[float, float]:
     """The centred lattice (``CENTRING[family]``) on a found primitive cell: (fraction of the first ``N_PEAKS``
     peaks its lines index, its calculated lines per peak). An R- or I-centred crystal is found as its primitive
     setting with 2-3x the lines; its own lines index every peak with about one line each (absences explained)."""
     q = np.ascontiguousarray(q_inv_angstrom[:N_PEAKS], dtype=np.float64)
-    s_obs = (q / (2.0 * np.pi)) ** 2
-    tol = peak_tolerance_s(q, wavelength_angstrom)
-    f = metric_factor(family)
-    A, C = 1.0 / a_angstrom ** 2, 1.0 / c_angstrom ** 2
-    counts = allowed_line_counts(family, CENTRING[family])
-    inverse = 1.0 / (f * A)
-    hits = sum(_first_compatible_l(lo, hi, inverse, inverse, C, C, counts, 0) >= 0
-               for lo, hi in zip(s_obs - tol, s_obs + tol))
-    lines = _n_lines(A, C, s_obs[-1] + tol[-1], f, counts)
+    hits, lines = _hits_and_lines((q / (2.0 * np.pi)) ** 2, peak_tolerance_s(q, wavelength_angstrom),
+                                  metric_factor(family), 1.0 / a_angstrom ** 2, 1.0 / c_angstrom ** 2,
+                                  allowed_line_counts(family, CENTRING[family]))
     return hits / len(q), lines / len(q)
 
 
