@@ -202,21 +202,28 @@ def peak_tolerance_s(q_inv_angstrom: np.ndarray, wavelength_angstrom: float,
     return 2.0 * np.sin(two_theta) / wavelength_angstrom ** 2 * np.radians(tolerance_two_theta_deg)
 
 
-def index_by_dichotomy(q_inv_angstrom: np.ndarray, wavelength_angstrom: float, family: str,
-                       bound: bool = True) -> tuple[float, float, float, float]:
-    """Best primitive ``family`` cell for the first ``N_PEAKS`` peaks (Q, Å⁻¹, ascending):
-    (fraction of peaks indexed, calculated lines per peak, a, c in Å); (0, NaN, NaN, NaN) when no cell indexes
-    all but ``MAX_MISSING`` peaks."""
+def _s_and_tolerance(q_inv_angstrom: np.ndarray, wavelength_angstrom: float) -> tuple[np.ndarray, np.ndarray]:
+    """``s = 1/d^2`` of the first ``N_PEAKS`` peaks and its tolerance (both Å⁻²): computed once per pattern."""
     q = np.ascontiguousarray(q_inv_angstrom[:N_PEAKS], dtype=np.float64)
-    s_obs = (q / (2.0 * np.pi)) ** 2
-    tol = peak_tolerance_s(q, wavelength_angstrom)
+    return (q / (2.0 * np.pi)) ** 2, peak_tolerance_s(q, wavelength_angstrom)
+
+
+def _best_cell(s_obs: np.ndarray, tol: np.ndarray, family: str, bound: bool) -> tuple[float, float, float, float]:
     hits, lines, A, C, _ = search_cells(
         s_obs, tol, metric_factor(family), allowed_line_counts(family), 1.0 / A_MAX_ANGSTROM ** 2,
         1.0 / A_MIN_ANGSTROM ** 2, 1.0 / C_MAX_ANGSTROM ** 2, 1.0 / C_MIN_ANGSTROM ** 2, MAX_MISSING,
         MAX_LINES_PER_PEAK, STOP_RELATIVE_WIDTH, MAX_BOXES, bound)
     if hits < 0:
         return 0.0, np.nan, np.nan, np.nan
-    return hits / len(q), lines / len(q), float(1.0 / np.sqrt(A)), float(1.0 / np.sqrt(C))
+    return hits / len(s_obs), lines / len(s_obs), float(1.0 / np.sqrt(A)), float(1.0 / np.sqrt(C))
+
+
+def index_by_dichotomy(q_inv_angstrom: np.ndarray, wavelength_angstrom: float, family: str,
+                       bound: bool = True) -> tuple[float, float, float, float]:
+    """Best primitive ``family`` cell for the first ``N_PEAKS`` peaks (Q, Å⁻¹, ascending):
+    (fraction of peaks indexed, calculated lines per peak, a, c in Å); (0, NaN, NaN, NaN) when no cell indexes
+    all but ``MAX_MISSING`` peaks."""
+    return _best_cell(*_s_and_tolerance(q_inv_angstrom, wavelength_angstrom), family, bound)
 
 
 @numba.njit(cache=True, nogil=True)
@@ -229,16 +236,18 @@ def _hits_and_lines(s_obs, tol, f, A, C, counts):
     return hits, _n_lines(A, C, s_obs[-1] + tol[-1], f, counts)
 
 
+def _centred(s_obs: np.ndarray, tol: np.ndarray, family: str, a_angstrom: float, c_angstrom: float):
+    hits, lines = _hits_and_lines(s_obs, tol, metric_factor(family), 1.0 / a_angstrom ** 2, 1.0 / c_angstrom ** 2,
+                                  allowed_line_counts(family, CENTRING[family]))
+    return hits / len(s_obs), lines / len(s_obs)
+
+
 def centred_fit(q_inv_angstrom: np.ndarray, wavelength_angstrom: float, family: str, a_angstrom: float,
                 c_angstrom: float) -> tuple[float, float]:
     """The centred lattice (``CENTRING[family]``) on a found primitive cell: (fraction of the first ``N_PEAKS``
     peaks its lines index, its calculated lines per peak). An R- or I-centred crystal is found as its primitive
     setting with 2-3x the lines; its own lines index every peak with about one line each (absences explained)."""
-    q = np.ascontiguousarray(q_inv_angstrom[:N_PEAKS], dtype=np.float64)
-    hits, lines = _hits_and_lines((q / (2.0 * np.pi)) ** 2, peak_tolerance_s(q, wavelength_angstrom),
-                                  metric_factor(family), 1.0 / a_angstrom ** 2, 1.0 / c_angstrom ** 2,
-                                  allowed_line_counts(family, CENTRING[family]))
-    return hits / len(q), lines / len(q)
+    return _centred(*_s_and_tolerance(q_inv_angstrom, wavelength_angstrom), family, a_angstrom, c_angstrom)
 
 
 def dichotomy_features(q_inv_angstrom: np.ndarray, wavelength_angstrom: float, bound: bool = True) -> np.ndarray:
@@ -248,9 +257,10 @@ def dichotomy_features(q_inv_angstrom: np.ndarray, wavelength_angstrom: float, b
     q = np.asarray(q_inv_angstrom, float)
     if len(q) < 6:
         return np.full(len(DICHOTOMY_LABELS), np.nan)
+    s_obs, tol = _s_and_tolerance(q, wavelength_angstrom)
     out = []
     for family in FAMILIES:
-        indexed, lines_per_peak, a, c = index_by_dichotomy(q, wavelength_angstrom, family, bound)
-        centred = centred_fit(q, wavelength_angstrom, family, a, c) if np.isfinite(a) else (np.nan, np.nan)
+        indexed, lines_per_peak, a, c = _best_cell(s_obs, tol, family, bound)
+        centred = _centred(s_obs, tol, family, a, c) if np.isfinite(a) else (np.nan, np.nan)
         out += [indexed, lines_per_peak, c / a, *centred]
     return np.array(out)
