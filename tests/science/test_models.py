@@ -177,3 +177,28 @@ def test_hyperparameter_search_returns_its_best_trial_within_the_search_space(fi
         assert low <= best[name] <= high
     top_score = max(trial["sg_top1"] for trial in history)
     assert best in [{name: trial[name] for name in SEARCH_SPACE} for trial in history if trial["sg_top1"] == top_score]
+
+
+def test_block_ranking_matches_each_row_ranked_by_hand():
+    from tasks.crystallography import space_group_type
+    from tasks.extinction import extinction_group_of
+    from tasks.models import rank_rows
+
+    classes = np.array([2, 14, 62, 139, 166, 194, 225, 227])
+    proba = np.random.default_rng(3).dirichlet(np.ones(len(classes)), size=50)
+    ranked = rank_rows(proba, classes, k=3, abstain_threshold=0.3)
+    for row, answer in zip(proba, ranked):
+        top = sorted(range(len(classes)), key=lambda i: -row[i])[:3]
+        assert answer.space_groups == [int(classes[i]) for i in top]
+        assert answer.probabilities == pytest.approx([row[i] for i in top])
+        by_system, by_group = {}, {}
+        for c, p in zip(classes, row):
+            system = space_group_type(int(c)).crystal_system
+            by_system[system] = by_system.get(system, 0.0) + p
+            group = extinction_group_of(int(c)).index
+            by_group[group] = by_group.get(group, 0.0) + p
+        assert answer.crystal_system == max(by_system, key=by_system.get)
+        assert answer.crystal_system_probability == pytest.approx(max(by_system.values()))
+        assert answer.extinction_group == max(by_group, key=by_group.get)
+        assert answer.extinction_group_probability == pytest.approx(max(by_group.values()))
+        assert answer.abstained == (row[top[0]] < 0.3)
