@@ -24,6 +24,7 @@ loglevel = os.environ.get("SPACEGROUP_LOG_LEVEL", "info").lower()
 
 
 def post_worker_init(worker):
-    from deployments.serving import freeze_start_up_objects
+    from deployments.serving import freeze_start_up_objects, one_blas_thread
 
+    one_blas_thread()
     freeze_start_up_objects()

@@ -25,6 +25,14 @@ def freeze_start_up_objects() -> None:
     gc.freeze()
 
 
+def one_blas_thread() -> None:
+    """Cap BLAS at one thread in this process: the API runs one worker process per core, and a BLAS call from the
+    ranking (small matrix products per micro-batch) on more threads only spins against the other workers."""
+    from threadpoolctl import threadpool_limits
+
+    threadpool_limits(1, user_api="blas")  # not as a context manager: for the life of the worker
+
+
 def serve_api(host: str, port: int, workers: int | None = None, dev: bool = False) -> None:
     """Run the API in the foreground: gunicorn (gthread workers) where available, else Werkzeug's server."""
     from storage.artifacts import default_store

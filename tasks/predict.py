@@ -13,11 +13,13 @@ import os
 import weakref
 from collections.abc import Iterable, Iterator
 from concurrent.futures import ProcessPoolExecutor
+from contextlib import nullcontext
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import spglib
+from threadpoolctl import threadpool_limits
 
 from tasks.crystallography import space_group_type
 from tasks.extinction import extinction_group_by_index, extinction_group_of
@@ -103,15 +105,20 @@ class Predictor:
             self._pool.shutdown(wait=True, cancel_futures=True)
             self._pool = None
 
+    def _worker_count(self) -> int:
+        return (os.cpu_count() or 1) if self.n_jobs == 0 else self.n_jobs
+
+    def _uses_workers(self, n_patterns: int) -> bool:
+        return self._worker_count() > 1 and n_patterns >= PARALLEL_MIN_PATTERNS
+
     def _feature_blocks(self, patterns: list[PowderPattern]) -> Iterator[np.ndarray]:
         """Feature rows of ``patterns`` in order, in blocks as worker processes finish them (one block in-process)."""
-        workers = (os.cpu_count() or 1) if self.n_jobs == 0 else self.n_jobs
-        if workers <= 1 or len(patterns) < PARALLEL_MIN_PATTERNS:
+        if not self._uses_workers(len(patterns)):
             yield self._xrd_featurizer.featurize_many(patterns)
             return
         if self._pool is None:
             # spawn, not fork: the parent may hold XGBoost/OpenMP threads that a forked child would inherit broken
-            self._pool = ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn"))
+            self._pool = ProcessPoolExecutor(self._worker_count(), mp_context=multiprocessing.get_context("spawn"))
             weakref.finalize(self, self._pool.shutdown, wait=False, cancel_futures=True)
         chunks = [patterns[i:i + _PARALLEL_CHUNK] for i in range(0, len(patterns), _PARALLEL_CHUNK)]
         yield from self._pool.map(featurize_patterns_in_worker, chunks)
@@ -124,14 +131,18 @@ class Predictor:
             return []
         ranked: list[RankedPrediction] = []
         waiting: list[np.ndarray] = []
-        # rank blocks while the workers featurise the rest: the model's time overlaps theirs
-        for block in self._feature_blocks(patterns):
-            waiting.append(block)
-            if sum(len(b) for b in waiting) >= _RANK_BLOCK:
+        pooled = self._uses_workers(len(patterns))
+        # while worker processes featurise on every core, BLAS threads here only spin against them (measured on
+        # 1,200 patterns, 2 cores: 0.65 s of this process's CPU time with them, 0.26 s with one thread)
+        with threadpool_limits(1, user_api="blas") if pooled else nullcontext():
+            # rank blocks while the workers featurise the rest: the model's time overlaps theirs
+            for block in self._feature_blocks(patterns):
+                waiting.append(block)
+                if sum(len(b) for b in waiting) >= _RANK_BLOCK:
+                    ranked += self.xrd.model.rank(np.vstack(waiting), self.top_k)
+                    waiting = []
+            if waiting:
                 ranked += self.xrd.model.rank(np.vstack(waiting), self.top_k)
-                waiting = []
-        if waiting:
-            ranked += self.xrd.model.rank(np.vstack(waiting), self.top_k)
         return [_result_from_ranking(n, "xrd", r, self.xrd) for n, r in zip(names, ranked)]
 
     def predict_pattern(self, pattern: PowderPattern, name: str = "pattern") -> dict:

@@ -3,6 +3,7 @@
 from pathlib import Path
 
 import numpy as np
+from threadpoolctl import threadpool_info
 
 from tasks.features import XRD_FEATURE_VERSION
 from tasks.models import SpaceGroupClassifier
@@ -24,11 +25,17 @@ def test_worker_processes_give_the_same_answers():
     names = [f"p{i}" for i in range(len(patterns))]
     serial = Predictor(model, n_jobs=1).predict_patterns(patterns, names)
     parallel_predictor = Predictor(model, n_jobs=2)
+    threads_before = _thread_pools()
     try:
         parallel = parallel_predictor.predict_patterns(patterns, names)
         assert parallel_predictor._pool is not None  # the worker processes were really used
     finally:
         parallel_predictor.close()
+    assert _thread_pools() == threads_before  # BLAS held to one thread during the batch only
     assert [r["input"] for r in parallel] == names
     for a, b in zip(serial, parallel):
         assert a["top_k"] == b["top_k"]
+
+
+def _thread_pools() -> list[tuple[str, int]]:
+    return sorted((pool["filepath"], pool["num_threads"]) for pool in threadpool_info())
