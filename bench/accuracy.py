@@ -10,6 +10,7 @@ structures from ../shared/data (split by material id, so no material is on both 
 from __future__ import annotations
 
 import argparse
+import json
 import time
 import warnings
 from pathlib import Path
@@ -84,7 +85,10 @@ def main() -> None:
     parser.add_argument("--augment", type=int, default=3)
     parser.add_argument("--trials", type=int, default=0,
                         help="Optuna trials for the MP-trained model's hyperparameters, searched on a validation "
-                             "split of the training materials (0: the model's defaults)")
+                             "split of the training materials (0: --params, or the model's defaults)")
+    parser.add_argument("--params", type=json.loads, default=None,
+                        help="hyperparameters as JSON, used without a search (e.g. the best of an earlier, smaller run's "
+                             "search, when a search at this size would take hours)")
     args = parser.parse_args()
     warnings.filterwarnings("ignore")
     from tasks.datasets import FeatureSet, xrd_feature_set
@@ -121,7 +125,7 @@ def main() -> None:
         np.savez_compressed(cache, Xtr=train.X, ytr=train.space_group, gtr=train.groups, Xte=test.X,
                             yte=test.space_group, gte=test.groups)
     t_fit = time.perf_counter()
-    searched = search_hyperparameters(train, args.trials, seed=0)[0] if args.trials else {}
+    searched = search_hyperparameters(train, args.trials, seed=0)[0] if args.trials else (args.params or {})
     mp_model = fit_and_validate(train, searched, seed=0, n_estimators=400).model
     fit_seconds = time.perf_counter() - t_fit
 
@@ -181,7 +185,9 @@ def main() -> None:
               f"{fit_seconds:.0f} s on {len(train)} patterns, "
               + (f"hyperparameters from {args.trials} Optuna trials on a validation split of the training materials: "
                  + ", ".join(f"{k} {v:.3g}" for k, v in sorted(searched.items())) + "."
-                 if args.trials else "default hyperparameters."),
+                 if args.trials else "hyperparameters given (--params, not searched here): "
+                 + ", ".join(f"{k} {v:.3g}" for k, v in sorted(searched.items())) + "."
+                 if searched else "default hyperparameters."),
               f"Prediction in-process (features + model, one pattern at a time): p50 {np.percentile(single, 50):.1f} ms, "
               f"p95 {np.percentile(single, 95):.1f} ms; batch of {len(batch)}: {batch_rate:.0f} patterns/s.",
               "", "Targets (issue 4): SG top-1 ≥ 85 %, top-5 ≥ 97 %, crystal system ≥ 97 %, extinction group ≥ 90 %, "
