@@ -125,6 +125,16 @@ def _first_compatible_l(lo_s, hi_s, inv_fa_lo, inv_fa_hi, C_lo, C_hi, counts, l_
 
 
 @numba.njit(cache=True, nogil=True)
+def _hits_and_lines(s_obs, tol, f, A, C, counts):
+    """Peaks indexed by some allowed line of the cell (A, C), and the cell's allowed lines up to the last peak."""
+    inverse = 1.0 / (f * A)
+    hits = 0
+    for i in range(s_obs.shape[0]):
+        hits += _first_compatible_l(s_obs[i] - tol[i], s_obs[i] + tol[i], inverse, inverse, C, C, counts, 0) >= 0
+    return hits, _n_lines(A, C, s_obs[-1] + tol[-1], f, counts)
+
+
+@numba.njit(cache=True, nogil=True)
 def search_cells(s_obs, tol, f, counts, A_min, A_max, C_min, C_max, max_missing, max_lines_per_peak,
                  stop_width, max_boxes, bound):
     """Best (hits, lines, A, C, boxes visited) over the box; ``bound=False`` is the plain dichotomy (reference)."""
@@ -169,12 +179,7 @@ def search_cells(s_obs, tol, f, counts, A_min, A_max, C_min, C_max, max_missing,
         if width_a <= stop_width and width_c <= stop_width:
             A = 0.5 * (A_lo + A_hi)
             C = 0.5 * (C_lo + C_hi)
-            hits = 0
-            for i in range(n_obs):
-                if here[i] >= 0:
-                    hits += _first_compatible_l(lo_s[i], hi_s[i], 1.0 / (f * A), 1.0 / (f * A), C, C, counts,
-                                                here[i]) >= 0
-            lines = _n_lines(A, C, s_max, f, counts)
+            hits, lines = _hits_and_lines(s_obs, tol, f, A, C, counts)
             if hits > best_hits or (hits == best_hits and lines < best_lines):
                 best_hits, best_lines, best_A, best_C = hits, lines, A, C
             continue
@@ -224,16 +229,6 @@ def index_by_dichotomy(q_inv_angstrom: np.ndarray, wavelength_angstrom: float, f
     (fraction of peaks indexed, calculated lines per peak, a, c in Å); (0, NaN, NaN, NaN) when no cell indexes
     all but ``MAX_MISSING`` peaks."""
     return _best_cell(*_s_and_tolerance(q_inv_angstrom, wavelength_angstrom), family, bound)
-
-
-@numba.njit(cache=True, nogil=True)
-def _hits_and_lines(s_obs, tol, f, A, C, counts):
-    """Peaks indexed by some allowed line of the cell (A, C), and the cell's allowed lines up to the last peak."""
-    inverse = 1.0 / (f * A)
-    hits = 0
-    for i in range(s_obs.shape[0]):
-        hits += _first_compatible_l(s_obs[i] - tol[i], s_obs[i] + tol[i], inverse, inverse, C, C, counts, 0) >= 0
-    return hits, _n_lines(A, C, s_obs[-1] + tol[-1], f, counts)
 
 
 def _centred(s_obs: np.ndarray, tol: np.ndarray, family: str, a_angstrom: float, c_angstrom: float):
