@@ -42,6 +42,10 @@ def build_parser() -> argparse.ArgumentParser:
                          help="CuKa, CuKa1, MoKa, CoKa, FeKa, CrKa, AgKa ... or a value in Å (default: file header, else CuKa)")
     predict.add_argument("--top-k", type=int, default=5)
     predict.add_argument("--json", action="store_true", help="JSON Lines, one object per input")
+    predict.add_argument("--prior", choices=["mp", "training"], default=None,
+                         help="space-group prior of the answers: mp (how often each space group occurs among Materials "
+                              "Project materials) or training (as the model learnt it); default SPACEGROUP_SPACE_GROUP_PRIOR, "
+                              "else mp")
     _add_common(predict)
 
     train = sub.add_parser("train", help="train a model and register it as a candidate (promoted only if better)")

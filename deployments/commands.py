@@ -34,7 +34,7 @@ def _progress_bar(total_crystals: int, total_patterns: int):
     return update, bars
 
 
-def load_predictor(top_k: int = 5):
+def load_predictor(top_k: int = 5, prior: str | None = None):
     """A predictor over the registry's champions (bootstrapping the shipped models into a fresh registry).
 
     A missing or modified artifact, or a model made for other features, is a :class:`UserFacingError`.
@@ -44,17 +44,17 @@ def load_predictor(top_k: int = 5):
     from tasks.predict import PredictionError
 
     try:
-        return _load_predictor(top_k)
+        return _load_predictor(top_k, prior)
     except (ArtifactIntegrityError, ModelFormatError, PredictionError) as exc:
         raise UserFacingError(f"cannot load the champion model: {exc}") from None
 
 
-def _load_predictor(top_k: int):
+def _load_predictor(top_k: int, prior: str | None = None):
     from tasks.serving import load_champion_predictor
 
     settings, engine, store = _registry()
     return load_champion_predictor(engine, store, top_k, settings.max_sites, settings.max_pattern_points,
-                                   n_jobs=settings.n_jobs)
+                                   n_jobs=settings.n_jobs, prior=prior or settings.space_group_prior)
 
 
 def cmd_predict(args) -> int:
@@ -74,7 +74,7 @@ def cmd_predict(args) -> int:
             raise UserFacingError(str(exc)) from None
     if args.top_k < 1:
         raise UserFacingError("--top-k must be at least 1")
-    predictor = load_predictor(args.top_k)
+    predictor = load_predictor(args.top_k, args.prior)
     n_errors = 0
     try:
         results = list(predictor.predict_paths(args.paths, args.wavelength)) if args.paths else []

@@ -22,7 +22,8 @@ def batch_predict_flow(job_id: int | None = None, items: list | None = None, man
         job, _ = submit_batch(engine, store, items or [], callback_url=callback_url, top_k=top_k,
                               max_items=settings.api_max_batch_items)
         job_id = job.id
-    predictor = load_champion_predictor(engine, store, top_k, settings.max_sites, settings.max_pattern_points)
+    predictor = load_champion_predictor(engine, store, top_k, settings.max_sites, settings.max_pattern_points,
+                                        prior=settings.space_group_prior)
     job = answer_batch(engine, store, job_id, predictor, settings)
     secret = settings.webhook_secret.get_secret_value() if settings.webhook_secret else None
     status = send_job_callback(engine, job_id, secret, settings.allowed_callback_hosts)

@@ -14,8 +14,12 @@ Training splits off, by structure group so augmented copies of one crystal never
   true labels (temperature scaling: Guo et al. 2017, "On Calibration of Modern Neural Networks").
 
 The artifact is a numpy ``.npz`` (loaded with ``allow_pickle=False``) holding the XGBoost boosters in their
-UBJ format, the classes, ``T``, ``w`` and a JSON metadata string. Artifacts without a system head (format 1)
-still load and predict as before.
+UBJ format, the classes, ``T``, ``w``, the training prior and a JSON metadata string. Artifacts without a system
+head (format 1) or a training prior (format 2) still load and predict as before.
+
+The training prior (``class_prior_``: label frequencies of the training rows) lets ``predict_proba`` and ``rank``
+answer under another space-group prior (``tasks.priors``): a model trained on synthetic crystals learns their
+label frequencies, which are far from those of real materials.
 """
 
 from __future__ import annotations
@@ -36,9 +40,12 @@ from sklearn.model_selection import GroupShuffleSplit
 from tasks.crystallography import CRYSTAL_SYSTEMS, space_group_type
 from tasks.extinction import extinction_group_of
 from tasks.forest import CompiledForest
+from tasks.priors import SpaceGroupPrior, class_frequencies
 
-ARTIFACT_FORMAT = "spacegroup-xgb-npz-2"
-READABLE_FORMATS = ("spacegroup-xgb-npz-1", ARTIFACT_FORMAT)  # 1: no system head
+ARTIFACT_FORMAT = "spacegroup-xgb-npz-3"
+# 1: no system head; 2: no training prior (answers cannot be moved to another prior). 3 is refused by older code,
+# which would ignore the prior it carries.
+READABLE_FORMATS = ("spacegroup-xgb-npz-1", "spacegroup-xgb-npz-2", ARTIFACT_FORMAT)
 #: once ``prepare_small_batches`` has run, up to this many rows are scored by walking the trees in compiled code:
 #: faster than XGBoost for both shipped models (bench/model_latency.py measures the crossover; for the shipped
 #: XRD model it lies above 16 rows)
@@ -124,7 +131,9 @@ class SpaceGroupClassifier(ClassifierMixin, BaseEstimator):
         groups = np.arange(len(y)) if groups is None else np.asarray(groups)
         self.__dict__.pop("_forest", None)  # a refit invalidates the flat copies of the trees
         self.__dict__.pop("_system_forest", None)
+        self.__dict__.pop("_prior_shifts", None)
         self.classes_ = np.unique(y)
+        self.class_prior_ = class_frequencies(y, self.classes_)
         self.n_features_in_ = X.shape[1]
         encoded = np.searchsorted(self.classes_, y)
         train, valid, calib = _three_way_group_split(groups, self.validation_fraction, self.calibration_fraction,
@@ -188,21 +197,34 @@ class SpaceGroupClassifier(ClassifierMixin, BaseEstimator):
                 booster.set_param({"nthread": n_threads})
 
     # -- inference ------------------------------------------------------------------------------------
-    def predict_proba(self, X) -> np.ndarray:
+    def predict_proba(self, X, prior: SpaceGroupPrior | None = None) -> np.ndarray:
+        """Calibrated probabilities of ``classes_``; under ``prior`` instead of the training labels' frequencies
+        when given (Bayes' rule on the calibrated posterior; no change for a model that does not know them)."""
         X = np.asarray(X, dtype=np.float32)
         if X.ndim != 2 or X.shape[1] != self.n_features_in_:
             raise ValueError(f"expected {self.n_features_in_} features per row, got shape {X.shape}")
         logits = self._margins(X) / self.temperature_
         if self.system_booster_ is not None:
             logits += self.system_weight_ * self._system_log_proba(X)[:, self.class_system_]
+        if prior is not None:
+            logits += self._prior_shift(prior)
         return softmax(logits, axis=1)
+
+    def _prior_shift(self, prior: SpaceGroupPrior) -> np.ndarray | float:
+        """``log(prior / training prior)`` per class, computed once per prior."""
+        if getattr(self, "class_prior_", None) is None:
+            return 0.0
+        shifts = self.__dict__.setdefault("_prior_shifts", {})
+        if prior.name not in shifts:
+            shifts[prior.name] = np.log(prior.probabilities[self.classes_ - 1]) - np.log(self.class_prior_)
+        return shifts[prior.name]
 
     def predict(self, X) -> np.ndarray:
         return self.classes_[np.argmax(self.predict_proba(X), axis=1)]
 
-    def rank(self, X, k: int = 5) -> list[RankedPrediction]:
-        """Top-``k`` space groups per row with crystal-system and extinction-group marginals."""
-        return rank_rows(self.predict_proba(X), self.classes_, k, self.abstain_threshold)
+    def rank(self, X, k: int = 5, prior: SpaceGroupPrior | None = None) -> list[RankedPrediction]:
+        """Top-``k`` space groups per row with crystal-system and extinction-group marginals (under ``prior``)."""
+        return rank_rows(self.predict_proba(X, prior), self.classes_, k, self.abstain_threshold)
 
     # -- persistence ----------------------------------------------------------------------------------
     def to_bytes(self) -> bytes:
@@ -218,6 +240,8 @@ class SpaceGroupClassifier(ClassifierMixin, BaseEstimator):
         }
         if self.system_booster_ is not None:
             arrays["system_booster"] = _booster_bytes(self.system_booster_, self.system_best_iteration_)
+        if getattr(self, "class_prior_", None) is not None:
+            arrays["class_prior"] = np.asarray(self.class_prior_, dtype=np.float64)
         buffer = io.BytesIO()
         np.savez_compressed(buffer, **arrays)
         return buffer.getvalue()
@@ -237,6 +261,10 @@ class SpaceGroupClassifier(ClassifierMixin, BaseEstimator):
                 has_head = "system_booster" in archive.files
                 model.system_booster_ = _load_booster(archive["system_booster"], threads) if has_head else None
                 model.system_weight_ = float(archive["system_weight"][0]) if has_head else 0.0
+                model.class_prior_ = archive["class_prior"] if "class_prior" in archive.files else None
+                if model.class_prior_ is not None and model.class_prior_.shape != model.classes_.shape:
+                    raise ValueError(f"{model.class_prior_.shape[0]} training frequencies for "
+                                     f"{model.classes_.shape[0]} classes")
         except (KeyError, ValueError, OSError, xgb.core.XGBoostError) as exc:
             if isinstance(exc, ModelFormatError):
                 raise

@@ -2,7 +2,8 @@
 
 One result per input: ``input``, ``modality`` (xrd | formula | structure), ``space_group`` {number, symbol},
 ``crystal_system``, ``extinction_group`` {id, label, space_groups}, ``top_k`` [{number, symbol,
-probability}], ``model_version``; structures also carry ``spglib`` (the exact answer and a tolerance
+probability}], ``model_version``, ``prior`` (the space-group prior the probabilities assume: ``mp`` or
+``training``, see ``tasks.priors``); structures also carry ``spglib`` (the exact answer and a tolerance
 sweep). A bad input yields ``{"input": ..., "error": "..."}`` and the others still succeed.
 """
 
@@ -26,6 +27,7 @@ from tasks.extinction import extinction_group_by_index, extinction_group_of
 from tasks.features import (FORMULA_FEATURE_VERSION, XRD_FEATURE_VERSION, XRDPatternFeaturizer,
                             featurize_patterns_in_worker)
 from tasks.models import RankedPrediction, SpaceGroupClassifier
+from tasks.priors import SpaceGroupPrior, space_group_prior
 from tasks.patterns import PatternError, PowderPattern
 from tasks.readers import (FormulaError, StructureError, input_kind, is_powder_cif, parse_formula, read_pattern,
                            read_pdcif, read_structure)
@@ -58,12 +60,17 @@ class LoadedModel:
     def describe(self) -> dict:
         return {"id": self.version_id, "name": self.name, "feature_version": self.feature_version}
 
+    def prior_for(self, wanted: SpaceGroupPrior | None) -> SpaceGroupPrior | None:
+        """``wanted`` if this model can answer under it (it knows its training prior), else None (as trained)."""
+        return wanted if getattr(self.model, "class_prior_", None) is not None else None
+
 
 def _sg(number: int) -> dict:
     return {"number": int(number), "symbol": space_group_type(int(number)).symbol}
 
 
-def _result_from_ranking(name: str, modality: str, ranked: RankedPrediction, model: LoadedModel) -> dict:
+def _result_from_ranking(name: str, modality: str, ranked: RankedPrediction, model: LoadedModel,
+                         prior: SpaceGroupPrior | None) -> dict:
     ext = extinction_group_by_index(ranked.extinction_group)
     return {
         "input": name,
@@ -75,6 +82,7 @@ def _result_from_ranking(name: str, modality: str, ranked: RankedPrediction, mod
         "top_k": [_sg(n) | {"probability": round(p, 6)} for n, p in zip(ranked.space_groups, ranked.probabilities)],
         "abstained": ranked.abstained,
         "model_version": model.describe(),
+        "prior": prior.name if prior is not None else "training",
     }
 
 
@@ -82,7 +90,8 @@ class Predictor:
     """Answers patterns, formulas and structures with the loaded models (load once, predict many)."""
 
     def __init__(self, xrd: LoadedModel | None = None, formula: LoadedModel | None = None, top_k: int = 5,
-                 max_sites: int = 500, max_pattern_points: int | None = None, n_jobs: int = 1) -> None:
+                 max_sites: int = 500, max_pattern_points: int | None = None, n_jobs: int = 1,
+                 prior: str = "mp") -> None:
         if xrd is not None and xrd.feature_version != XRD_FEATURE_VERSION:
             raise PredictionError(f"XRD model uses features {xrd.feature_version!r}, this code makes "
                                   f"{XRD_FEATURE_VERSION!r}; retrain or install the matching version")
@@ -92,6 +101,9 @@ class Predictor:
         self.xrd = xrd
         self.formula = formula
         self.top_k = top_k
+        wanted = space_group_prior(prior)  # the space-group prior of the answers (tasks/priors.py)
+        self._xrd_prior = xrd.prior_for(wanted) if xrd is not None else None
+        self._formula_prior = formula.prior_for(wanted) if formula is not None else None
         self.max_sites = max_sites
         self.max_pattern_points = max_pattern_points
         self._xrd_featurizer = XRDPatternFeaturizer()
@@ -139,11 +151,11 @@ class Predictor:
             for block in self._feature_blocks(patterns):
                 waiting.append(block)
                 if sum(len(b) for b in waiting) >= _RANK_BLOCK:
-                    ranked += self.xrd.model.rank(np.vstack(waiting), self.top_k)
+                    ranked += self.xrd.model.rank(np.vstack(waiting), self.top_k, self._xrd_prior)
                     waiting = []
             if waiting:
-                ranked += self.xrd.model.rank(np.vstack(waiting), self.top_k)
-        return [_result_from_ranking(n, "xrd", r, self.xrd) for n, r in zip(names, ranked)]
+                ranked += self.xrd.model.rank(np.vstack(waiting), self.top_k, self._xrd_prior)
+        return [_result_from_ranking(n, "xrd", r, self.xrd, self._xrd_prior) for n, r in zip(names, ranked)]
 
     def predict_pattern(self, pattern: PowderPattern, name: str = "pattern") -> dict:
         return self.predict_patterns([pattern], [name])[0]
@@ -169,8 +181,8 @@ class Predictor:
 
                     self._formula_featurizer = FormulaFeaturizer()
                 X = self._formula_featurizer.featurize_many(comps)
-                for i, ranked in zip(good, self.formula.model.rank(X, self.top_k)):
-                    out[i] = _result_from_ranking(formulas[i], "formula", ranked, self.formula)
+                for i, ranked in zip(good, self.formula.model.rank(X, self.top_k, self._formula_prior)):
+                    out[i] = _result_from_ranking(formulas[i], "formula", ranked, self.formula, self._formula_prior)
         return out  # type: ignore[return-value]
 
     # -- structures -------------------------------------------------------------------------------------

@@ -20,12 +20,13 @@ def champion_ids(engine) -> dict[str, int | None]:
 def load_champion_predictor(engine, store: ArtifactStore, top_k: int = 5, max_sites: int = 500,
                             max_pattern_points: int | None = None, bootstrap: bool = True,
                             model_threads: int | None = None, n_jobs: int = 1,
-                            small_batches: bool = False) -> Predictor:
+                            small_batches: bool = False, prior: str = "mp") -> Predictor:
     """Load each modality's champion (verified sha256); a fresh registry gets the shipped models first.
 
     ``model_threads`` caps XGBoost's threads per prediction call: the API runs one worker process per core, and
     more OpenMP threads than that only spin (measured in bench/api_load.py). ``small_batches`` prepares the
     compiled tree walk for one- and two-row predictions (worth its start-up cost in a long-running service).
+    ``prior``: the space-group prior of the answers (``tasks.priors``).
     """
     if bootstrap:
         bootstrap_pretrained(engine, store)
@@ -40,4 +41,4 @@ def load_champion_predictor(engine, store: ArtifactStore, top_k: int = 5, max_si
                 model.prepare_small_batches()
             loaded[modality] = LoadedModel(model, version.id, version.name, version.feature_version)
     return Predictor(loaded.get("xrd"), loaded.get("formula"), top_k=top_k, max_sites=max_sites,
-                     max_pattern_points=max_pattern_points, n_jobs=n_jobs)
+                     max_pattern_points=max_pattern_points, n_jobs=n_jobs, prior=prior)

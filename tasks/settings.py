@@ -37,6 +37,9 @@ class Settings(BaseSettings):
     max_sites: int = Field(500, ge=1, description="Largest structure (sites in the cell) accepted as input.")
     max_pattern_points: int = Field(100_000, ge=50, description="Longest powder pattern accepted as input.")
     default_wavelength: str = Field("CuKa", description="Wavelength assumed for patterns given without one.")
+    space_group_prior: str = Field("mp", description="Space-group prior of the answers: 'mp' (how often each space "
+                                   "group occurs among Materials Project materials) or 'training' (as the model "
+                                   "learnt it from its training set); see tasks/priors.py.")
     n_jobs: int = Field(0, ge=0, description="Worker processes for generation/featurisation; 0 = all cores.")
     frozen_eval_crystals: int = Field(300, ge=10, description="Crystals in the frozen synthetic evaluation set.")
     promotion_margin: float = Field(0.0, ge=0.0, description="SG top-1 gain a challenger needs over the champion.")
@@ -64,6 +67,15 @@ class Settings(BaseSettings):
         if level not in {"DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"}:
             raise ValueError(f"unknown log level {value!r}; use DEBUG, INFO, WARNING or ERROR")
         return level
+
+    @field_validator("space_group_prior")
+    @classmethod
+    def _known_prior(cls, value: str) -> str:
+        from tasks.priors import PRIORS
+
+        if value not in PRIORS:
+            raise ValueError(f"unknown space-group prior {value!r}; use {' or '.join(PRIORS)}")
+        return value
 
     @property
     def allowed_callback_hosts(self) -> set[str]:

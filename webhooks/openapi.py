@@ -47,7 +47,9 @@ SCHEMAS = {
                        "space_group": _ref("SpaceGroup"), "crystal_system": {"type": "string"},
                        "crystal_system_probability": {"type": "number"}, "extinction_group": {"type": "object"},
                        "top_k": {"type": "array", "items": _ref("SpaceGroup")}, "abstained": {"type": "boolean"},
-                       "model_version": {"type": "object"}, "inference_ms": {"type": "number"}}},
+                       "model_version": {"type": "object"}, "inference_ms": {"type": "number"},
+                       "prior": {"enum": ["mp", "training"],
+                                 "description": "space-group prior the probabilities assume"}}},
     "BatchRequest": {"type": "object", "required": ["items"], "properties": {
         "items": {"type": "array", "items": _ref("PredictRequest"), "minItems": 1},
         "callback_url": {"type": "string", "format": "uri",

@@ -47,7 +47,7 @@ class ServiceState:
                     s = self.settings
                     self._predictor = load_champion_predictor(self.engine, self.store, 20, s.max_sites,
                                                               s.max_pattern_points, model_threads=1,
-                                                              small_batches=True)
+                                                              small_batches=True, prior=s.space_group_prior)
                     self._champions = champion_ids(self.engine)
                     log.info("serving champions %s", self._champions)
                 self._checked = now
@@ -93,7 +93,8 @@ class ServiceState:
         s = self.settings
         try:
             run_job(self.engine, self.store, job_id, load_champion_predictor(
-                self.engine, self.store, 5, s.max_sites, s.max_pattern_points, bootstrap=False), s)
+                self.engine, self.store, 5, s.max_sites, s.max_pattern_points, bootstrap=False,
+                prior=s.space_group_prior), s)
         except Exception:
             log.exception("batch job %s failed", job_id)
         secret = s.webhook_secret.get_secret_value() if s.webhook_secret else None

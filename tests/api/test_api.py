@@ -75,7 +75,7 @@ def _pattern(n: int = 700) -> dict:
 
 def test_predict_pattern_formula_structure_match_the_cli_contract(live):
     keys = {"input", "modality", "space_group", "crystal_system", "crystal_system_probability",
-            "extinction_group", "top_k", "abstained", "model_version", "inference_ms"}
+            "extinction_group", "top_k", "abstained", "model_version", "inference_ms", "prior"}
     xrd = live.request("POST", "/predict", json={"xrd": _pattern(), "top_k": 3}).json()
     assert keys <= set(xrd) and len(xrd["top_k"]) == 3 and xrd["modality"] == "xrd"
     formula = live.request("POST", "/predict", json={"formula": "Fe2O3"}).json()

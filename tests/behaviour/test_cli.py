@@ -16,8 +16,8 @@ import tasks
 EXAMPLES = Path(tasks.__file__).resolve().parent / "examples"
 
 
-def run_cli(home: Path, *args: str, check: bool = False) -> subprocess.CompletedProcess:
-    env = dict(os.environ, SPACEGROUP_HOME=str(home), SPACEGROUP_LOG_LEVEL="WARNING")
+def run_cli(home: Path, *args: str, check: bool = False, env: dict | None = None) -> subprocess.CompletedProcess:
+    env = dict(os.environ, SPACEGROUP_HOME=str(home), SPACEGROUP_LOG_LEVEL="WARNING", **(env or {}))
     env.pop("SPACEGROUP_DATABASE_URL", None)
     proc = subprocess.run([sys.executable, "-m", "deployments.cli", *args], capture_output=True, text=True,
                           env=env, timeout=600)
@@ -52,6 +52,7 @@ def test_predict_examples_right_after_install(tmp_path):
                                        "hexagonal", "cubic")
         assert isinstance(r["model_version"]["id"], int) and r["model_version"]["name"] == "xrd_default"
         assert r["model_version"]["feature_version"]
+        assert r["prior"] == "mp"  # answers assume how often space groups occur among real materials
     assert "champion" in run_cli(tmp_path / "home", "models", "list", check=True).stdout
 
 
@@ -77,6 +78,7 @@ def test_formulas_are_answered_per_input_by_the_shipped_formula_model(tmp_path):
     good, bad = (json.loads(line) for line in proc.stdout.splitlines())
     assert good["modality"] == "formula" and good["model_version"]["name"] == "formula_default"
     assert good["space_group"]["number"] == 225  # rock salt: the commonest answer in MP by far
+    assert good["prior"] == "training"  # the shipped formula model predates recorded training priors
     assert "error" in bad and "'Xx'" in bad["error"]
     assert proc.returncode == 0
     only_bad = run_cli(tmp_path / "home", "predict", "--json", "--formula", "Xx3")
@@ -110,3 +112,16 @@ def test_tampered_champion_is_refused_without_traceback(tmp_path):
     proc = run_cli(home, "predict", str(EXAMPLES / "Si_diamond_CuKa.xy"))
     assert proc.returncode == 2
     assert "modified" in proc.stderr and "Traceback" not in proc.stderr
+
+
+def test_prior_can_be_chosen_and_a_wrong_one_is_named(tmp_path):
+    si = str(EXAMPLES / "Si_diamond_CuKa.xy")
+    answers = {}
+    for prior in ("mp", "training"):
+        answers[prior] = json.loads(run_cli(tmp_path / "home", "predict", "--json", "--prior", prior, si,
+                                            check=True).stdout)
+        assert answers[prior]["prior"] == prior
+    assert answers["mp"]["top_k"] != answers["training"]["top_k"]
+    proc = run_cli(tmp_path / "home", "predict", "--json", si, env={"SPACEGROUP_SPACE_GROUP_PRIOR": "icsd"})
+    assert proc.returncode != 0 and "unknown space-group prior 'icsd'" in proc.stderr
+    assert "Traceback" not in proc.stderr
