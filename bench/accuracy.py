@@ -97,7 +97,7 @@ def main() -> None:
     from tasks.features import XRD_FEATURE_VERSION, XRDPatternFeaturizer
     from tasks.models import SpaceGroupClassifier
     from tasks.pretrained import shipped_models
-    from tasks.priors import SpaceGroupPrior
+    from tasks.priors import MP_PRIOR_STRENGTH, SpaceGroupPrior
     from tasks.training import fit_and_validate, frozen_synthetic_eval_set, search_hyperparameters
 
     require_shared("cgcnn_mp_crysxpp")
@@ -148,7 +148,7 @@ def main() -> None:
     # the product answers under the MP space-group prior (tasks/priors.py); here the prior is counted on the
     # training materials only, so that no test material's label enters it
     counts = np.bincount([records[i][2] for i in train_idx], minlength=231)[1:] + 1.0
-    mp_prior = SpaceGroupPrior("mp (training materials)", counts / counts.sum())
+    mp_prior = SpaceGroupPrior("mp (training materials)", counts / counts.sum(), MP_PRIOR_STRENGTH)
     add("(a) frozen synthetic", PRIOR_ROW, pretrained.predict_proba(frozen.X, mp_prior), pretrained.classes_,
         frozen.space_group)
     add("(a) frozen synthetic", "MP-trained", mp_model.predict_proba(frozen.X), mp_model.classes_, frozen.space_group)
@@ -194,8 +194,9 @@ def main() -> None:
     for eval_set, model_name, metrics in rows:
         lines.append(f"| {eval_set} | {model_name} | {fmt(metrics)} |")
     lines += ["", f"{PRIOR_ROW}: the same model answering under the space-group frequencies of real materials, as "
-              "`spacegroup predict` and the API do by default (Bayes' rule on its calibrated probabilities, "
-              "tasks/priors.py); the frequencies are counted here on the training materials only.",
+              "`spacegroup predict` and the API do by default (Bayes' rule on its calibrated probabilities at "
+              f"strength {MP_PRIOR_STRENGTH}, tasks/priors.py); the frequencies are counted here on the training "
+              "materials only.",
               "", f"Pretrained model: {shipped.metadata.get('dataset')}; MP-trained model searched and fitted here in "
               f"{fit_seconds:.0f} s on {len(train)} patterns, "
               + (f"hyperparameters from {args.trials} Optuna trials on a validation split of the training materials: "

@@ -211,13 +211,14 @@ class SpaceGroupClassifier(ClassifierMixin, BaseEstimator):
         return softmax(logits, axis=1)
 
     def _prior_shift(self, prior: SpaceGroupPrior) -> np.ndarray | float:
-        """``log(prior / training prior)`` per class, computed once per prior."""
+        """``strength x log(prior / training prior)`` per class, computed once per prior object."""
         if getattr(self, "class_prior_", None) is None:
             return 0.0
-        shifts = self.__dict__.setdefault("_prior_shifts", {})
-        if prior.name not in shifts:
-            shifts[prior.name] = np.log(prior.probabilities[self.classes_ - 1]) - np.log(self.class_prior_)
-        return shifts[prior.name]
+        shifts = self.__dict__.setdefault("_prior_shifts", {})  # keyed by identity (SpaceGroupPrior has eq=False)
+        if prior not in shifts:
+            ratio = np.log(prior.probabilities[self.classes_ - 1]) - np.log(self.class_prior_)
+            shifts[prior] = prior.strength * ratio
+        return shifts[prior]
 
     def predict(self, X) -> np.ndarray:
         return self.classes_[np.argmax(self.predict_proba(X), axis=1)]

@@ -80,3 +80,13 @@ def test_training_prior_of_the_wrong_length_is_refused(unbalanced):
 
 def test_class_frequencies_add_one_per_class():
     assert class_frequencies(np.array([1, 1, 2]), np.array([1, 2, 3])) == pytest.approx([3 / 6, 2 / 6, 1 / 6])
+
+
+def test_strength_tempers_the_prior_ratio(unbalanced):
+    model, X = unbalanced
+    target = np.full(230, 1e-4)
+    target[14 - 1], target[225 - 1] = 0.6, 0.1
+    half = SpaceGroupPrior("test-half", target / target.sum(), strength=0.5)
+    expected = model.predict_proba(X) * np.sqrt(np.array([0.6, 0.1]) / model.class_prior_)
+    assert np.allclose(model.predict_proba(X, half), expected / expected.sum(axis=1, keepdims=True))
+    assert space_group_prior("mp").strength == 0.5
