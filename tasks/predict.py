@@ -27,8 +27,8 @@ from tasks.extinction import extinction_group_by_index, extinction_group_of
 from tasks.features import (FORMULA_FEATURE_VERSION, XRD_FEATURE_VERSION, XRDPatternFeaturizer,
                             featurize_patterns_in_worker)
 from tasks.models import RankedPrediction, SpaceGroupClassifier
-from tasks.priors import SpaceGroupPrior, space_group_prior
 from tasks.patterns import PatternError, PowderPattern
+from tasks.priors import SpaceGroupPrior, space_group_prior
 from tasks.readers import (FormulaError, StructureError, input_kind, is_powder_cif, parse_formula, read_pattern,
                            read_pdcif, read_structure)
 from tasks.symmetry import SymmetryError, symmetry_labels, tolerance_sweep
