@@ -8,6 +8,7 @@ import sys
 from pathlib import Path
 
 from tasks import __version__
+from tasks.priors import PRIORS
 
 log = logging.getLogger("spacegroup")
 
@@ -42,7 +43,7 @@ def build_parser() -> argparse.ArgumentParser:
                          help="CuKa, CuKa1, MoKa, CoKa, FeKa, CrKa, AgKa ... or a value in Å (default: file header, else CuKa)")
     predict.add_argument("--top-k", type=int, default=5)
     predict.add_argument("--json", action="store_true", help="JSON Lines, one object per input")
-    predict.add_argument("--prior", choices=["mp", "training"], default=None,
+    predict.add_argument("--prior", choices=PRIORS, default=None,
                          help="space-group prior of the answers: mp (how often each space group occurs among Materials "
                               "Project materials) or training (as the model learnt it); default SPACEGROUP_SPACE_GROUP_PRIOR, "
                               "else mp")
