@@ -6,7 +6,7 @@ Plain functions (no Prefect): the flows in ``flows/`` and the CLI both call them
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from storage.artifacts import ArtifactStore
@@ -15,6 +15,7 @@ from storage.registry import (champion, load_artifact_bytes, promote, record_eva
                               should_promote)
 from tasks.evaluate import evaluate_probabilities, plot_confusion_and_calibration
 from tasks.models import SpaceGroupClassifier
+from tasks.synthetic import GeneratorConfig
 from tasks.training import (fit_and_validate, frozen_synthetic_eval_set, search_hyperparameters,
                             synthetic_xrd_features)
 
@@ -69,7 +70,8 @@ def train_and_maybe_promote(engine, store: ArtifactStore, reports_dir, *, n_crys
                             seed: int, n_trials: int, n_estimators: int = 400, margin: float = 0.0,
                             allow_promotion: bool = True, progress=None) -> tuple[PipelineReport, SpaceGroupClassifier]:
     bootstrap_pretrained(engine, store)
-    features = synthetic_xrd_features(n_crystals, n_augment, seed, progress=progress)
+    generator = GeneratorConfig()
+    features = synthetic_xrd_features(n_crystals, n_augment, seed, progress=progress, config=generator)
     if n_trials > 0:
         params, history = search_hyperparameters(features, n_trials, seed)
     else:
@@ -82,9 +84,11 @@ def train_and_maybe_promote(engine, store: ArtifactStore, reports_dir, *, n_crys
         engine, store, result.model.to_bytes(), name=f"xrd-synthetic-{n_crystals}x{n_augment}-s{seed}",
         modality="xrd", feature_version=result.model.feature_version,
         parameters={"searched": params, "model": result.model.get_params(), "search_history": history,
-                    "n_crystals": n_crystals, "n_augment": n_augment, "seed": seed},
+                    "n_crystals": n_crystals, "n_augment": n_augment, "seed": seed,
+                    "generator": asdict(generator)},
         metrics={"frozen_synthetic": cand_metrics, "holdout_synthetic": result.validation_metrics},
-        dataset_description=f"synthetic PyXtal crystals (MP Wyckoff statistics), seed {seed}",
+        dataset_description=(f"synthetic PyXtal crystals (MP Wyckoff statistics, {generator.sampling} sampling), "
+                             f"seed {seed}"),
     )
     report = challenge_champion(engine, store, reports_dir, version.id, result.model, cand_metrics, frozen,
                                 "frozen_synthetic", margin, allow_promotion)

@@ -29,6 +29,8 @@ SEARCH_SPACE = {
     "subsample": (0.6, 1.0),
 }
 FROZEN_SYNTHETIC_SEED = 20261128  # the frozen synthetic evaluation set: never used for training
+# The frozen set keeps the generator settings it was made with, so scores on it stay comparable across retrains.
+FROZEN_SYNTHETIC_GENERATOR = GeneratorConfig(sampling="wyckoff-rows", flatten=0.3, max_atoms=32)
 
 
 @dataclass
@@ -41,21 +43,22 @@ class TrainingResult:
 
 
 def synthetic_xrd_features(n_crystals: int, n_augment: int, seed: int, n_jobs: int = 0,
-                           progress: Callable[[str, int], None] | None = None, use_cache: bool = True) -> FeatureSet:
+                           progress: Callable[[str, int], None] | None = None, use_cache: bool = True,
+                           config: GeneratorConfig = GeneratorConfig()) -> FeatureSet:
     """Synthetic crystals (PyXtal, MP Wyckoff statistics) rendered as measured-like patterns.
 
-    The result is fully determined by ``(n_crystals, n_augment, seed)`` and the feature version, so it is
-    cached under ``$SPACEGROUP_HOME/cache`` by those keys.
+    The result is fully determined by ``(n_crystals, n_augment, seed)``, the generator's settings
+    (``config.tag``) and the feature version, so it is cached under ``$SPACEGROUP_HOME/cache`` by those keys.
     """
     from tasks.settings import get_settings
 
     settings = get_settings()
-    path = settings.cache_dir / f"synthetic-{XRD_FEATURE_VERSION}-{n_crystals}x{n_augment}-seed{seed}.npz"
+    path = settings.cache_dir / f"synthetic-{XRD_FEATURE_VERSION}-{config.tag}-{n_crystals}x{n_augment}-seed{seed}.npz"
     if use_cache and path.exists():
         with np.load(path, allow_pickle=False) as data:
             log.info("synthetic features from cache %s", path)
             return FeatureSet(data["X"], data["y"], data["g"], XRD_FEATURE_VERSION)
-    features = _make_synthetic_xrd_features(n_crystals, n_augment, seed, n_jobs, progress)
+    features = _make_synthetic_xrd_features(n_crystals, n_augment, seed, n_jobs, progress, config)
     if use_cache:
         settings.ensure_dirs()
         tmp = path.with_suffix(".tmp.npz")
@@ -64,9 +67,9 @@ def synthetic_xrd_features(n_crystals: int, n_augment: int, seed: int, n_jobs: i
     return features
 
 
-def _make_synthetic_xrd_features(n_crystals, n_augment, seed, n_jobs, progress) -> FeatureSet:
+def _make_synthetic_xrd_features(n_crystals, n_augment, seed, n_jobs, progress, config) -> FeatureSet:
     crystals = []
-    for crystal in generate_crystals(n_crystals, seed=seed, config=GeneratorConfig(), n_jobs=n_jobs):
+    for crystal in generate_crystals(n_crystals, seed=seed, config=config, n_jobs=n_jobs):
         crystals.append(crystal)
         if progress:
             progress("crystals", 1)
@@ -139,7 +142,8 @@ def frozen_synthetic_eval_set(n_crystals: int | None = None, n_augment: int = 2,
     if path.exists():
         with np.load(path, allow_pickle=False) as data:
             return FeatureSet(data["X"], data["y"], data["g"], XRD_FEATURE_VERSION)
-    features = _make_synthetic_xrd_features(n_crystals, n_augment, FROZEN_SYNTHETIC_SEED, n_jobs, None)
+    features = _make_synthetic_xrd_features(n_crystals, n_augment, FROZEN_SYNTHETIC_SEED, n_jobs, None,
+                                            FROZEN_SYNTHETIC_GENERATOR)
     tmp = path.with_suffix(".tmp.npz")
     np.savez_compressed(tmp, X=features.X, y=features.space_group, g=features.groups)
     tmp.replace(path)

@@ -51,3 +51,36 @@ def test_flatten_changes_the_space_group_mix():
     share_225_nat = p_nat[table.spg.to_numpy() == 225].sum()
     share_225_flat = p_flat[table.spg.to_numpy() == 225].sum()
     assert share_225_flat < share_225_nat
+
+
+def test_label_matched_crystals_carry_the_group_they_were_drawn_for():
+    crystals = list(generate_crystals(10, seed=4, n_jobs=1, config=GeneratorConfig(sampling="label-matched")))
+    assert all(c.requested_space_group == c.space_group_number for c in crystals)
+
+
+def test_label_matched_group_shares_follow_the_table_over_all_cell_sizes():
+    from tasks.synthetic import _group_probabilities
+
+    table = wyckoff_statistics()
+    groups, shares, rows = _group_probabilities(GeneratorConfig(flatten=0.0, max_atoms=32))
+    totals = table.groupby("spg")["count"].sum().loc[groups].to_numpy(float)
+    np.testing.assert_allclose(shares, totals / totals.sum())
+    # P2_1/c's share is not cut down by the cell-size cap, but only its small cells are built
+    assert shares[list(groups).index(14)] > table[table.n_atoms <= 32].query("spg == 14")["count"].sum() / \
+        table[table.n_atoms <= 32]["count"].sum()
+    assert all((rows[int(g)][0].n_atoms <= 32).all() for g in groups)
+    _, flat, _ = _group_probabilities(GeneratorConfig(flatten=1.0))
+    np.testing.assert_allclose(flat, 1 / len(groups))
+
+
+def test_an_unknown_sampling_is_refused_by_name():
+    with pytest.raises(ValueError, match="label-matched"):
+        GeneratorConfig(sampling="uniform")
+
+
+def test_the_frozen_evaluation_set_keeps_the_generator_it_was_made_with():
+    from tasks.training import FROZEN_SYNTHETIC_GENERATOR
+
+    # changing these would silently change the set every champion is judged on
+    assert FROZEN_SYNTHETIC_GENERATOR.tag == "wyckoff-rows-flatten0.3-atoms1-32"
+    assert GeneratorConfig(sampling="label-matched").tag != FROZEN_SYNTHETIC_GENERATOR.tag
