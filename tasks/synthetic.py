@@ -17,7 +17,7 @@ Sampling
 Sampling ``"label-matched"`` (``GeneratorConfig.sampling``) draws the space group first, from the table's
 own space-group shares over all cell sizes, then an occupation row of that group within the cell-size limits,
 and keeps a crystal only when spglib finds the group asked for (otherwise it tries again, up to
-``max_tries``). The labels then follow real materials' space-group mix. Drawing rows from the whole table
+``max_tries``). The labels then come close to real materials' space-group mix. Drawing rows from the whole table
 (``"wyckoff-rows"``) does not: the cell-size cap removes most large low-symmetry cells, and a failed placement
 is replaced by a draw from any group, so easy high-symmetry groups win (labels of 20,000 such patterns: 2.8 %
 triclinic and 8.3 % monoclinic against 8.6 % and 22.4 % in the Materials Project; cubic 28 % against 18 %;
@@ -84,9 +84,9 @@ class SyntheticCrystal:
 
 @dataclass(frozen=True)
 class GeneratorConfig:
-    """What to generate: cell size limits and how strongly to flatten the space-group distribution."""
+    """What to generate: cell size limits, how to sample space groups and how strongly to flatten their mix."""
 
-    max_atoms: int = 32  # atoms in the conventional cell (61 % of MP's occupation counts; 64 would take 87 %)
+    max_atoms: int = 32  # atoms in the conventional cell (61 % of the table's counts; 64 would take 87 %)
     min_atoms: int = 1
     flatten: float = 0.3
     max_tries: int = 20
