@@ -244,6 +244,8 @@ def _export(path: Path, report, model, args, modality: str = "xrd", dataset: str
             metrics_key: str = "frozen_synthetic", command: str | None = None) -> None:
     """Write the artifact and its metadata JSON, as shipped in tasks/pretrained/."""
     from storage.artifacts import sha256_bytes
+    from tasks.synthetic import GeneratorConfig
+    from tasks.training import synthetic_dataset_description
 
     data = model.to_bytes()
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -253,7 +255,7 @@ def _export(path: Path, report, model, args, modality: str = "xrd", dataset: str
         "feature_version": model.feature_version,
         "parameters": {"model": model.get_params(), "search_trials": getattr(args, "trials", 0)},
         "metrics": {metrics_key: _headline(report.candidate_metrics)},
-        "dataset": dataset or _synthetic_dataset_description(args),
+        "dataset": dataset or synthetic_dataset_description(args.crystals, args.augment, args.seed, GeneratorConfig()),
         "command": command or f"spacegroup train --modality xrd --source synthetic --crystals {args.crystals} "
                               f"--augment {args.augment} --seed {args.seed} --trials {args.trials} "
                               f"--estimators {args.estimators} --export {path}",
@@ -265,15 +267,6 @@ def _export(path: Path, report, model, args, modality: str = "xrd", dataset: str
         meta["attribution"] = ("Trained on Materials Project data (CC-BY-4.0): A. Jain et al., APL Materials 1, "
                                "011002 (2013). Weights only; no data is shipped.")
     path.with_suffix(".json").write_text(json.dumps(meta, indent=2) + "\n")
-
-
-def _synthetic_dataset_description(args) -> str:
-    from tasks.synthetic import GeneratorConfig
-
-    generator = GeneratorConfig()
-    return (f"{args.crystals} synthetic PyXtal crystals (MP Wyckoff statistics, {generator.sampling} sampling, "
-            f"flatten {generator.flatten:g}, at most {generator.max_atoms} atoms per cell) x {args.augment} "
-            f"measured-like patterns, seed {args.seed}")
 
 
 SEARCHED_KEYS = ("max_depth", "learning_rate", "colsample_bytree", "min_child_weight", "subsample")

@@ -17,7 +17,7 @@ from tasks.evaluate import evaluate_probabilities, plot_confusion_and_calibratio
 from tasks.models import SpaceGroupClassifier
 from tasks.synthetic import GeneratorConfig
 from tasks.training import (fit_and_validate, frozen_synthetic_eval_set, search_hyperparameters,
-                            synthetic_xrd_features)
+                            synthetic_dataset_description, synthetic_xrd_features)
 
 log = logging.getLogger(__name__)
 PROMOTION_METRIC = "sg_top1"
@@ -87,8 +87,7 @@ def train_and_maybe_promote(engine, store: ArtifactStore, reports_dir, *, n_crys
                     "n_crystals": n_crystals, "n_augment": n_augment, "seed": seed,
                     "generator": asdict(generator)},
         metrics={"frozen_synthetic": cand_metrics, "holdout_synthetic": result.validation_metrics},
-        dataset_description=(f"synthetic PyXtal crystals (MP Wyckoff statistics, {generator.sampling} sampling), "
-                             f"seed {seed}"),
+        dataset_description=synthetic_dataset_description(n_crystals, n_augment, seed, generator),
     )
     report = challenge_champion(engine, store, reports_dir, version.id, result.model, cand_metrics, frozen,
                                 "frozen_synthetic", margin, allow_promotion)

@@ -67,6 +67,13 @@ def synthetic_xrd_features(n_crystals: int, n_augment: int, seed: int, n_jobs: i
     return features
 
 
+def synthetic_dataset_description(n_crystals: int, n_augment: int, seed: int, config: GeneratorConfig) -> str:
+    """How a synthetic training set was made, as recorded with the models trained on it."""
+    return (f"{n_crystals} synthetic PyXtal crystals (MP Wyckoff statistics, {config.sampling} sampling, "
+            f"flatten {config.flatten:g}, at most {config.max_atoms} atoms per cell) x {n_augment} "
+            f"measured-like patterns, seed {seed}")
+
+
 def _make_synthetic_xrd_features(n_crystals, n_augment, seed, n_jobs, progress, config) -> FeatureSet:
     crystals = []
     for crystal in generate_crystals(n_crystals, seed=seed, config=config, n_jobs=n_jobs):
