@@ -40,7 +40,7 @@ import warnings
 from collections.abc import Iterator
 from concurrent.futures import ProcessPoolExecutor
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from functools import lru_cache
 from importlib import resources
 
@@ -100,8 +100,9 @@ class GeneratorConfig:
 
     @property
     def tag(self) -> str:
-        """The settings that decide which crystals a seed gives, for naming cached feature sets."""
-        return f"{self.sampling}-flatten{self.flatten:g}-atoms{self.min_atoms}-{self.max_atoms}"
+        """Every setting (all of them decide which crystals a seed gives), for naming cached feature sets."""
+        return "-".join(f"{f.name}{getattr(self, f.name):g}" if isinstance(getattr(self, f.name), float)
+                        else f"{f.name}{getattr(self, f.name)}" for f in fields(self))
 
 
 @lru_cache(maxsize=1)

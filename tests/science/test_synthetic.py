@@ -82,5 +82,6 @@ def test_the_frozen_evaluation_set_keeps_the_generator_it_was_made_with():
     from tasks.training import FROZEN_SYNTHETIC_GENERATOR
 
     # changing these would silently change the set every champion is judged on
-    assert FROZEN_SYNTHETIC_GENERATOR.tag == "wyckoff-rows-flatten0.3-atoms1-32"
+    assert FROZEN_SYNTHETIC_GENERATOR.tag == ("max_atoms32-min_atoms1-flatten0.3-max_tries20-pyxtal_max_count3-"
+                                              "pyxtal_timeout_s0.5-samplingwyckoff-rows")
     assert GeneratorConfig(sampling="label-matched").tag != FROZEN_SYNTHETIC_GENERATOR.tag
