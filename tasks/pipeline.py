@@ -121,6 +121,9 @@ def train_formula_and_maybe_promote(engine, store: ArtifactStore, reports_dir, *
 
 
 MIN_DATASET_MATERIALS = 40
+#: models trained on real materials also search their training patterns by structure type (tasks/neighbours.py):
+#: real structure types recur across materials, so a new material's pattern often matches a scaled known one
+REAL_DATA_MODEL_OPTIONS = {"structure_type_search": True}
 
 
 def train_on_dataset_and_maybe_promote(engine, store: ArtifactStore, reports_dir, cache_dir, dataset, *,
@@ -141,7 +144,7 @@ def train_on_dataset_and_maybe_promote(engine, store: ArtifactStore, reports_dir
     train, holdout = split_frozen_holdout(features, materials)
     if len(holdout) == 0 or len(set(train.space_group.tolist())) < 2:
         raise ValueError(f"dataset {dataset.id} is too small or too uniform to train and evaluate on")
-    result = fit_and_validate(train, default_parameters(engine), seed, n_estimators)
+    result = fit_and_validate(train, default_parameters(engine) | REAL_DATA_MODEL_OPTIONS, seed, n_estimators)
     metrics = evaluate_probabilities(result.model.predict_proba(holdout.X), result.model.classes_,
                                      holdout.space_group)
     eval_name = f"frozen_holdout:{dataset.source}"

@@ -62,7 +62,7 @@ class LoadedModel:
 
     def prior_for(self, wanted: SpaceGroupPrior | None) -> SpaceGroupPrior | None:
         """``wanted`` if this model can answer under it (it knows its training prior), else None (as trained)."""
-        return wanted if getattr(self.model, "class_prior_", None) is not None else None
+        return wanted if self.model.knows_training_prior else None
 
 
 def _sg(number: int) -> dict:

@@ -78,6 +78,7 @@ def test_retrain_flow_trains_on_the_newest_dataset_and_judges_on_frozen_holdout(
         candidate = session.get(ModelVersion, result["candidate_id"])
     assert candidate.dataset_version_id == result["dataset_version_id"]
     assert "frozen_holdout" in candidate.metrics
+    assert candidate.parameters["model"]["structure_type_search"]  # real materials: searched by structure type
     assert result["promoted"] == (candidate.stage == "champion")
     markdown = artifact_markdown("retrain-report")
     assert "| sg_top1 |" in markdown and f"Candidate model **{candidate.id}**" in markdown

@@ -3,8 +3,8 @@
 import numpy as np
 import pytest
 
-from tasks.models import (ModelFormatError, SpaceGroupClassifier, fit_temperature, fit_temperature_and_weight,
-                          rank_probabilities)
+from tasks.models import (ModelFormatError, SpaceGroupClassifier, fit_temperature, fit_mixture,
+                          fit_temperature_and_weights, rank_probabilities)
 
 
 @pytest.fixture(scope="module")
@@ -88,10 +88,34 @@ def test_head_weight_is_fitted_to_what_the_head_knows():
     system_logits = rng.normal(size=(n, 3))
     system_logits[np.arange(n), class_system[labels]] += 3.0  # the head: strongly informative
     system_log_proba = system_logits - np.log(np.exp(system_logits).sum(axis=1, keepdims=True))
-    temperature, weight = fit_temperature_and_weight(margins, system_log_proba[:, class_system], labels)
+    temperature, (weight,) = fit_temperature_and_weights(margins, [system_log_proba[:, class_system]], labels)
     assert weight > 0.5 and temperature > 0
-    _, useless = fit_temperature_and_weight(margins, rng.normal(size=(n, 3))[:, class_system], labels)
+    _, (useless,) = fit_temperature_and_weights(margins, [rng.normal(size=(n, 3))[:, class_system]], labels)
     assert useless < 0.2
+    # two experts at once: each gets its own weight (the informative one, not the noise)
+    _, (informative, noise) = fit_temperature_and_weights(
+        margins, [system_log_proba[:, class_system], rng.normal(size=(n, 3))[:, class_system]], labels)
+    assert informative > 0.5 and noise < 0.2
+
+
+def test_mixture_weight_follows_what_the_second_model_knows():
+    from scipy.special import softmax
+
+    rng = np.random.default_rng(3)
+    n, classes = 3000, 8
+    labels = rng.integers(0, classes, n)
+    logits = rng.normal(size=(n, classes))
+    logits[np.arange(n), labels] += 1.0
+    proba = softmax(logits, axis=1)  # weakly informative
+    knows = rng.random(n) < 0.5  # a vote that is right on half the rows, flat on the others
+    vote = np.full((n, classes), 0.02 / classes)
+    vote[knows, labels[knows]] += 0.98
+    vote[~knows] = 1.0 / classes
+    weight, temperature = fit_mixture(proba, vote, labels)
+    assert 0.2 < weight <= 1.0 and 0.5 <= temperature <= 1.5
+    noise = softmax(rng.normal(scale=3.0, size=(n, classes)), axis=1)
+    useless, _ = fit_mixture(proba, noise, labels)
+    assert useless < 0.1
 
 
 def test_foreign_bytes_are_refused():

@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 
 from tasks.models import ModelFormatError, SpaceGroupClassifier
+from tasks.predict import LoadedModel
 from tasks.priors import SpaceGroupPrior, class_frequencies, space_group_prior
 
 
@@ -63,8 +64,11 @@ def test_a_model_saved_without_its_training_prior_answers_as_trained(unbalanced)
     buffer = io.BytesIO()
     np.savez(buffer, **arrays)
     older = SpaceGroupClassifier.from_bytes(buffer.getvalue())
-    assert older.class_prior_ is None
+    assert older.class_prior_ is None and not older.knows_training_prior and model.knows_training_prior
     assert np.array_equal(older.predict_proba(X, space_group_prior("mp")), older.predict_proba(X))
+    prior = space_group_prior("mp")
+    assert LoadedModel(older, None, "older", "x").prior_for(prior) is None  # its answers say "training"
+    assert LoadedModel(model, None, "newer", "x").prior_for(prior) is prior
 
 
 def test_training_prior_of_the_wrong_length_is_refused(unbalanced):

@@ -1,0 +1,177 @@
+"""Search-match by structure type: nearest reference patterns up to a change of lattice scale."""
+
+import numpy as np
+import pytest
+from pymatgen.core import Lattice, Structure
+
+from tasks.neighbours import (LOG_Q_STEP, MAX_SCALE_CHANGE, StructureTypeNeighbours, peak_sticks,
+                              stick_profiles)
+from tasks.xrd import PowderXRDSimulator
+
+N_STICKS = 26  # as many as the XRD features carry (16 first + 10 strongest)
+
+
+def rock_salt(a, cation, anion):
+    return Structure.from_spacegroup("Fm-3m", Lattice.cubic(a), [cation, anion], [[0, 0, 0], [0.5, 0.5, 0.5]])
+
+
+def caesium_chloride(a, cation, anion):
+    return Structure.from_spacegroup("Pm-3m", Lattice.cubic(a), [cation, anion], [[0, 0, 0], [0.5, 0.5, 0.5]])
+
+
+def zinc_blende(a, cation, anion):
+    return Structure.from_spacegroup("F-43m", Lattice.cubic(a), [cation, anion], [[0, 0, 0], [0.25, 0.25, 0.25]])
+
+
+def rutile(a, c, cation):
+    return Structure.from_spacegroup("P4_2/mnm", Lattice.tetragonal(a, c), [cation, "O"],
+                                     [[0, 0, 0], [0.305, 0.305, 0]])
+
+
+def sticks(*structures):
+    """(q, intensity) rows of the first ``N_STICKS`` peaks in 0.5-6 Å⁻¹, NaN-padded like the features."""
+    simulator = PowderXRDSimulator(two_theta_range_deg=(5, 150))
+    q = np.full((len(structures), N_STICKS), np.nan)
+    intensity = np.full_like(q, np.nan)
+    for row, structure in enumerate(structures):
+        pattern = simulator.get_pattern(structure)
+        peak_q = 2 * np.pi / pattern.d_angstrom
+        keep = (peak_q >= 0.5) & (peak_q <= 6.0)
+        values, heights = peak_q[keep][:N_STICKS], pattern.intensity[keep][:N_STICKS]
+        q[row, :len(values)], intensity[row, :len(values)] = values, heights / heights.max()
+    return q, intensity
+
+
+@pytest.fixture(scope="module")
+def references():
+    structures = [rock_salt(5.64, "Na", "Cl"), caesium_chloride(4.12, "Cs", "Cl"), zinc_blende(5.41, "Zn", "S"),
+                  rutile(4.59, 2.96, "Ti")]
+    labels = [225, 221, 216, 136]
+    return StructureTypeNeighbours(n_neighbours=1).fit(*sticks(*structures), labels), labels
+
+
+def test_a_structure_type_is_found_across_lattice_constants(references):
+    search, labels = references
+    # KCl (rock salt, a 11 % larger than NaCl), CsBr (CsCl type, +4 %), GaAs (zinc blende, +4 %), SnO2 (rutile, +3 %)
+    queries = [rock_salt(6.29, "K", "Cl"), caesium_chloride(4.29, "Cs", "Br"), zinc_blende(5.65, "Ga", "As"),
+               rutile(4.74, 3.19, "Sn")]
+    index, similarity = search.similarities(*sticks(*queries))
+    assert [labels[i] for i in index[:, 0]] == labels
+    assert similarity.min() > 0.5
+    probabilities = search.predict_proba(*sticks(*queries), np.array(sorted(labels)))
+    assert list(np.array(sorted(labels))[probabilities.argmax(axis=1)]) == labels
+
+
+def test_without_the_scale_search_the_larger_rock_salt_is_missed(references):
+    search, labels = references
+    fixed = StructureTypeNeighbours(n_neighbours=1, max_scale_change=0.0).fit(
+        search.q_inv_angstrom_, search.intensity_, labels)
+    _, with_search = search.similarities(*sticks(rock_salt(6.29, "K", "Cl")))
+    _, without = fixed.similarities(*sticks(rock_salt(6.29, "K", "Cl")))
+    assert without[0, 0] < 0.5 < with_search[0, 0]
+
+
+def test_a_scaled_copy_matches_exactly_within_the_range_and_not_beyond():
+    q, intensity = sticks(rock_salt(5.64, "Na", "Cl"), caesium_chloride(4.12, "Cs", "Cl"))
+    search = StructureTypeNeighbours(n_neighbours=1).fit(q, intensity, [225, 221])
+    inside = np.exp(-(MAX_SCALE_CHANGE - 4 * LOG_Q_STEP))
+    _, similarity = search.similarities(q * inside, intensity)
+    assert similarity[:, 0] == pytest.approx(1.0, abs=0.05)
+    _, similarity = search.similarities(q * np.exp(-2.5 * MAX_SCALE_CHANGE), intensity)
+    assert similarity[:, 0].max() < 0.9
+
+
+def test_the_coarse_first_pass_keeps_the_exact_answer():
+    rng = np.random.default_rng(0)
+    n_ref, n_query = 600, 40
+    q = np.sort(rng.uniform(0.8, 5.5, (n_ref, N_STICKS)), axis=1)
+    intensity = rng.uniform(0.02, 1.0, (n_ref, N_STICKS))
+    labels = rng.integers(1, 231, n_ref)
+    pick = rng.choice(n_ref, n_query, replace=False)
+    queries = q[pick] * np.exp(rng.uniform(-0.1, 0.1, (n_query, 1))) * rng.normal(1, 0.001, (n_query, N_STICKS))
+    fast = StructureTypeNeighbours(n_neighbours=1, n_candidates=32).fit(q, intensity, labels)
+    exact = StructureTypeNeighbours(n_neighbours=1, n_candidates=n_ref).fit(q, intensity, labels)
+    fast_index, _ = fast.similarities(queries, intensity[pick])
+    exact_index, _ = exact.similarities(queries, intensity[pick])
+    assert np.array_equal(fast_index[:, 0], pick) and np.array_equal(exact_index[:, 0], pick)
+
+
+def test_a_pattern_without_peaks_gets_an_even_vote(references):
+    search, labels = references
+    empty = np.full((1, N_STICKS), np.nan)
+    assert not stick_profiles(empty, empty).any()
+    probabilities = search.predict_proba(empty, empty, np.array(sorted(labels)))
+    assert probabilities == pytest.approx(np.full((1, 4), 0.25))
+
+
+def test_round_trip_through_arrays_answers_the_same(references):
+    search, labels = references
+    copy = StructureTypeNeighbours.from_arrays(search.to_arrays())
+    queries = sticks(rock_salt(6.29, "K", "Cl"), rutile(4.74, 3.19, "Sn"))
+    classes = np.array(sorted(labels))
+    assert np.array_equal(copy.predict_proba(*queries, classes), search.predict_proba(*queries, classes))
+
+
+def test_peaks_are_read_from_the_feature_columns_and_other_versions_are_refused():
+    from tasks.features import XRDPatternFeaturizer
+
+    featurizer = XRDPatternFeaturizer()
+    labels = featurizer.feature_labels()
+    X = np.arange(2 * len(labels), dtype=float).reshape(2, -1)
+    q, intensity = peak_sticks(X, featurizer.version)
+    assert q.shape == intensity.shape == (2, N_STICKS)
+    assert labels.index("peak_q_0") == q[0, 0] and labels.index("strong_i_9") == intensity[0, -1]
+    with pytest.raises(ValueError, match="reads peaks from XRD features"):
+        peak_sticks(X, "xrd-some-other-version")
+
+
+def _feature_rows(structures):
+    """XRD feature rows that carry only the peaks (everything else missing), as the classifier reads them."""
+    from tasks.features import XRDPatternFeaturizer
+
+    featurizer = XRDPatternFeaturizer()
+    labels = featurizer.feature_labels()
+    X = np.full((len(structures), len(labels)), np.nan)
+    q, intensity = sticks(*structures)
+    for name, values in (("peak_q_", q[:, :16]), ("peak_i_", intensity[:, :16]),
+                         ("strong_q_", q[:, 16:]), ("strong_i_", intensity[:, 16:])):
+        X[:, [i for i, label in enumerate(labels) if label.startswith(name)]] = values
+    return X, featurizer.version
+
+
+def test_the_classifier_weighs_the_search_on_its_calibration_split_and_keeps_it():
+    from tasks.models import SpaceGroupClassifier
+
+    rng = np.random.default_rng(1)
+    prototypes = {225: rock_salt(1.0, "Na", "Cl"), 221: caesium_chloride(0.75, "Cs", "Cl"),
+                  216: zinc_blende(1.0, "Zn", "S"), 136: rutile(0.8, 0.53, "Ti")}
+    makers = {label: (lambda a, p=p: Structure(Lattice(p.lattice.matrix * a), p.species, p.frac_coords))
+              for label, p in prototypes.items()}  # scaled copies: building a space group in pymatgen is slow
+    y = np.repeat(list(makers), 25)
+    train_a = rng.uniform(4.0, 7.0, len(y))  # peak positions overlap between types
+    X, version = _feature_rows([makers[label](a) for label, a in zip(y, train_a)])
+    model = SpaceGroupClassifier(feature_version=version, n_estimators=30, max_depth=2, structure_type_search=True,
+                                 calibration_fraction=0.3).fit(X, y)
+    assert model.neighbour_weight_ > 0.1 and len(model.neighbours_.labels_) == len(y)  # every row is a reference
+    # larger cells than any in training: the booster has not seen their peak positions, the search finds the type
+    query_y = np.array(list(makers))
+    query_X, _ = _feature_rows([makers[label](7.5) for label in query_y])
+    assert list(model.predict(query_X)) == list(query_y)
+    loaded = SpaceGroupClassifier.from_bytes(model.to_bytes())
+    assert loaded.neighbour_weight_ == model.neighbour_weight_
+    assert np.allclose(loaded.predict_proba(query_X), model.predict_proba(query_X))
+    with pytest.raises(ValueError, match="needs modality 'xrd'"):
+        SpaceGroupClassifier(modality="formula", structure_type_search=True).fit(X, y)
+
+
+def test_a_material_can_be_left_out_of_its_own_search():
+    structures = [rock_salt(5.64, "Na", "Cl"), rock_salt(6.29, "K", "Cl"), caesium_chloride(4.12, "Cs", "Cl")]
+    q, intensity = sticks(*structures)
+    search = StructureTypeNeighbours(n_neighbours=1).fit(q, intensity, [225, 225, 221], groups=[10, 11, 12])
+    index, _ = search.similarities(q, intensity)
+    assert list(index[:, 0]) == [0, 1, 2]  # each finds itself
+    index, _ = search.similarities(q, intensity, exclude_groups=np.array([10, 11, 12]))
+    assert list(index[:, :1].ravel()[:2]) == [1, 0]  # the other rock salt, not the CsCl type
+    ungrouped = StructureTypeNeighbours().fit(q, intensity, [225, 225, 221])
+    with pytest.raises(ValueError, match="without groups"):
+        ungrouped.similarities(q, intensity, exclude_groups=np.array([10, 11, 12]))
