@@ -13,8 +13,9 @@ Models of real materials may also search their training patterns by structure ty
 the boosters' answer, ``p = softmax(log((1 - v) p_boosters + v p_vote) / T2)``, with ``v`` and ``T2`` fitted on
 the calibration split; every training pattern is a reference, and a calibration material's own patterns are left
 out of its search (searching only the training split's patterns there made the vote weaker than it is for new
-materials). Measured on MP patterns (8,000 / 800
-draw of ``bench/accuracy.py``): SG top-1 0.289 -> 0.4 and extinction group 0.33 -> 0.46 (BENCHMARKS.md).
+materials). Measured on MP patterns (``bench/accuracy.py``,
+test materials only), SG top-1 / extinction group: 0.290 / 0.334 -> 0.417 / 0.476 trained on 8,000 materials,
+0.345 / 0.393 -> 0.516 / 0.561 on 20,000 (BENCHMARKS.md).
 
 Training splits off, by structure group so augmented copies of one crystal never straddle a split:
 - a validation part for early stopping,
