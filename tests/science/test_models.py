@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from tasks.models import (ModelFormatError, SpaceGroupClassifier, fit_temperature, fit_mixture,
+from tasks.models import (ModelFormatError, SpaceGroupClassifier, fit_mixture, fit_temperature,
                           fit_temperature_and_weights, rank_probabilities)
 
 
