@@ -186,6 +186,11 @@ class StructureTypeNeighbours:
     def predict_proba(self, q_inv_angstrom: np.ndarray, intensity: np.ndarray, classes: np.ndarray,
                       exclude_groups=None) -> np.ndarray:
         """The neighbours' vote over ``classes`` (similarity ** ``vote_power``), with ``PROBABILITY_FLOOR`` spread."""
+        return self.vote(q_inv_angstrom, intensity, classes, exclude_groups)[0]
+
+    def vote(self, q_inv_angstrom: np.ndarray, intensity: np.ndarray, classes: np.ndarray,
+             exclude_groups=None) -> tuple[np.ndarray, np.ndarray]:
+        """``predict_proba`` and, per row, the similarity of the nearest reference (how much to trust the vote)."""
         classes = np.asarray(classes)
         index, similarity = self.similarities(q_inv_angstrom, intensity, exclude_groups)
         column = np.searchsorted(classes, self.labels_[index])
@@ -196,7 +201,8 @@ class StructureTypeNeighbours:
                   weight.ravel())
         total = votes.sum(axis=1, keepdims=True)
         votes = np.where(total > 0, votes / np.where(total > 0, total, 1.0), 1.0 / len(classes))
-        return (1.0 - PROBABILITY_FLOOR) * votes + PROBABILITY_FLOOR / len(classes)
+        best = similarity.max(axis=1) if similarity.shape[1] else np.zeros(len(index), dtype=np.float32)
+        return (1.0 - PROBABILITY_FLOOR) * votes + PROBABILITY_FLOOR / len(classes), best
 
     def to_arrays(self) -> dict[str, np.ndarray]:
         return {"neighbour_q": self.q_inv_angstrom_, "neighbour_intensity": self.intensity_,

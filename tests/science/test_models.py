@@ -101,21 +101,24 @@ def test_head_weight_is_fitted_to_what_the_head_knows():
 def test_mixture_weight_follows_what_the_second_model_knows():
     from scipy.special import softmax
 
+    from tasks.models import mixture_weight
+
     rng = np.random.default_rng(3)
     n, classes = 3000, 8
     labels = rng.integers(0, classes, n)
     logits = rng.normal(size=(n, classes))
     logits[np.arange(n), labels] += 1.0
     proba = softmax(logits, axis=1)  # weakly informative
-    knows = rng.random(n) < 0.5  # a vote that is right on half the rows, flat on the others
+    knows = rng.random(n) < 0.5  # a vote that is right where its best match is close, wrong elsewhere
+    voted = np.where(knows, labels, (labels + rng.integers(1, classes, n)) % classes)
     vote = np.full((n, classes), 0.02 / classes)
-    vote[knows, labels[knows]] += 0.98
-    vote[~knows] = 1.0 / classes
-    weight, temperature = fit_mixture(proba, vote, labels)
-    assert 0.2 < weight <= 1.0 and 0.5 <= temperature <= 1.5
+    vote[np.arange(n), voted] += 0.98
+    similarity = np.where(knows, rng.uniform(0.9, 1.0, n), rng.uniform(0.6, 0.8, n))
+    *gate, temperature = fit_mixture(proba, vote, similarity, labels)
+    assert mixture_weight(gate, 0.95) > 0.5 > mixture_weight(gate, 0.7) and 0.5 <= temperature <= 1.5
     noise = softmax(rng.normal(scale=3.0, size=(n, classes)), axis=1)
-    useless, _ = fit_mixture(proba, noise, labels)
-    assert useless < 0.1
+    *useless, _ = fit_mixture(proba, noise, similarity, labels)
+    assert mixture_weight(useless, np.array([0.7, 0.95])).max() < 0.1
 
 
 def test_foreign_bytes_are_refused():

@@ -152,13 +152,13 @@ def test_the_classifier_weighs_the_search_on_its_calibration_split_and_keeps_it(
     X, version = _feature_rows([makers[label](a) for label, a in zip(y, train_a)])
     model = SpaceGroupClassifier(feature_version=version, n_estimators=30, max_depth=2, structure_type_search=True,
                                  calibration_fraction=0.3).fit(X, y)
-    assert model.neighbour_weight_ > 0.1 and len(model.neighbours_.labels_) == len(y)  # every row is a reference
+    assert model.neighbour_weight(0.95) > 0.1 and len(model.neighbours_.labels_) == len(y)  # every row a reference
     # larger cells than any in training: the booster has not seen their peak positions, the search finds the type
     query_y = np.array(list(makers))
     query_X, _ = _feature_rows([makers[label](7.5) for label in query_y])
     assert list(model.predict(query_X)) == list(query_y)
     loaded = SpaceGroupClassifier.from_bytes(model.to_bytes())
-    assert loaded.neighbour_weight_ == model.neighbour_weight_
+    assert loaded.neighbour_gate_ == model.neighbour_gate_ and loaded.mixture_temperature_ == model.mixture_temperature_
     assert np.allclose(loaded.predict_proba(query_X), model.predict_proba(query_X))
     with pytest.raises(ValueError, match="needs modality 'xrd'"):
         SpaceGroupClassifier(modality="formula", structure_type_search=True).fit(X, y)
