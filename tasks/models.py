@@ -15,8 +15,8 @@ similarity of the nearest reference (``mixture_weight``), its two parameters and
 split; every training pattern is a reference, and a calibration material's own patterns are left
 out of its search (searching only the training split's patterns there made the vote weaker than it is for new
 materials). Measured on MP patterns (``bench/accuracy.py``,
-test materials only), SG top-1 / extinction group: 0.290 / 0.334 -> 0.417 / 0.476 trained on 8,000 materials,
-0.345 / 0.393 -> 0.516 / 0.561 on 20,000 (BENCHMARKS.md).
+test materials only), SG top-1 / extinction group: 0.290 / 0.334 -> 0.420 / 0.477 trained on 8,000 materials,
+0.345 / 0.393 -> 0.519 / 0.562 on 20,000 (BENCHMARKS.md).
 
 Training splits off, by structure group so augmented copies of one crystal never straddle a split:
 - a validation part for early stopping,
