@@ -97,18 +97,20 @@ def stick_profiles(q_inv_angstrom: np.ndarray, intensity: np.ndarray) -> np.ndar
     rows = np.broadcast_to(np.arange(n)[:, None, None], bins.shape)
     out = np.zeros(n * n_grid, dtype=np.float64)
     np.add.at(out, (rows[inside] * n_grid + bins[inside].astype(np.int64)), values[inside])
-    out = out.reshape(n, n_grid)
-    norm = np.linalg.norm(out, axis=1, keepdims=True)
-    return (out / np.where(norm > 0, norm, 1.0)).astype(np.float32)
+    return _unit_rows(out.reshape(n, n_grid))
+
+
+def _unit_rows(rows: np.ndarray) -> np.ndarray:
+    """Rows scaled to unit norm (zero rows stay zero), as float32 for the matrix products of the search."""
+    norm = np.linalg.norm(rows, axis=1, keepdims=True)
+    return (rows / np.where(norm > 0, norm, 1.0)).astype(np.float32)
 
 
 def coarse_profiles(profiles: np.ndarray) -> np.ndarray:
     """Unit-norm profiles binned ``COARSE_FACTOR`` times coarser (the first, cheap pass of the search)."""
     n, n_grid = profiles.shape
     usable = n_grid // COARSE_FACTOR * COARSE_FACTOR
-    coarse = profiles[:, :usable].reshape(n, -1, COARSE_FACTOR).sum(axis=2)
-    norm = np.linalg.norm(coarse, axis=1, keepdims=True)
-    return (coarse / np.where(norm > 0, norm, 1.0)).astype(np.float32)
+    return _unit_rows(profiles[:, :usable].reshape(n, -1, COARSE_FACTOR).sum(axis=2))
 
 
 def _shifted_copies(profile: np.ndarray, max_shift_bins: int) -> np.ndarray:
