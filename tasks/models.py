@@ -162,7 +162,6 @@ class SpaceGroupClassifier(ClassifierMixin, BaseEstimator):
         self.system_booster_, self.system_best_iteration_, self.system_weight_ = None, 0, 0.0
         self._set_systems()
         system_of_row = self.class_system_[encoded]
-        experts = []  # log-probabilities of other models, weighted against the booster's on the calibration split
         if self.system_head and len(self.systems_) > 1:
             self.system_booster_ = xgb.train(
                 self._booster_params(len(self.systems_)),
@@ -171,10 +170,10 @@ class SpaceGroupClassifier(ClassifierMixin, BaseEstimator):
                 evals=[(xgb.DMatrix(X[valid], label=system_of_row[valid], missing=np.nan), "valid")],
                 early_stopping_rounds=self.early_stopping_rounds, verbose_eval=False)
             self.system_best_iteration_ = int(self.system_booster_.best_iteration)
-            experts.append(self._system_log_proba(X[calib])[:, self.class_system_])
-        self.temperature_, weights = fit_temperature_and_weights(self._margins(X[calib]), experts, encoded[calib])
-        if self.system_booster_ is not None:
-            self.system_weight_ = weights[0]
+            self.temperature_, self.system_weight_ = fit_temperature_and_weight(
+                self._margins(X[calib]), self._system_log_proba(X[calib])[:, self.class_system_], encoded[calib])
+        else:
+            self.temperature_ = fit_temperature(self._margins(X[calib]), encoded[calib])
         self.neighbours_, self.neighbour_gate_, self.mixture_temperature_ = None, (0.0, 0.0), 1.0
         if self.structure_type_search:
             # every row is a reference; a calibration material's own patterns are left out of its search, so the
@@ -370,28 +369,23 @@ def _three_way_group_split(groups, valid_fraction, calib_fraction, seed):
     return train, rest[valid_r], rest[calib_r]
 
 
-def fit_temperature_and_weights(margins: np.ndarray, experts: list[np.ndarray],
-                                encoded_labels: np.ndarray) -> tuple[float, list[float]]:
-    """``(T, [w_1, ...])`` minimising the negative log-likelihood of
-    ``softmax(margins / T + sum_e w_e experts[e])``, where ``experts[e][i, j]`` is another model's log-probability
-    of class ``j`` for row ``i`` (the system head's, of the class's crystal system).
-    T bounded to 0.05-20, each w to 0-3; from T fitted alone and every w = 0."""
+def fit_temperature_and_weight(margins: np.ndarray, system_log_proba: np.ndarray,
+                               encoded_labels: np.ndarray) -> tuple[float, float]:
+    """``(T, w)`` minimising the negative log-likelihood of ``softmax(margins / T + w system_log_proba)``, where
+    ``system_log_proba[i, j]`` is the system head's log-probability of the crystal system of class ``j``
+    (T bounded to 0.05-20, w to 0-3; from T fitted alone and w = 0)."""
     if len(encoded_labels) == 0:
-        return 1.0, [0.0] * len(experts)
-    if not experts:
-        return fit_temperature(margins, encoded_labels), []
+        return 1.0, 0.0
     rows = np.arange(len(encoded_labels))
 
     def nll(params: np.ndarray) -> float:
-        logits = margins / np.exp(params[0])
-        for weight, expert in zip(params[1:], experts):
-            logits = logits + weight * expert
-        return float(-log_softmax(logits, axis=1)[rows, encoded_labels].mean())
+        log_t, weight = params
+        logp = log_softmax(margins / np.exp(log_t) + weight * system_log_proba, axis=1)
+        return float(-logp[rows, encoded_labels].mean())
 
-    start = np.array([np.log(fit_temperature(margins, encoded_labels))] + [0.0] * len(experts))
-    bounds = [(np.log(0.05), np.log(20.0))] + [(0.0, 3.0)] * len(experts)
-    result = minimize(nll, start, method="L-BFGS-B", bounds=bounds)
-    return float(np.exp(result.x[0])), [float(w) for w in result.x[1:]]
+    start = np.array([np.log(fit_temperature(margins, encoded_labels)), 0.0])
+    result = minimize(nll, start, method="L-BFGS-B", bounds=[(np.log(0.05), np.log(20.0)), (0.0, 3.0)])
+    return float(np.exp(result.x[0])), float(result.x[1])
 
 
 #: similarity of the nearest reference around which the vote's weight turns (MP patterns: median 0.85)
