@@ -36,6 +36,19 @@ def expected_calibration_error(confidence: np.ndarray, correct: np.ndarray, bins
     return float(ece)
 
 
+def ece_sampling_floor(confidence: np.ndarray, bins: int = ECE_BINS, draws: int = 200, seed: int = 0) -> float:
+    """The ECE a perfectly calibrated model would still show on this many answers at these confidences.
+
+    Each answer is drawn right with probability equal to its confidence, ``draws`` times; the mean ECE of the draws
+    is what sampling alone contributes, so a measured ECE near it says nothing more can be read from this set.
+    """
+    if len(confidence) == 0:
+        return 0.0
+    rng = np.random.default_rng(seed)
+    return float(np.mean([expected_calibration_error(confidence, (rng.random(len(confidence)) < confidence)
+                                                     .astype(float), bins) for _ in range(draws)]))
+
+
 def coverage_curve(confidence: np.ndarray, correct: np.ndarray, thresholds=(0.0, 0.3, 0.5, 0.7, 0.9)) -> list[dict]:
     rows = []
     for t in thresholds:
@@ -69,6 +82,7 @@ def evaluate_probabilities(proba: np.ndarray, classes: np.ndarray, y_true) -> di
         out["sg_balanced_accuracy"] = float(balanced_accuracy_score(y, pred))
     out.update(sg_macro_precision=float(p), sg_macro_recall=float(r), sg_macro_f1=float(f))
     out["ece"] = expected_calibration_error(confidence, correct.astype(float))
+    out["ece_sampling_floor"] = ece_sampling_floor(confidence)
     out["coverage"] = coverage_curve(confidence, correct.astype(float))
     out["sg_ovr_roc_auc"] = _ovr_auc(proba, classes, y)
     labels, support = np.unique(y, return_counts=True)
