@@ -39,8 +39,12 @@ def write_section(name: str, body: str) -> None:
     BENCHMARKS_MD.write_text(text)
 
 
-def mp_structures(count: int, start: int = 0, step: int = 1):
-    """(material id, Structure, spglib SG at 0.1) from the CGCNN Materials Project set."""
+CGCNN_MATERIALS = 36737
+
+
+def mp_structures(count: int = 0, start: int = 0, step: int = 1, indices=None):
+    """(material id, Structure, spglib SG at 0.1) from the CGCNN Materials Project set: the entries
+    ``start, start + step, ...`` (``count`` of them), or those at ``indices``."""
     import csv
 
     from pymatgen.core import Structure
@@ -50,7 +54,8 @@ def mp_structures(count: int, start: int = 0, step: int = 1):
     with open(root / "labels_spglib.csv") as fh:
         for row in csv.DictReader(fh):
             labels[f"data/{row['cif_index']}.cif"] = (row["material_id"], int(row["spg_number_symprec0.1"]))
-    wanted = {f"data/{i}.cif" for i in range(start, start + count * step, step)}
+    chosen = range(start, start + count * step, step) if indices is None else indices
+    wanted = {f"data/{i}.cif" for i in chosen}
     out = []
     with tarfile.open(root / "cifs.tar.gz") as tar, warnings.catch_warnings():
         warnings.simplefilter("ignore")
