@@ -10,23 +10,28 @@ distribution, so the levels always agree.
 
 Models of real materials may also search their training patterns by structure type (``structure_type_search``,
 ``tasks.neighbours``): the nearest training patterns up to a lattice scale change vote, and the vote is mixed with
-the boosters' answer, ``p = softmax(log((1 - v) p_boosters + v p_vote) / T2)``, where ``v`` grows with the
-similarity of the nearest reference (``mixture_weight``), its two parameters and ``T2`` fitted on the calibration
-split; every training pattern is a reference, and a calibration material's own patterns are left
-out of its search (searching only the training split's patterns there made the vote weaker than it is for new
-materials). Measured on MP patterns (``bench/accuracy.py``,
-test materials only), SG top-1 / extinction group: 0.290 / 0.334 -> 0.420 / 0.477 trained on 8,000 materials,
-0.345 / 0.393 -> 0.519 / 0.562 on 20,000 (BENCHMARKS.md).
+the boosters' answer, ``p = (1 - v) p_boosters + v p_vote``, where ``v`` grows with the similarity of the nearest
+reference (``mixture_weight``, two parameters fitted on the calibration split); every training pattern is a
+reference, and a calibration material's own patterns are left out of its search (searching only the training
+split's patterns there made the vote weaker than it is for new materials). Measured on MP patterns
+(``bench/accuracy.py``, test materials only), SG top-1 / extinction group: 0.290 / 0.334 -> 0.420 / 0.477 trained
+on 8,000 materials, 0.345 / 0.393 -> 0.519 / 0.562 on 20,000 (BENCHMARKS.md).
+
+Last, the confidence of the top answer is recalibrated (``tasks.calibration``: beta calibration fitted on the
+calibration split, applied as a per-answer temperature so the ranking is kept): a temperature alone cannot mend
+the S-shaped reliability curve the mixture leaves.
 
 Training splits off, by structure group so augmented copies of one crystal never straddle a split:
 - a validation part for early stopping,
 - a calibration part on which ``T`` (and ``w``) are fitted by minimising the negative log-likelihood of the
-  true labels (temperature scaling: Guo et al. 2017, "On Calibration of Modern Neural Networks").
+  true labels (temperature scaling: Guo et al. 2017, "On Calibration of Modern Neural Networks"), then the
+  mixture's gate and the confidence calibration.
 
 The artifact is a numpy ``.npz`` (loaded with ``allow_pickle=False``) holding the XGBoost boosters in their
 UBJ format, the classes, ``T``, ``w``, the training prior, the search's reference peaks and weights (when it has
-them) and a JSON metadata string. Artifacts without a system
-head (format 1) or a training prior (format 2) still load and predict as before.
+them), the confidence calibration and a JSON metadata string. Artifacts without a system head (format 1), a
+training prior (format 2) or a confidence calibration (format 3; their mixtures kept a temperature ``T2``,
+``mixture_temperature_``, which new models leave at 1) still load and predict as before.
 
 The training prior (``class_prior_``: label frequencies of the training rows) lets ``predict_proba`` and ``rank``
 answer under another space-group prior (``tasks.priors``): a model trained on synthetic crystals learns their
@@ -48,15 +53,16 @@ from scipy.special import expit, log_softmax, softmax
 from sklearn.base import BaseEstimator, ClassifierMixin
 from sklearn.model_selection import GroupShuffleSplit
 
+from tasks.calibration import IDENTITY, beta_calibrated, fit_beta_calibration, with_top_confidence
 from tasks.crystallography import CRYSTAL_SYSTEMS, space_group_type
 from tasks.extinction import extinction_group_of
 from tasks.forest import CompiledForest
 from tasks.priors import SpaceGroupPrior, class_frequencies
 
-ARTIFACT_FORMAT = "spacegroup-xgb-npz-3"
-# 1: no system head; 2: no training prior (answers cannot be moved to another prior). 3 is refused by older code,
-# which would ignore the prior it carries.
-READABLE_FORMATS = ("spacegroup-xgb-npz-1", "spacegroup-xgb-npz-2", ARTIFACT_FORMAT)
+ARTIFACT_FORMAT = "spacegroup-xgb-npz-4"
+# 1: no system head; 2: no training prior (answers cannot be moved to another prior); 3: no confidence
+# calibration. Each is refused by the code before it, which would ignore what it adds.
+READABLE_FORMATS = ("spacegroup-xgb-npz-1", "spacegroup-xgb-npz-2", "spacegroup-xgb-npz-3", ARTIFACT_FORMAT)
 #: once ``prepare_small_batches`` has run, up to this many rows are scored by walking the trees in compiled code:
 #: faster than XGBoost for both shipped models (bench/model_latency.py measures the crossover; for the shipped
 #: XRD model it lies above 16 rows)
@@ -175,14 +181,18 @@ class SpaceGroupClassifier(ClassifierMixin, BaseEstimator):
         else:
             self.temperature_ = fit_temperature(self._margins(X[calib]), encoded[calib])
         self.neighbours_, self.neighbour_gate_, self.mixture_temperature_ = None, (0.0, 0.0), 1.0
+        self.confidence_calibration_ = IDENTITY
         if self.structure_type_search:
             # every row is a reference; a calibration material's own patterns are left out of its search, so the
             # mixture is weighed on searches like those of new materials
             self.neighbours_ = self._fit_neighbours(X, y, groups)
             vote, best = self._neighbour_vote(X[calib], groups[calib])
-            *gate, self.mixture_temperature_ = fit_mixture(softmax(self._logits(X[calib]), axis=1), vote, best,
-                                                           encoded[calib])
-            self.neighbour_gate_ = tuple(gate)
+            self.neighbour_gate_ = fit_mixture(softmax(self._logits(X[calib]), axis=1), vote, best, encoded[calib])
+            logits = self._mixed_logits(self._logits(X[calib]), vote, best)
+        else:
+            logits = self._logits(X[calib])
+        proba = softmax(logits, axis=1)
+        self.confidence_calibration_ = fit_beta_calibration(proba.max(axis=1), proba.argmax(axis=1) == encoded[calib])
         return self
 
     def _fit_neighbours(self, X, y, groups):
@@ -243,12 +253,19 @@ class SpaceGroupClassifier(ClassifierMixin, BaseEstimator):
             raise ValueError(f"expected {self.n_features_in_} features per row, got shape {X.shape}")
         logits = self._logits(X)
         if self.__dict__.get("neighbours_") is not None:
-            vote, best = self._neighbour_vote(X)
-            weight = self.neighbour_weight(best)[:, None]
-            logits = np.log((1.0 - weight) * softmax(logits, axis=1) + weight * vote) / self.mixture_temperature_
+            logits = self._mixed_logits(logits, *self._neighbour_vote(X))
+        calibration = getattr(self, "confidence_calibration_", IDENTITY)
+        if calibration != IDENTITY:
+            proba = softmax(logits, axis=1)
+            logits = np.log(with_top_confidence(logits, beta_calibrated(calibration, proba.max(axis=1))))
         if prior is not None:
             logits += self._prior_shift(prior)
         return softmax(logits, axis=1)
+
+    def _mixed_logits(self, logits: np.ndarray, vote: np.ndarray, best_similarity: np.ndarray) -> np.ndarray:
+        """The boosters' answer mixed with the structure-type vote, as log-probabilities."""
+        weight = self.neighbour_weight(best_similarity)[:, None]
+        return np.log((1.0 - weight) * softmax(logits, axis=1) + weight * vote) / self.mixture_temperature_
 
     def _logits(self, X) -> np.ndarray:
         """The boosters' calibrated log-probabilities (up to a constant per row)."""
@@ -298,6 +315,7 @@ class SpaceGroupClassifier(ClassifierMixin, BaseEstimator):
         if self.__dict__.get("neighbours_") is not None:
             arrays |= self.neighbours_.to_arrays()
             arrays["neighbour_mixture"] = np.array([*self.neighbour_gate_, self.mixture_temperature_])
+        arrays["confidence_calibration"] = np.array(getattr(self, "confidence_calibration_", IDENTITY))
         buffer = io.BytesIO()
         np.savez_compressed(buffer, **arrays)
         return buffer.getvalue()
@@ -328,6 +346,10 @@ class SpaceGroupClassifier(ClassifierMixin, BaseEstimator):
                     model.neighbours_ = StructureTypeNeighbours.from_arrays(archive)
                     bias, slope, model.mixture_temperature_ = (float(v) for v in archive["neighbour_mixture"])
                     model.neighbour_gate_ = (bias, slope)
+                model.confidence_calibration_ = (tuple(float(v) for v in archive["confidence_calibration"])
+                                                 if "confidence_calibration" in archive.files else IDENTITY)
+                if len(model.confidence_calibration_) != 3:
+                    raise ValueError(f"confidence calibration needs 3 parameters, got {model.confidence_calibration_}")
         except (KeyError, ValueError, OSError, xgb.core.XGBoostError) as exc:
             if isinstance(exc, ModelFormatError):
                 raise
@@ -399,43 +421,29 @@ def mixture_weight(gate: tuple[float, float], best_similarity) -> np.ndarray:
 
 
 def fit_mixture(proba: np.ndarray, expert_proba: np.ndarray, best_similarity: np.ndarray,
-                encoded_labels: np.ndarray) -> tuple[float, float, float]:
-    """``(bias, slope, T)`` for ``softmax(log((1 - v) proba + v expert_proba) / T)`` with ``v`` the
-    ``mixture_weight`` of each row's best similarity: the gate by negative log-likelihood of the true labels, then
-    ``T`` (0.5-1.5) by the expected calibration error.
+                encoded_labels: np.ndarray) -> tuple[float, float]:
+    """``(bias, slope)`` of the gate ``v = mixture_weight((bias, slope), s)`` in ``(1 - v) proba + v expert_proba``,
+    by the negative log-likelihood of the true labels (with a temperature fitted alongside and then dropped: the
+    model's confidence calibration follows the mixture, ``tasks.calibration``).
 
     A mixture, not a product: the structure-type search is sharp where a neighbour matches and flat where none
     does; measured on MP patterns the product's best weight gave 0.373 SG top-1, a fixed mixture weight 0.417
     (8,000 / 800 draw). A weight that follows the best match's similarity: 0.420, ECE 0.040 -> 0.034 there; with a
     fixed weight the reliability curve was S-shaped (over-confident at 0.2-0.6, under-confident at 0.7-0.9; ECE
-    0.074 on the 20,000 / 800 draw). ``T`` by calibration error rather than likelihood: the likelihood's ``T``
-    (0.94) is held up by the few confidently wrong answers and left the rest under-confident (ECE 0.084 on the
-    test materials of the 8,000 draw; at 0.8, 0.024).
+    0.074 on the 20,000 / 800 draw).
     """
-    from tasks.evaluate import expected_calibration_error
-
     if len(encoded_labels) == 0:
-        return 0.0, 0.0, 1.0
+        return 0.0, 0.0
     rows = np.arange(len(encoded_labels))
 
-    def log_mixture(gate) -> np.ndarray:
-        weight = mixture_weight(gate, best_similarity)[:, None]
-        return np.log((1.0 - weight) * proba + weight * expert_proba)
-
     def nll(params: np.ndarray) -> float:
-        return float(-log_softmax(log_mixture(params[:2]) / np.exp(params[2]), axis=1)[rows, encoded_labels].mean())
+        weight = mixture_weight(params[:2], best_similarity)[:, None]
+        mixed = np.log((1.0 - weight) * proba + weight * expert_proba)
+        return float(-log_softmax(mixed / np.exp(params[2]), axis=1)[rows, encoded_labels].mean())
 
     result = minimize(nll, np.zeros(3), method="L-BFGS-B",
                       bounds=[(-10.0, 10.0), (-100.0, 100.0), (np.log(0.05), np.log(20.0))])
-    bias, slope = (float(v) for v in result.x[:2])
-    mixed = log_mixture((bias, slope))
-    predicted = np.argmax(mixed, axis=1) == encoded_labels  # a temperature does not change the ranking
-
-    def ece(temperature: float) -> float:
-        return expected_calibration_error(softmax(mixed / temperature, axis=1).max(axis=1), predicted)
-
-    temperatures = np.round(np.arange(0.5, 1.5001, 0.02), 2)
-    return bias, slope, float(temperatures[int(np.argmin([ece(t) for t in temperatures]))])
+    return float(result.x[0]), float(result.x[1])
 
 
 def fit_temperature(margins: np.ndarray, encoded_labels: np.ndarray) -> float:

@@ -48,7 +48,13 @@ def test_system_head_is_trained_saved_and_combined(fitted):
     assert loaded.system_weight_ == model.system_weight_
     combined = softmax(model._margins(X) / model.temperature_
                        + model.system_weight_ * model._system_log_proba(X)[:, model.class_system_], axis=1)
-    assert np.allclose(model.predict_proba(X), combined)
+    assert np.allclose(model.predict_proba(X), _confidence_calibrated(model, combined))
+
+
+def _confidence_calibrated(model, proba):
+    from tasks.calibration import beta_calibrated, with_top_confidence
+
+    return with_top_confidence(np.log(proba), beta_calibrated(model.confidence_calibration_, proba.max(axis=1)))
 
 
 def test_without_the_head_and_from_format_1_artifacts():
@@ -64,9 +70,10 @@ def test_without_the_head_and_from_format_1_artifacts():
     X = rng.normal(size=(160, 5)) + (np.searchsorted([2, 14, 62, 225], y) * 2.0)[:, None]
     flat = SpaceGroupClassifier(n_estimators=30, max_depth=2, system_head=False).fit(X, y)
     assert flat.system_booster_ is None
-    assert np.allclose(flat.predict_proba(X), softmax(flat._margins(X) / flat.temperature_, axis=1))
+    temperature_scaled = softmax(flat._margins(X) / flat.temperature_, axis=1)
+    assert np.allclose(flat.predict_proba(X), _confidence_calibrated(flat, temperature_scaled))
     with np.load(io.BytesIO(flat.to_bytes()), allow_pickle=False) as archive:
-        arrays = {k: archive[k] for k in archive.files if k != "system_weight"}
+        arrays = {k: archive[k] for k in archive.files if k not in ("system_weight", "confidence_calibration")}
     meta = json.loads(arrays["meta"].tobytes().decode())
     meta["format"] = "spacegroup-xgb-npz-1"
     del meta["params"]["system_head"], meta["system_best_iteration"]
@@ -75,7 +82,7 @@ def test_without_the_head_and_from_format_1_artifacts():
     np.savez(buffer, **arrays)
     old = SpaceGroupClassifier.from_bytes(buffer.getvalue())
     assert old.system_booster_ is None
-    assert np.allclose(old.predict_proba(X), flat.predict_proba(X), atol=1e-6)
+    assert np.allclose(old.predict_proba(X), temperature_scaled, atol=1e-6)  # no confidence calibration then
 
 
 def test_head_weight_is_fitted_to_what_the_head_knows():
@@ -110,10 +117,10 @@ def test_mixture_weight_follows_what_the_second_model_knows():
     vote = np.full((n, classes), 0.02 / classes)
     vote[np.arange(n), voted] += 0.98
     similarity = np.where(knows, rng.uniform(0.9, 1.0, n), rng.uniform(0.6, 0.8, n))
-    *gate, temperature = fit_mixture(proba, vote, similarity, labels)
-    assert mixture_weight(gate, 0.95) > 0.5 > mixture_weight(gate, 0.7) and 0.5 <= temperature <= 1.5
+    gate = fit_mixture(proba, vote, similarity, labels)
+    assert mixture_weight(gate, 0.95) > 0.5 > mixture_weight(gate, 0.7)
     noise = softmax(rng.normal(scale=3.0, size=(n, classes)), axis=1)
-    *useless, _ = fit_mixture(proba, noise, similarity, labels)
+    useless = fit_mixture(proba, noise, similarity, labels)
     assert mixture_weight(useless, np.array([0.7, 0.95])).max() < 0.1
 
 
