@@ -4,6 +4,6 @@ Kept apart from ``tasks.features`` so that the registry can check a champion's v
 featurizers (scipy, numba)."""
 
 XRD_FEATURE_VERSION = "xrd-qpeaks-index-5"
-FORMULA_FEATURE_VERSION = "formula-magpie-stoich-1"
+FORMULA_FEATURE_VERSION = "formula-magpie-stoich-pettifor-2"  # 2: prototype columns (tasks.prototypes)
 
 FEATURE_VERSIONS = {"xrd": XRD_FEATURE_VERSION, "formula": FORMULA_FEATURE_VERSION}

@@ -235,7 +235,9 @@ def _pad(values: np.ndarray, n: int) -> np.ndarray:
 
 
 class FormulaFeaturizer:
-    """matminer ``ElementProperty.from_preset("magpie")`` plus ``Stoichiometry`` (p-norms) on a composition.
+    """matminer ``ElementProperty.from_preset("magpie")`` plus ``Stoichiometry`` (p-norms) on a composition, then
+    its structure-map coordinates (``tasks.prototypes.prototype_columns``: each element's share and Pettifor
+    Mendeleev number, in a fixed order), which matminer does not compute.
 
     The element data, feature names, statistics and citations are matminer's. The statistics themselves are
     computed here with numpy on a table of the magpie properties (same definitions as matminer's
@@ -259,7 +261,9 @@ class FormulaFeaturizer:
         self._table: dict[str, np.ndarray] = {}  # element symbol -> magpie properties (22,)
 
     def feature_labels(self) -> list[str]:
-        return [label for part in self._parts for label in part.feature_labels()]
+        from tasks.prototypes import PROTOTYPE_LABELS
+
+        return [label for part in self._parts for label in part.feature_labels()] + list(PROTOTYPE_LABELS)
 
     def citations(self) -> list[str]:
         return [c for part in self._parts for c in part.citations()]
@@ -276,8 +280,11 @@ class FormulaFeaturizer:
         return np.vstack([self._cached(c.formula) for c in compositions])
 
     def featurize_with_matminer(self, composition) -> np.ndarray:
-        """The same vector computed by matminer itself (the reference for tests and the benchmark)."""
-        return np.array([v for part in self._parts for v in part.featurize(composition)], dtype=float)
+        """The same vector with matminer computing its part (the reference for tests and the benchmark)."""
+        from tasks.prototypes import prototype_columns
+
+        matminer_part = np.array([v for part in self._parts for v in part.featurize(composition)], dtype=float)
+        return np.concatenate([matminer_part, prototype_columns(composition)])
 
     def _element_row(self, element) -> np.ndarray:
         row = self._table.get(element.symbol)
@@ -288,6 +295,11 @@ class FormulaFeaturizer:
         return row
 
     def featurize_array(self, composition) -> np.ndarray:
+        from tasks.prototypes import prototype_columns
+
+        return np.concatenate([self._magpie_and_stoichiometry(composition), prototype_columns(composition)])
+
+    def _magpie_and_stoichiometry(self, composition) -> np.ndarray:
         items = list(composition.element_composition.items())
         data = np.vstack([self._element_row(el) for el, _ in items])  # (elements, properties)
         amounts = np.array([amount for _, amount in items], dtype=float)

@@ -196,15 +196,23 @@ class SpaceGroupClassifier(ClassifierMixin, BaseEstimator):
         return self
 
     def _fit_neighbours(self, X, y, groups):
+        """Patterns: their peaks up to a lattice scale change (``tasks.neighbours``); formulas: their place on
+        Pettifor's structure map (``tasks.prototypes``)."""
         from tasks.neighbours import StructureTypeNeighbours, peak_sticks
+        from tasks.prototypes import FormulaPrototypeNeighbours, prototype_features
 
-        if self.modality != "xrd":
-            raise ValueError("the structure-type search compares powder patterns: it needs modality 'xrd'")
-        return StructureTypeNeighbours().fit(*peak_sticks(X, self.feature_version), y, groups)
+        if self.modality == "xrd":
+            return StructureTypeNeighbours().fit(*peak_sticks(X, self.feature_version), y, groups)
+        if self.modality == "formula":
+            return FormulaPrototypeNeighbours().fit(prototype_features(X, self.feature_version), y, groups)
+        raise ValueError(f"no structure-type search for modality {self.modality!r}")
 
     def _neighbour_vote(self, X, exclude_groups=None) -> tuple[np.ndarray, np.ndarray]:
         from tasks.neighbours import peak_sticks
+        from tasks.prototypes import prototype_features
 
+        if self.modality == "formula":
+            return self.neighbours_.vote(prototype_features(X, self.feature_version), self.classes_, exclude_groups)
         return self.neighbours_.vote(*peak_sticks(X, self.feature_version), self.classes_, exclude_groups)
 
     def neighbour_weight(self, best_similarity) -> np.ndarray:
@@ -342,8 +350,10 @@ class SpaceGroupClassifier(ClassifierMixin, BaseEstimator):
                 model.neighbours_, model.neighbour_gate_, model.mixture_temperature_ = None, (0.0, 0.0), 1.0
                 if "neighbour_mixture" in archive.files:
                     from tasks.neighbours import StructureTypeNeighbours
+                    from tasks.prototypes import FormulaPrototypeNeighbours
 
-                    model.neighbours_ = StructureTypeNeighbours.from_arrays(archive)
+                    search = FormulaPrototypeNeighbours if model.modality == "formula" else StructureTypeNeighbours
+                    model.neighbours_ = search.from_arrays(archive)
                     bias, slope, model.mixture_temperature_ = (float(v) for v in archive["neighbour_mixture"])
                     model.neighbour_gate_ = (bias, slope)
                 model.confidence_calibration_ = (tuple(float(v) for v in archive["confidence_calibration"])

@@ -125,6 +125,21 @@ def _shifted_copies(profile: np.ndarray, max_shift_bins: int) -> np.ndarray:
     return out
 
 
+def weighted_vote(labels: np.ndarray, weights: np.ndarray, classes) -> np.ndarray:
+    """Per row, the share of ``weights`` (n, k) cast for each of ``classes`` by neighbours labelled ``labels``
+    (n, k), with ``PROBABILITY_FLOOR`` spread over every class; labels outside ``classes`` do not vote, and a row
+    without votes is even."""
+    classes = np.asarray(classes)
+    column = np.searchsorted(classes, labels)
+    known = (column < len(classes)) & (classes[np.minimum(column, len(classes) - 1)] == labels)
+    votes = np.zeros((len(labels), len(classes)))
+    np.add.at(votes, (np.repeat(np.arange(len(labels)), labels.shape[1]), np.where(known, column, 0).ravel()),
+              np.where(known, weights, 0.0).ravel())
+    total = votes.sum(axis=1, keepdims=True)
+    votes = np.where(total > 0, votes / np.where(total > 0, total, 1.0), 1.0 / len(classes))
+    return (1.0 - PROBABILITY_FLOOR) * votes + PROBABILITY_FLOOR / len(classes)
+
+
 class StructureTypeNeighbours:
     """k-nearest reference patterns up to a lattice scale change; ``predict_proba`` is their weighted vote."""
 
@@ -193,18 +208,10 @@ class StructureTypeNeighbours:
     def vote(self, q_inv_angstrom: np.ndarray, intensity: np.ndarray, classes: np.ndarray,
              exclude_groups=None) -> tuple[np.ndarray, np.ndarray]:
         """``predict_proba`` and, per row, the similarity of the nearest reference (how much to trust the vote)."""
-        classes = np.asarray(classes)
         index, similarity = self.similarities(q_inv_angstrom, intensity, exclude_groups)
-        column = np.searchsorted(classes, self.labels_[index])
-        known = (column < len(classes)) & (classes[np.minimum(column, len(classes) - 1)] == self.labels_[index])
-        weight = np.where(known, np.clip(similarity, 0.0, None) ** self.vote_power, 0.0)
-        votes = np.zeros((len(index), len(classes)))
-        np.add.at(votes, (np.repeat(np.arange(len(index)), index.shape[1]), np.where(known, column, 0).ravel()),
-                  weight.ravel())
-        total = votes.sum(axis=1, keepdims=True)
-        votes = np.where(total > 0, votes / np.where(total > 0, total, 1.0), 1.0 / len(classes))
+        votes = weighted_vote(self.labels_[index], np.clip(similarity, 0.0, None) ** self.vote_power, classes)
         best = similarity.max(axis=1) if similarity.shape[1] else np.zeros(len(index), dtype=np.float32)
-        return (1.0 - PROBABILITY_FLOOR) * votes + PROBABILITY_FLOOR / len(classes), best
+        return votes, best
 
     def to_arrays(self) -> dict[str, np.ndarray]:
         return {"neighbour_q": self.q_inv_angstrom_, "neighbour_intensity": self.intensity_,

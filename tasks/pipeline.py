@@ -95,6 +95,12 @@ def train_and_maybe_promote(engine, store: ArtifactStore, reports_dir, *, n_crys
     return report, result.model
 
 
+#: models trained on real materials also search their training data by structure type: real structure types recur
+#: across materials, so a new material's pattern often matches a scaled known one (tasks/neighbours.py), and a new
+#: formula sits on Pettifor's map beside known compounds of its type (tasks/prototypes.py)
+REAL_DATA_MODEL_OPTIONS = {"structure_type_search": True}
+
+
 def train_formula_and_maybe_promote(engine, store: ArtifactStore, reports_dir, *, table_path, formula_column: str,
                                     label_column: str, seed: int, n_estimators: int = 400, margin: float = 0.0,
                                     allow_promotion: bool = True) -> tuple[PipelineReport, SpaceGroupClassifier, list]:
@@ -105,7 +111,8 @@ def train_formula_and_maybe_promote(engine, store: ArtifactStore, reports_dir, *
     bootstrap_pretrained(engine, store)
     comps, labels, groups, rejected = read_formula_table(table_path, formula_column, label_column)
     features = formula_feature_set(comps, labels, groups)
-    result, held_out = fit_and_validate_split(features, {}, seed, n_estimators, modality="formula")
+    result, held_out = fit_and_validate_split(features, dict(REAL_DATA_MODEL_OPTIONS), seed, n_estimators,
+                                              modality="formula")
     version = register_model(
         engine, store, result.model.to_bytes(), name=f"formula-{Path(table_path).stem}-s{seed}", modality="formula",
         feature_version=result.model.feature_version,
@@ -121,9 +128,6 @@ def train_formula_and_maybe_promote(engine, store: ArtifactStore, reports_dir, *
 
 
 MIN_DATASET_MATERIALS = 40
-#: models trained on real materials also search their training patterns by structure type (tasks/neighbours.py):
-#: real structure types recur across materials, so a new material's pattern often matches a scaled known one
-REAL_DATA_MODEL_OPTIONS = {"structure_type_search": True}
 
 
 def train_on_dataset_and_maybe_promote(engine, store: ArtifactStore, reports_dir, cache_dir, dataset, *,

@@ -78,7 +78,7 @@ def test_formulas_are_answered_per_input_by_the_shipped_formula_model(tmp_path):
     good, bad = (json.loads(line) for line in proc.stdout.splitlines())
     assert good["modality"] == "formula" and good["model_version"]["name"] == "formula_default"
     assert good["space_group"]["number"] == 225  # rock salt: the commonest answer in MP by far
-    assert good["prior"] == "training"  # the shipped formula model predates recorded training priors
+    assert good["prior"] == "mp"  # the default: the shipped formula model records its training frequencies
     assert "error" in bad and "'Xx'" in bad["error"]
     assert proc.returncode == 0
     only_bad = run_cli(tmp_path / "home", "predict", "--json", "--formula", "Xx3")
