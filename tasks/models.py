@@ -15,7 +15,8 @@ reference (``mixture_weight``, two parameters fitted on the calibration split); 
 reference, and a calibration material's own patterns are left out of its search (searching only the training
 split's patterns there made the vote weaker than it is for new materials). Measured on MP patterns
 (``bench/accuracy.py``, test materials only), SG top-1 / extinction group: 0.290 / 0.334 -> 0.420 / 0.477 trained
-on 8,000 materials, 0.345 / 0.393 -> 0.519 / 0.562 on 20,000 (BENCHMARKS.md).
+on 8,000 materials, 0.345 / 0.393 -> 0.519 / 0.562 on 20,000, 0.357 / 0.394 -> 0.537 / 0.579 on 35,937
+(BENCHMARKS.md). Formula models search the same way by place on Pettifor's structure map (``tasks.prototypes``).
 
 Last, the confidence of the top answer is recalibrated (``tasks.calibration``: beta calibration fitted on the
 calibration split, applied as a per-answer temperature so the ranking is kept): a temperature alone cannot mend
