@@ -183,15 +183,14 @@ class SpaceGroupClassifier(ClassifierMixin, BaseEstimator):
             self.temperature_ = fit_temperature(self._margins(X[calib]), encoded[calib])
         self.neighbours_, self.neighbour_gate_, self.mixture_temperature_ = None, (0.0, 0.0), 1.0
         self.confidence_calibration_ = IDENTITY
+        logits = self._logits(X[calib])
         if self.structure_type_search:
             # every row is a reference; a calibration material's own patterns are left out of its search, so the
             # mixture is weighed on searches like those of new materials
             self.neighbours_ = self._fit_neighbours(X, y, groups)
             vote, best = self._neighbour_vote(X[calib], groups[calib])
-            self.neighbour_gate_ = fit_mixture(softmax(self._logits(X[calib]), axis=1), vote, best, encoded[calib])
-            logits = self._mixed_logits(self._logits(X[calib]), vote, best)
-        else:
-            logits = self._logits(X[calib])
+            self.neighbour_gate_ = fit_mixture(softmax(logits, axis=1), vote, best, encoded[calib])
+            logits = self._mixed_logits(logits, vote, best)
         proba = softmax(logits, axis=1)
         self.confidence_calibration_ = fit_beta_calibration(proba.max(axis=1), proba.argmax(axis=1) == encoded[calib])
         return self
