@@ -11,6 +11,7 @@ features of another version.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import NamedTuple
 
@@ -140,6 +141,17 @@ def find_pattern_peaks(pattern: PowderPattern, subtracted: Subtracted | None = N
     # the prominence walk for most noise maxima
     idx = find_peak_indices(signal, prominence, prominence, min_distance, window)
     return Peaks(*refine_peaks(q, signal, idx))
+
+
+def feature_columns(featurizer, feature_version: str, wanted: Callable[[str], bool], reader: str) -> np.ndarray:
+    """Indices, in ``featurizer``'s column order, of the columns whose labels ``wanted`` accepts.
+
+    Rows of another feature version are refused, naming ``reader`` (who reads the columns): a column's place
+    means nothing across versions.
+    """
+    if feature_version != featurizer.version:
+        raise ValueError(f"{reader} reads features {featurizer.version!r}, not {feature_version!r}")
+    return np.array([i for i, name in enumerate(featurizer.feature_labels()) if wanted(name)], dtype=np.intp)
 
 
 class XRDPatternFeaturizer:

@@ -49,16 +49,11 @@ _HALF_WIDTH_BINS = int(np.ceil(4 * PEAK_WIDTH_LOG_Q / LOG_Q_STEP))
 
 @lru_cache(maxsize=None)
 def _stick_columns(feature_version: str) -> tuple[np.ndarray, np.ndarray]:
-    from tasks.features import XRDPatternFeaturizer
+    from tasks.features import XRDPatternFeaturizer, feature_columns
 
-    featurizer = XRDPatternFeaturizer()
-    if feature_version != featurizer.version:
-        raise ValueError(f"the structure-type search reads peaks from XRD features {featurizer.version!r}, "
-                         f"not {feature_version!r}")
-    labels = featurizer.feature_labels()
-    q = [i for i, name in enumerate(labels) if name.startswith(("peak_q_", "strong_q_"))]
-    intensity = [i for i, name in enumerate(labels) if name.startswith(("peak_i_", "strong_i_"))]
-    return np.array(q), np.array(intensity)
+    featurizer, reader = XRDPatternFeaturizer(), "the structure-type search (peaks from XRD features)"
+    return (feature_columns(featurizer, feature_version, lambda name: name.startswith(("peak_q_", "strong_q_")), reader),
+            feature_columns(featurizer, feature_version, lambda name: name.startswith(("peak_i_", "strong_i_")), reader))
 
 
 def peak_sticks(X: np.ndarray, feature_version: str) -> tuple[np.ndarray, np.ndarray]:

@@ -34,6 +34,7 @@ N_NEIGHBOURS = 10
 DISTANCE_SCALE = 1.0  # Mendeleev numbers; closest-first votes: 0.496 top-1 against 0.488 at 3 (held-out formulas)
 MISSING_ELEMENT_DISTANCE = 50.0  # an element without a Mendeleev number is far from every other
 _KEY_DIGITS = 4
+_MAX_PAIRS = 250_000  # query-reference pairs per distance matrix (x 8 columns: ~16 MB of float64)
 
 
 def prototype_columns(composition) -> np.ndarray:
@@ -55,13 +56,13 @@ def prototype_columns(composition) -> np.ndarray:
 
 @lru_cache(maxsize=None)
 def _prototype_column_indices(feature_version: str) -> np.ndarray:
-    from tasks.features import FormulaFeaturizer
+    from tasks.features import FormulaFeaturizer, feature_columns
 
-    featurizer = FormulaFeaturizer()
-    if feature_version != featurizer.version:
-        raise ValueError(f"the prototype search reads formula features {featurizer.version!r}, not {feature_version!r}")
-    labels = featurizer.feature_labels()
-    return np.array([labels.index(name) for name in PROTOTYPE_LABELS])
+    columns = feature_columns(FormulaFeaturizer(), feature_version, PROTOTYPE_LABELS.__contains__,
+                              "the prototype search (formula features)")
+    if len(columns) != len(PROTOTYPE_LABELS):
+        raise ValueError(f"formula features {feature_version!r} lack the prototype search's columns")
+    return columns
 
 
 def prototype_features(X: np.ndarray, feature_version: str) -> np.ndarray:
@@ -69,10 +70,18 @@ def prototype_features(X: np.ndarray, feature_version: str) -> np.ndarray:
     return np.asarray(X)[:, _prototype_column_indices(feature_version)]
 
 
+def _mendeleev_distance(query: np.ndarray, reference: np.ndarray) -> np.ndarray:
+    """(q, r) L1 distances between Mendeleev-number columns; an element only one side has (or one without a
+    number) costs ``MISSING_ELEMENT_DISTANCE``, a place both lack nothing."""
+    difference = np.abs(reference[None, :, :] - query[:, None, :])
+    present = np.isfinite(query)[:, None, :] | np.isfinite(reference)[None, :, :]
+    return np.where(present, np.nan_to_num(difference, nan=MISSING_ELEMENT_DISTANCE), 0.0).sum(axis=2)
+
+
 def _keys(columns: np.ndarray) -> list[tuple]:
     # float32 on both sides: references and queries are rounded from the same values (models score float32 rows)
     shares = np.round(np.asarray(columns, dtype=np.float32)[:, : 1 + MAX_ELEMENTS].astype(np.float64), _KEY_DIGITS)
-    return [tuple(np.nan_to_num(row, nan=-1.0)) for row in shares]
+    return [tuple(row) for row in np.nan_to_num(shares, nan=-1.0).tolist()]
 
 
 class FormulaPrototypeNeighbours:
@@ -105,28 +114,36 @@ class FormulaPrototypeNeighbours:
         if exclude_groups is not None and self.groups_ is None:
             raise ValueError("references were indexed without groups: nothing to exclude by")
         columns = np.asarray(columns, dtype=np.float32)
-        mendeleev = columns[:, 1 + MAX_ELEMENTS:]
-        reference_mendeleev = self.columns_[:, 1 + MAX_ELEMENTS:]
         labels = np.zeros((len(columns), self.n_neighbours), dtype=np.int64)
         weights = np.zeros((len(columns), self.n_neighbours))  # rows with fewer references: zero weights
         best = np.zeros(len(columns))
+        rows_by_key: dict[tuple, list[int]] = {}
         for row, key in enumerate(_keys(columns)):
+            rows_by_key.setdefault(key, []).append(row)
+        # one distance matrix per stoichiometry (in chunks of rows): a batch has few stoichiometries
+        for key, key_rows in rows_by_key.items():
             candidates = self._by_key.get(key)
             if candidates is None:
                 continue
-            if exclude_groups is not None:
-                candidates = candidates[self.groups_[candidates] != exclude_groups[row]]
-            if len(candidates) == 0:
-                continue
-            difference = np.abs(reference_mendeleev[candidates] - mendeleev[row])
-            present = np.isfinite(mendeleev[row]) | np.isfinite(reference_mendeleev[candidates])
-            distance = np.where(present, np.nan_to_num(difference, nan=MISSING_ELEMENT_DISTANCE), 0.0).sum(axis=1)
+            reference = self.columns_[candidates, 1 + MAX_ELEMENTS:]
             k = min(self.n_neighbours, len(candidates))
-            nearest = np.argpartition(distance, k - 1)[:k]
-            # relative to the nearest: a vote among far references is as decided as one among near ones
-            weights[row, :k] = np.exp(-(distance[nearest] - distance[nearest].min()) / self.distance_scale)
-            labels[row, :k] = self.labels_[candidates[nearest]]
-            best[row] = np.exp(-distance[nearest].min() / self.distance_scale)
+            chunk = max(1, _MAX_PAIRS // len(candidates))
+            for start in range(0, len(key_rows), chunk):
+                rows = np.array(key_rows[start: start + chunk])
+                distance = _mendeleev_distance(columns[rows, 1 + MAX_ELEMENTS:], reference)
+                if exclude_groups is not None:
+                    own = self.groups_[candidates][None, :] == np.asarray(exclude_groups)[rows][:, None]
+                    distance[own] = np.inf
+                nearest = np.argpartition(distance, k - 1, axis=1)[:, :k]
+                near = np.take_along_axis(distance, nearest, axis=1)
+                closest = near.min(axis=1, keepdims=True)
+                found = np.isfinite(closest[:, 0])  # not every reference of the stoichiometry left out
+                # relative to the nearest: a vote among far references is as decided as one among near ones
+                with np.errstate(invalid="ignore"):
+                    relative = np.where(np.isfinite(near) & found[:, None], near - closest, np.inf)
+                weights[rows, :k] = np.exp(-relative / self.distance_scale)
+                labels[rows, :k] = self.labels_[candidates[nearest]]
+                best[rows] = np.exp(-closest[:, 0] / self.distance_scale)  # 0 where none was found
         return weighted_vote(labels, weights, classes), best
 
     def predict_proba(self, columns: np.ndarray, classes: np.ndarray, exclude_groups=None) -> np.ndarray:

@@ -121,7 +121,7 @@ def test_peaks_are_read_from_the_feature_columns_and_other_versions_are_refused(
     q, intensity = peak_sticks(X, featurizer.version)
     assert q.shape == intensity.shape == (2, N_STICKS)
     assert labels.index("peak_q_0") == q[0, 0] and labels.index("strong_i_9") == intensity[0, -1]
-    with pytest.raises(ValueError, match="reads peaks from XRD features"):
+    with pytest.raises(ValueError, match="structure-type search .peaks from XRD features. reads features"):
         peak_sticks(X, "xrd-some-other-version")
 
 
@@ -160,7 +160,8 @@ def test_the_classifier_weighs_the_search_on_its_calibration_split_and_keeps_it(
     loaded = SpaceGroupClassifier.from_bytes(model.to_bytes())
     assert loaded.neighbour_gate_ == model.neighbour_gate_ and loaded.mixture_temperature_ == model.mixture_temperature_
     assert np.allclose(loaded.predict_proba(query_X), model.predict_proba(query_X))
-    with pytest.raises(ValueError, match="reads formula features"):  # a formula model's search reads its own columns
+    # a formula model's search reads its own columns
+    with pytest.raises(ValueError, match="prototype search .formula features. reads features"):
         SpaceGroupClassifier(modality="formula", feature_version=version, n_estimators=5, max_depth=2,
                              structure_type_search=True).fit(X, y)
 

@@ -30,7 +30,7 @@ def test_the_columns_travel_in_the_formula_features_and_are_read_by_name():
     X = featurizer.featurize_many([parse_formula("NaCl"), parse_formula("BaTiO3")])
     assert X.shape[1] == len(featurizer.feature_labels())
     np.testing.assert_array_equal(prototype_features(X, FORMULA_FEATURE_VERSION), columns("NaCl", "BaTiO3"))
-    with pytest.raises(ValueError, match="reads formula features"):
+    with pytest.raises(ValueError, match="prototype search .formula features. reads features"):
         prototype_features(X, "formula-magpie-stoich-1")
 
 
@@ -62,6 +62,52 @@ def test_a_compound_can_be_left_out_of_its_own_search_and_the_search_round_trips
         loaded.vote(queries, classes, exclude_groups=np.array([0, 1, 2]))
     with pytest.raises(ValueError, match="prototype columns"):
         FormulaPrototypeNeighbours().fit(references[:, :3], [225] * 4)
+
+
+def _vote_row_by_row(search, queries, classes, exclude_groups):
+    """The search written out for one query at a time: the definition the batched search must keep."""
+    from tasks.neighbours import weighted_vote
+    from tasks.prototypes import MISSING_ELEMENT_DISTANCE, _keys
+
+    labels = np.zeros((len(queries), search.n_neighbours), dtype=np.int64)
+    weights = np.zeros((len(queries), search.n_neighbours))
+    best = np.zeros(len(queries))
+    reference_keys = _keys(search.columns_)
+    for row, key in enumerate(_keys(queries)):
+        candidates = [i for i, other in enumerate(reference_keys)
+                      if other == key and search.groups_[i] != exclude_groups[row]]
+        if not candidates:
+            continue
+        ours, theirs = queries[row, 1 + MAX_ELEMENTS:], search.columns_[candidates, 1 + MAX_ELEMENTS:]
+        present = np.isfinite(ours) | np.isfinite(theirs)
+        distance = np.where(present, np.nan_to_num(np.abs(theirs - ours), nan=MISSING_ELEMENT_DISTANCE), 0).sum(1)
+        order = np.argsort(distance, kind="stable")[: search.n_neighbours]
+        weights[row, : len(order)] = np.exp(-(distance[order] - distance[order[0]]) / search.distance_scale)
+        labels[row, : len(order)] = search.labels_[np.array(candidates)[order]]
+        best[row] = np.exp(-distance[order[0]] / search.distance_scale)
+    return weighted_vote(labels, weights, classes), best
+
+
+def test_a_batch_is_searched_as_its_rows_would_be_one_by_one(monkeypatch):
+    import tasks.prototypes
+
+    rng = np.random.default_rng(3)
+    anions, cations = ("O", "S", "Se", "F", "Cl", "Br", "N"), ("Li", "Na", "Mg", "Ca", "Ti", "Fe", "Zn", "Sr", "Ba", "La")
+    formulas = [f"{a}{b}" for a in cations for b in anions] + [f"{a}{b}2" for a in cations for b in anions] \
+        + [f"{a}{b}{c}3" for a in cations[:5] for b in cations[5:] for c in anions[:3]]
+    references = columns(*formulas)
+    labels = rng.choice([62, 194, 221, 225, 227], len(formulas))
+    groups = np.arange(len(formulas)) // 2  # pairs: leaving a compound out leaves its neighbour out too
+    search = FormulaPrototypeNeighbours(n_neighbours=4, distance_scale=2.0).fit(references, labels, groups)
+    query_rows = rng.choice(len(formulas), 60)
+    queries = np.vstack([references[query_rows], columns("Al2O3", "CsI")])  # and stoichiometries nobody has
+    exclude = np.concatenate([groups[query_rows], [-1, -1]])
+    classes = np.unique(labels)
+    expected_vote, expected_best = _vote_row_by_row(search, queries, classes, exclude)
+    monkeypatch.setattr(tasks.prototypes, "_MAX_PAIRS", 50)  # several distance matrices per stoichiometry
+    vote, best = search.vote(queries, classes, exclude_groups=exclude)
+    np.testing.assert_allclose(best, expected_best)
+    np.testing.assert_allclose(vote, expected_vote, atol=1e-12)
 
 
 @pytest.mark.slow
