@@ -195,25 +195,27 @@ class SpaceGroupClassifier(ClassifierMixin, BaseEstimator):
         self.confidence_calibration_ = fit_beta_calibration(proba.max(axis=1), proba.argmax(axis=1) == encoded[calib])
         return self
 
-    def _fit_neighbours(self, X, y, groups):
-        """Patterns: their peaks up to a lattice scale change (``tasks.neighbours``); formulas: their place on
-        Pettifor's structure map (``tasks.prototypes``)."""
-        from tasks.neighbours import StructureTypeNeighbours, peak_sticks
-        from tasks.prototypes import FormulaPrototypeNeighbours, prototype_features
-
-        if self.modality == "xrd":
-            return StructureTypeNeighbours().fit(*peak_sticks(X, self.feature_version), y, groups)
-        if self.modality == "formula":
-            return FormulaPrototypeNeighbours().fit(prototype_features(X, self.feature_version), y, groups)
-        raise ValueError(f"no structure-type search for modality {self.modality!r}")
-
-    def _neighbour_vote(self, X, exclude_groups=None) -> tuple[np.ndarray, np.ndarray]:
+    def _search_inputs(self, X) -> tuple[np.ndarray, ...]:
+        """What the structure-type search reads from feature rows: patterns, their peaks (up to a lattice scale
+        change, ``tasks.neighbours``); formulas, their place on Pettifor's structure map (``tasks.prototypes``)."""
         from tasks.neighbours import peak_sticks
         from tasks.prototypes import prototype_features
 
+        if self.modality == "xrd":
+            return peak_sticks(X, self.feature_version)
         if self.modality == "formula":
-            return self.neighbours_.vote(prototype_features(X, self.feature_version), self.classes_, exclude_groups)
-        return self.neighbours_.vote(*peak_sticks(X, self.feature_version), self.classes_, exclude_groups)
+            return (prototype_features(X, self.feature_version),)
+        raise ValueError(f"no structure-type search for modality {self.modality!r}")
+
+    def _fit_neighbours(self, X, y, groups):
+        from tasks.neighbours import StructureTypeNeighbours
+        from tasks.prototypes import FormulaPrototypeNeighbours
+
+        search = StructureTypeNeighbours() if self.modality == "xrd" else FormulaPrototypeNeighbours()
+        return search.fit(*self._search_inputs(X), y, groups)
+
+    def _neighbour_vote(self, X, exclude_groups=None) -> tuple[np.ndarray, np.ndarray]:
+        return self.neighbours_.vote(*self._search_inputs(X), self.classes_, exclude_groups)
 
     def neighbour_weight(self, best_similarity) -> np.ndarray:
         """The structure-type vote's share of the answer, given the similarity of the nearest reference."""
@@ -264,10 +266,10 @@ class SpaceGroupClassifier(ClassifierMixin, BaseEstimator):
             logits = self._mixed_logits(logits, *self._neighbour_vote(X))
         calibration = getattr(self, "confidence_calibration_", IDENTITY)
         if calibration != IDENTITY:
-            proba = softmax(logits, axis=1)
-            logits = np.log(with_top_confidence(logits, beta_calibrated(calibration, proba.max(axis=1))))
+            log_proba = log_softmax(logits, axis=1)
+            logits = with_top_confidence(log_proba, beta_calibrated(calibration, np.exp(log_proba.max(axis=1))))
         if prior is not None:
-            logits += self._prior_shift(prior)
+            logits = logits + self._prior_shift(prior)
         return softmax(logits, axis=1)
 
     def _mixed_logits(self, logits: np.ndarray, vote: np.ndarray, best_similarity: np.ndarray) -> np.ndarray:
@@ -277,7 +279,7 @@ class SpaceGroupClassifier(ClassifierMixin, BaseEstimator):
 
     def _logits(self, X) -> np.ndarray:
         """The boosters' calibrated log-probabilities (up to a constant per row)."""
-        logits = self._margins(X) / self.temperature_
+        logits = self._margins(X).astype(np.float64) / self.temperature_  # float32 near p = 1 blurs calibration
         if self.system_booster_ is not None:
             logits += self.system_weight_ * self._system_log_proba(X)[:, self.class_system_]
         return logits

@@ -42,13 +42,39 @@ def test_the_top_probability_is_set_and_the_ranking_kept():
     rng = np.random.default_rng(2)
     log_proba = np.log(softmax(rng.normal(scale=2.0, size=(50, 12)), axis=1))
     target = rng.uniform(0.15, 0.97, 50)
-    out = with_top_confidence(log_proba, target)
+    out = np.exp(with_top_confidence(log_proba, target))
     assert np.allclose(out.sum(axis=1), 1.0)
-    assert np.allclose(out.max(axis=1), target, atol=1e-6)
+    assert np.allclose(out.max(axis=1), target, atol=1e-9)
     assert np.array_equal(np.argsort(-out, axis=1), np.argsort(-log_proba, axis=1))
     # a target below an even spread cannot be reached by a temperature: the row goes as flat as it can
-    flat = with_top_confidence(log_proba[:1], [0.01])
+    flat = np.exp(with_top_confidence(log_proba[:1], [0.01]))
     assert np.allclose(flat, 1.0 / 12, atol=1e-3)
+
+
+def _bisected_temperature(log_proba_row, target):
+    low, high = np.log(1e-3), np.log(1e3)
+    for _ in range(80):
+        middle = 0.5 * (low + high)
+        if softmax(log_proba_row / np.exp(middle)).max() > target:
+            low = middle
+        else:
+            high = middle
+    return np.exp(0.5 * (low + high))
+
+
+def test_the_temperature_is_found_for_hard_answers_as_bisection_finds_it():
+    # many classes far below the top (a vote's floor), one close rival, near-certain and near-even targets
+    log_proba = np.full((6, 230), -40.0)
+    log_proba[:, 0], log_proba[:, 1] = 0.0, -2.0
+    log_proba[3, 2:] = np.linspace(-1.0, -600.0, 228)
+    target = np.array([0.999999, 0.9, 0.5, 0.3, 0.0045, 0.05])
+    out = with_top_confidence(log_proba, target)
+    for row in range(len(target)):
+        expected = softmax(log_proba[row] / _bisected_temperature(log_proba[row], target[row]))
+        assert np.allclose(np.exp(out[row]), expected, atol=1e-9), row
+    # a tie at the top caps what sharpening can give: the row goes as sharp as the range allows
+    tied = np.exp(with_top_confidence(np.log([[0.4, 0.4, 0.2]]), [0.9]))
+    assert np.allclose(tied, [[0.5, 0.5, 0.0]], atol=1e-9)
 
 
 def test_the_classifier_calibrates_its_confidence_and_keeps_it_through_the_artifact():

@@ -46,7 +46,7 @@ def test_system_head_is_trained_saved_and_combined(fitted):
     loaded = SpaceGroupClassifier.from_bytes(model.to_bytes())
     assert loaded.system_booster_.num_boosted_rounds() == model.system_best_iteration_ + 1
     assert loaded.system_weight_ == model.system_weight_
-    combined = softmax(model._margins(X) / model.temperature_
+    combined = softmax(model._margins(X).astype(np.float64) / model.temperature_
                        + model.system_weight_ * model._system_log_proba(X)[:, model.class_system_], axis=1)
     assert np.allclose(model.predict_proba(X), _confidence_calibrated(model, combined))
 
@@ -54,7 +54,7 @@ def test_system_head_is_trained_saved_and_combined(fitted):
 def _confidence_calibrated(model, proba):
     from tasks.calibration import beta_calibrated, with_top_confidence
 
-    return with_top_confidence(np.log(proba), beta_calibrated(model.confidence_calibration_, proba.max(axis=1)))
+    return np.exp(with_top_confidence(np.log(proba), beta_calibrated(model.confidence_calibration_, proba.max(axis=1))))
 
 
 def test_without_the_head_and_from_format_1_artifacts():
@@ -70,7 +70,7 @@ def test_without_the_head_and_from_format_1_artifacts():
     X = rng.normal(size=(160, 5)) + (np.searchsorted([2, 14, 62, 225], y) * 2.0)[:, None]
     flat = SpaceGroupClassifier(n_estimators=30, max_depth=2, system_head=False).fit(X, y)
     assert flat.system_booster_ is None
-    temperature_scaled = softmax(flat._margins(X) / flat.temperature_, axis=1)
+    temperature_scaled = softmax(flat._margins(X).astype(np.float64) / flat.temperature_, axis=1)
     assert np.allclose(flat.predict_proba(X), _confidence_calibrated(flat, temperature_scaled))
     with np.load(io.BytesIO(flat.to_bytes()), allow_pickle=False) as archive:
         arrays = {k: archive[k] for k in archive.files if k not in ("system_weight", "confidence_calibration")}
