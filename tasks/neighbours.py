@@ -200,13 +200,22 @@ class StructureTypeNeighbours:
         """The neighbours' vote over ``classes`` (similarity ** ``vote_power``), with ``PROBABILITY_FLOOR`` spread."""
         return self.vote(q_inv_angstrom, intensity, classes, exclude_groups)[0]
 
+    def neighbours(self, q_inv_angstrom: np.ndarray, intensity: np.ndarray,
+                   exclude_groups=None) -> tuple[np.ndarray, np.ndarray]:
+        """Per row: the labels of the ``n_neighbours`` nearest references and their similarities."""
+        index, similarity = self.similarities(q_inv_angstrom, intensity, exclude_groups)
+        return self.labels_[index], similarity
+
+    def vote_of(self, labels: np.ndarray, similarity: np.ndarray, classes: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """The vote of neighbours (``neighbours``' answer) and, per row, the similarity of the nearest one."""
+        votes = weighted_vote(labels, np.clip(similarity, 0.0, None) ** self.vote_power, classes)
+        best = similarity.max(axis=1) if similarity.shape[1] else np.zeros(len(labels), dtype=np.float32)
+        return votes, best
+
     def vote(self, q_inv_angstrom: np.ndarray, intensity: np.ndarray, classes: np.ndarray,
              exclude_groups=None) -> tuple[np.ndarray, np.ndarray]:
         """``predict_proba`` and, per row, the similarity of the nearest reference (how much to trust the vote)."""
-        index, similarity = self.similarities(q_inv_angstrom, intensity, exclude_groups)
-        votes = weighted_vote(self.labels_[index], np.clip(similarity, 0.0, None) ** self.vote_power, classes)
-        best = similarity.max(axis=1) if similarity.shape[1] else np.zeros(len(index), dtype=np.float32)
-        return votes, best
+        return self.vote_of(*self.neighbours(q_inv_angstrom, intensity, exclude_groups), classes)
 
     def to_arrays(self) -> dict[str, np.ndarray]:
         return {"neighbour_q": self.q_inv_angstrom_, "neighbour_intensity": self.intensity_,

@@ -107,16 +107,14 @@ class FormulaPrototypeNeighbours:
         self._by_key = {key: np.array(indices) for key, indices in by_key.items()}
         return self
 
-    def vote(self, columns: np.ndarray, classes: np.ndarray, exclude_groups=None) -> tuple[np.ndarray, np.ndarray]:
-        """Per row: the vote over ``classes`` (``PROBABILITY_FLOOR`` spread over all; even where no reference
-        shares the stoichiometry) and the similarity ``exp(-distance / distance_scale)`` of the nearest
-        reference (0 where there is none)."""
+    def neighbours(self, columns: np.ndarray, exclude_groups=None) -> tuple[np.ndarray, np.ndarray]:
+        """Per row: the labels of the ``n_neighbours`` nearest references of the same stoichiometry and their
+        similarities ``exp(-distance / distance_scale)`` (0 where there are fewer)."""
         if exclude_groups is not None and self.groups_ is None:
             raise ValueError("references were indexed without groups: nothing to exclude by")
         columns = np.asarray(columns, dtype=np.float32)
         labels = np.zeros((len(columns), self.n_neighbours), dtype=np.int64)
-        weights = np.zeros((len(columns), self.n_neighbours))  # rows with fewer references: zero weights
-        best = np.zeros(len(columns))
+        similarity = np.zeros((len(columns), self.n_neighbours))  # rows with fewer references: zero
         rows_by_key: dict[tuple, list[int]] = {}
         for row, key in enumerate(_keys(columns)):
             rows_by_key.setdefault(key, []).append(row)
@@ -135,16 +133,21 @@ class FormulaPrototypeNeighbours:
                     own = self.groups_[candidates][None, :] == np.asarray(exclude_groups)[rows][:, None]
                     distance[own] = np.inf
                 nearest = np.argpartition(distance, k - 1, axis=1)[:, :k]
-                near = np.take_along_axis(distance, nearest, axis=1)
-                closest = near.min(axis=1, keepdims=True)
-                found = np.isfinite(closest[:, 0])  # not every reference of the stoichiometry left out
-                # relative to the nearest: a vote among far references is as decided as one among near ones
-                with np.errstate(invalid="ignore"):
-                    relative = np.where(np.isfinite(near) & found[:, None], near - closest, np.inf)
-                weights[rows, :k] = np.exp(-relative / self.distance_scale)
+                similarity[rows, :k] = np.exp(-np.take_along_axis(distance, nearest, axis=1) / self.distance_scale)
                 labels[rows, :k] = self.labels_[candidates[nearest]]
-                best[rows] = np.exp(-closest[:, 0] / self.distance_scale)  # 0 where none was found
+        return labels, similarity
+
+    def vote_of(self, labels: np.ndarray, similarity: np.ndarray, classes: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """The vote over ``classes`` of neighbours (``neighbours``' answer; ``PROBABILITY_FLOOR`` spread over all,
+        even where there are none) and, per row, the similarity of the nearest (0 where there is none)."""
+        best = similarity.max(axis=1) if similarity.shape[1] else np.zeros(len(labels))
+        # relative to the nearest: a vote among far references is as decided as one among near ones
+        weights = similarity / np.where(best > 0, best, 1.0)[:, None]
         return weighted_vote(labels, weights, classes), best
+
+    def vote(self, columns: np.ndarray, classes: np.ndarray, exclude_groups=None) -> tuple[np.ndarray, np.ndarray]:
+        """Per row: the vote over ``classes`` and the similarity of the nearest reference (see ``vote_of``)."""
+        return self.vote_of(*self.neighbours(columns, exclude_groups), classes)
 
     def predict_proba(self, columns: np.ndarray, classes: np.ndarray, exclude_groups=None) -> np.ndarray:
         return self.vote(columns, classes, exclude_groups)[0]
