@@ -30,6 +30,7 @@ OUT = REPO / "bench" / "out"
 AUTOXRD_LABELS = {"pm-3m": 221, "I4Imcm": 140, "P3m1": 164, "Fm-3m": 225, "P61mmc": 194, "Pc": 7, "P21a": 14}
 PRIOR_ROW = "pretrained (synthetic), MP prior"
 NO_SEARCH_ROW = "MP-trained, structure-type search switched off"
+NO_RERANKING_ROW = "MP-trained, candidate re-ranking switched off (boosters and vote mixed)"
 SEARCH_ROW = "structure-type search alone (MP train)"
 HEADLINE = ("n", "sg_top1", "sg_top3", "sg_top5", "crystal_system_accuracy", "extinction_group_accuracy",
             "sg_macro_f1", "sg_balanced_accuracy", "sg_ovr_roc_auc", "ece", "ece_sampling_floor")
@@ -123,7 +124,7 @@ def main() -> None:
     from tasks.features import XRD_FEATURE_VERSION, XRDPatternFeaturizer
     from tasks.models import SpaceGroupClassifier
     from tasks.neighbours import peak_sticks
-    from tasks.pipeline import REAL_DATA_MODEL_OPTIONS
+    from tasks.pipeline import REAL_PATTERN_MODEL_OPTIONS
     from tasks.pretrained import shipped_models
     from tasks.priors import MP_PRIOR_STRENGTH, SpaceGroupPrior
     from tasks.training import fit_and_validate, frozen_synthetic_eval_set, search_hyperparameters
@@ -165,7 +166,7 @@ def main() -> None:
     n_train_materials = len(train_labels)
     t_fit = time.perf_counter()
     searched = search_hyperparameters(train, args.trials, seed=0)[0] if args.trials else (args.params or {})
-    mp_model = fit_and_validate(train, searched | REAL_DATA_MODEL_OPTIONS, seed=0, n_estimators=400).model
+    mp_model = fit_and_validate(train, searched | REAL_PATTERN_MODEL_OPTIONS, seed=0, n_estimators=400).model
     fit_seconds = time.perf_counter() - t_fit
     if args.save_model:
         args.save_model.write_bytes(mp_model.to_bytes())
@@ -201,8 +202,13 @@ def main() -> None:
     mp_ms_per_pattern = 1000 * (time.perf_counter() - t_mp) / len(test.X)
     # the same model's parts alone, in the same run: what the structure-type search adds
     without_search = copy.copy(mp_model)  # shares the boosters; a reload would rebuild the search's index
-    without_search.neighbours_ = None
-    without_search.confidence_calibration_ = IDENTITY  # the map was fitted to the mixture's confidences
+    without_search.neighbours_, without_search.reranker_ = None, None
+    without_search.confidence_calibration_ = IDENTITY  # the map was fitted to the re-ranked answers' confidences
+    if mp_model.reranker_ is not None:
+        without_reranking = copy.copy(mp_model)
+        without_reranking.reranker_, without_reranking.confidence_calibration_ = None, IDENTITY
+        add("(b) MP held-out, augmented", NO_RERANKING_ROW, without_reranking.predict_proba(test.X),
+            mp_model.classes_, test.space_group)
     add("(b) MP held-out, augmented", NO_SEARCH_ROW, without_search.predict_proba(test.X), mp_model.classes_,
         test.space_group)
     add("(b) MP held-out, augmented", SEARCH_ROW,

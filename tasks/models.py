@@ -18,6 +18,11 @@ split's patterns there made the vote weaker than it is for new materials). Measu
 on 8,000 materials, 0.345 / 0.393 -> 0.519 / 0.562 on 20,000, 0.357 / 0.394 -> 0.537 / 0.579 on 35,937
 (BENCHMARKS.md). Formula models search the same way by place on Pettifor's structure map (``tasks.prototypes``).
 
+Pattern models of real materials may then re-rank the candidates (``candidate_reranking``,
+``tasks.reranking``): the boosters' and the mixture's top 10 and the neighbours' labels, each scored by a small
+booster that reads, per candidate, what the mixture reduces to one weight per pattern (SG top-1 0.537 -> 0.559 on
+35,937 materials).
+
 Last, the confidence of the top answer is recalibrated (``tasks.calibration``: beta calibration fitted on the
 calibration split, applied as a per-answer temperature so the ranking is kept): a temperature alone cannot mend
 the S-shaped reliability curve the mixture leaves.
@@ -26,13 +31,14 @@ Training splits off, by structure group so augmented copies of one crystal never
 - a validation part for early stopping,
 - a calibration part on which ``T`` (and ``w``) are fitted by minimising the negative log-likelihood of the
   true labels (temperature scaling: Guo et al. 2017, "On Calibration of Modern Neural Networks"), then the
-  mixture's gate and the confidence calibration.
+  mixture's gate, the re-ranker and the confidence calibration (``fit_answer_calibration``).
 
 The artifact is a numpy ``.npz`` (loaded with ``allow_pickle=False``) holding the XGBoost boosters in their
 UBJ format, the classes, ``T``, ``w``, the training prior, the search's reference peaks and weights (when it has
-them), the confidence calibration and a JSON metadata string. Artifacts without a system head (format 1), a
-training prior (format 2) or a confidence calibration (format 3; their mixtures kept a temperature ``T2``,
-``mixture_temperature_``, which new models leave at 1) still load and predict as before.
+them), the re-ranker's booster (UBJ) and temperature, the confidence calibration and a JSON metadata string.
+Artifacts without a system head (format 1), a training prior (format 2), a confidence calibration (format 3;
+their mixtures kept a temperature ``T2``, ``mixture_temperature_``, which new models leave at 1) or the
+re-ranker's place (format 4) still load and predict as before.
 
 The training prior (``class_prior_``: label frequencies of the training rows) lets ``predict_proba`` and ``rank``
 answer under another space-group prior (``tasks.priors``): a model trained on synthetic crystals learns their
@@ -60,10 +66,11 @@ from tasks.extinction import extinction_group_of
 from tasks.forest import CompiledForest
 from tasks.priors import SpaceGroupPrior, class_frequencies
 
-ARTIFACT_FORMAT = "spacegroup-xgb-npz-4"
+ARTIFACT_FORMAT = "spacegroup-xgb-npz-5"
 # 1: no system head; 2: no training prior (answers cannot be moved to another prior); 3: no confidence
-# calibration. Each is refused by the code before it, which would ignore what it adds.
-READABLE_FORMATS = ("spacegroup-xgb-npz-1", "spacegroup-xgb-npz-2", "spacegroup-xgb-npz-3", ARTIFACT_FORMAT)
+# calibration; 4: no candidate re-ranker. Each is refused by the code before it, which would ignore what it adds.
+READABLE_FORMATS = ("spacegroup-xgb-npz-1", "spacegroup-xgb-npz-2", "spacegroup-xgb-npz-3", "spacegroup-xgb-npz-4",
+                    ARTIFACT_FORMAT)
 #: once ``prepare_small_batches`` has run, up to this many rows are scored by walking the trees in compiled code:
 #: faster than XGBoost for both shipped models (bench/model_latency.py measures the crossover; for the shipped
 #: XRD model it lies above 16 rows)
@@ -108,6 +115,7 @@ class SpaceGroupClassifier(ClassifierMixin, BaseEstimator):
         abstain_threshold: float = 0.0,
         system_head: bool = True,
         structure_type_search: bool = False,
+        candidate_reranking: bool = False,
         random_state: int = 0,
         n_jobs: int = 0,
     ) -> None:
@@ -127,6 +135,7 @@ class SpaceGroupClassifier(ClassifierMixin, BaseEstimator):
         self.abstain_threshold = abstain_threshold
         self.system_head = system_head
         self.structure_type_search = structure_type_search
+        self.candidate_reranking = candidate_reranking
         self.random_state = random_state
         self.n_jobs = n_jobs
 
@@ -148,6 +157,9 @@ class SpaceGroupClassifier(ClassifierMixin, BaseEstimator):
             raise ValueError(f"X must be 2-D with one row per label; got X {X.shape} and {len(y)} labels")
         if len(X) < 20:
             raise ValueError(f"need at least 20 training rows, got {len(X)}")
+        if self.candidate_reranking and not self.structure_type_search:
+            raise ValueError("candidate_reranking re-ranks the structure-type search's candidates: "
+                             "it needs structure_type_search=True")
         groups = np.arange(len(y)) if groups is None else np.asarray(groups)
         self.__dict__.pop("_forest", None)  # a refit invalidates the flat copies of the trees
         self.__dict__.pop("_system_forest", None)
@@ -181,19 +193,32 @@ class SpaceGroupClassifier(ClassifierMixin, BaseEstimator):
                 self._margins(X[calib]), self._system_log_proba(X[calib])[:, self.class_system_], encoded[calib])
         else:
             self.temperature_ = fit_temperature(self._margins(X[calib]), encoded[calib])
-        self.neighbours_, self.neighbour_gate_, self.mixture_temperature_ = None, (0.0, 0.0), 1.0
-        self.confidence_calibration_ = IDENTITY
-        logits = self._logits(X[calib])
-        if self.structure_type_search:
-            # every row is a reference; a calibration material's own patterns are left out of its search, so the
-            # mixture is weighed on searches like those of new materials
-            self.neighbours_ = self._fit_neighbours(X, y, groups)
-            vote, best = self._neighbour_vote(X[calib], groups[calib])
-            self.neighbour_gate_ = fit_mixture(softmax(logits, axis=1), vote, best, encoded[calib])
-            logits = self._mixed_logits(logits, vote, best)
-        proba = softmax(logits, axis=1)
-        self.confidence_calibration_ = fit_beta_calibration(proba.max(axis=1), proba.argmax(axis=1) == encoded[calib])
+        # every row is a reference; a calibration material's own patterns are left out of its search, so the
+        # mixture is weighed on searches like those of new materials
+        self.neighbours_ = self._fit_neighbours(X, y, groups) if self.structure_type_search else None
+        self.mixture_temperature_ = 1.0
+        self.fit_answer_calibration(X[calib], encoded[calib], groups[calib])
         return self
+
+    def fit_answer_calibration(self, X_calib, encoded_calib, groups_calib) -> None:
+        """On the calibration split (class indices ``encoded_calib``): the mixture's gate, the candidate re-ranker
+        (``candidate_reranking``) and the confidence calibration, for the boosters and search already fitted."""
+        self.neighbour_gate_, self.confidence_calibration_, self.reranker_ = (0.0, 0.0), IDENTITY, None
+        logits = self._logits(X_calib)
+        if self.neighbours_ is not None:
+            labels, similarity = self._neighbours_of(X_calib, groups_calib)
+            vote, best = self.neighbours_.vote_of(labels, similarity, self.classes_)
+            self.neighbour_gate_ = fit_mixture(softmax(logits, axis=1), vote, best, encoded_calib)
+            booster_logits, logits = logits, self._mixed_logits(logits, vote, best)
+            if self.candidate_reranking:
+                from tasks.reranking import CandidateReranker
+
+                candidates = self._candidates(booster_logits, logits, vote, best, labels, similarity)
+                # the confidence calibration below is fitted on cross-fitted answers: ones the re-ranker never saw
+                self.reranker_, logits = CandidateReranker().fit(
+                    candidates, encoded_calib, groups_calib, log_softmax(logits, axis=1), self.random_state)
+        proba = softmax(logits, axis=1)
+        self.confidence_calibration_ = fit_beta_calibration(proba.max(axis=1), proba.argmax(axis=1) == encoded_calib)
 
     def _search_inputs(self, X) -> tuple[np.ndarray, ...]:
         """What the structure-type search reads from feature rows: patterns, their peaks (up to a lattice scale
@@ -214,8 +239,17 @@ class SpaceGroupClassifier(ClassifierMixin, BaseEstimator):
         search = StructureTypeNeighbours() if self.modality == "xrd" else FormulaPrototypeNeighbours()
         return search.fit(*self._search_inputs(X), y, groups)
 
-    def _neighbour_vote(self, X, exclude_groups=None) -> tuple[np.ndarray, np.ndarray]:
-        return self.neighbours_.vote(*self._search_inputs(X), self.classes_, exclude_groups)
+    def _neighbours_of(self, X, exclude_groups=None) -> tuple[np.ndarray, np.ndarray]:
+        """The labels and similarities of each row's nearest references."""
+        return self.neighbours_.neighbours(*self._search_inputs(X), exclude_groups)
+
+    def _candidates(self, booster_logits, mixed_logits, vote, best, labels, similarity):
+        from tasks.reranking import candidate_table
+
+        column = np.searchsorted(self.classes_, labels)
+        known = (column < len(self.classes_)) & (self.classes_[np.minimum(column, len(self.classes_) - 1)] == labels)
+        return candidate_table(log_softmax(booster_logits, axis=1), log_softmax(mixed_logits, axis=1), vote, best,
+                               np.where(known & (similarity > 0), column, -1), similarity, np.log(self.class_prior_))
 
     def neighbour_weight(self, best_similarity) -> np.ndarray:
         """The structure-type vote's share of the answer, given the similarity of the nearest reference."""
@@ -263,7 +297,12 @@ class SpaceGroupClassifier(ClassifierMixin, BaseEstimator):
             raise ValueError(f"expected {self.n_features_in_} features per row, got shape {X.shape}")
         logits = self._logits(X)
         if self.__dict__.get("neighbours_") is not None:
-            logits = self._mixed_logits(logits, *self._neighbour_vote(X))
+            labels, similarity = self._neighbours_of(X)
+            vote, best = self.neighbours_.vote_of(labels, similarity, self.classes_)
+            booster_logits, logits = logits, self._mixed_logits(logits, vote, best)
+            if self.__dict__.get("reranker_") is not None:
+                candidates = self._candidates(booster_logits, logits, vote, best, labels, similarity)
+                logits = self.reranker_.log_proba(candidates, log_softmax(logits, axis=1))
         calibration = getattr(self, "confidence_calibration_", IDENTITY)
         if calibration != IDENTITY:
             log_proba = log_softmax(logits, axis=1)
@@ -325,6 +364,8 @@ class SpaceGroupClassifier(ClassifierMixin, BaseEstimator):
         if self.__dict__.get("neighbours_") is not None:
             arrays |= self.neighbours_.to_arrays()
             arrays["neighbour_mixture"] = np.array([*self.neighbour_gate_, self.mixture_temperature_])
+        if self.__dict__.get("reranker_") is not None:
+            arrays |= self.reranker_.to_arrays()
         arrays["confidence_calibration"] = np.array(getattr(self, "confidence_calibration_", IDENTITY))
         buffer = io.BytesIO()
         np.savez_compressed(buffer, **arrays)
@@ -358,6 +399,13 @@ class SpaceGroupClassifier(ClassifierMixin, BaseEstimator):
                     model.neighbours_ = search.from_arrays(archive)
                     bias, slope, model.mixture_temperature_ = (float(v) for v in archive["neighbour_mixture"])
                     model.neighbour_gate_ = (bias, slope)
+                model.reranker_ = None
+                if "reranker" in archive.files:
+                    from tasks.reranking import CandidateReranker
+
+                    if model.neighbours_ is None:
+                        raise ValueError("a candidate re-ranker without the structure-type search it re-ranks")
+                    model.reranker_ = CandidateReranker.from_arrays(archive, threads)
                 model.confidence_calibration_ = (tuple(float(v) for v in archive["confidence_calibration"])
                                                  if "confidence_calibration" in archive.files else IDENTITY)
                 if len(model.confidence_calibration_) != 3:

@@ -99,6 +99,9 @@ def train_and_maybe_promote(engine, store: ArtifactStore, reports_dir, *, n_crys
 #: across materials, so a new material's pattern often matches a scaled known one (tasks/neighbours.py), and a new
 #: formula sits on Pettifor's map beside known compounds of its type (tasks/prototypes.py)
 REAL_DATA_MODEL_OPTIONS = {"structure_type_search": True}
+#: pattern models also re-rank the search's and the boosters' candidates (tasks/reranking.py: SG top-1 +2 points on
+#: MP patterns); not measured for formulas yet, so formula models do not
+REAL_PATTERN_MODEL_OPTIONS = REAL_DATA_MODEL_OPTIONS | {"candidate_reranking": True}
 
 
 def train_formula_and_maybe_promote(engine, store: ArtifactStore, reports_dir, *, table_path, formula_column: str,
@@ -148,7 +151,7 @@ def train_on_dataset_and_maybe_promote(engine, store: ArtifactStore, reports_dir
     train, holdout = split_frozen_holdout(features, materials)
     if len(holdout) == 0 or len(set(train.space_group.tolist())) < 2:
         raise ValueError(f"dataset {dataset.id} is too small or too uniform to train and evaluate on")
-    result = fit_and_validate(train, default_parameters(engine) | REAL_DATA_MODEL_OPTIONS, seed, n_estimators)
+    result = fit_and_validate(train, default_parameters(engine) | REAL_PATTERN_MODEL_OPTIONS, seed, n_estimators)
     metrics = evaluate_probabilities(result.model.predict_proba(holdout.X), result.model.classes_,
                                      holdout.space_group)
     eval_name = f"frozen_holdout:{dataset.source}"

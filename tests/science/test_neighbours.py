@@ -139,9 +139,10 @@ def _feature_rows(structures):
     return X, featurizer.version
 
 
-def test_the_classifier_weighs_the_search_on_its_calibration_split_and_keeps_it():
-    from tasks.models import SpaceGroupClassifier
-
+@pytest.fixture(scope="module")
+def four_types():
+    """Feature rows of scaled copies of four structure types (cell sizes overlapping between types), and queries
+    with larger cells than any in training."""
     rng = np.random.default_rng(1)
     prototypes = {225: rock_salt(1.0, "Na", "Cl"), 221: caesium_chloride(0.75, "Cs", "Cl"),
                   216: zinc_blende(1.0, "Zn", "S"), 136: rutile(0.8, 0.53, "Ti")}
@@ -150,12 +151,20 @@ def test_the_classifier_weighs_the_search_on_its_calibration_split_and_keeps_it(
     y = np.repeat(list(makers), 25)
     train_a = rng.uniform(4.0, 7.0, len(y))  # peak positions overlap between types
     X, version = _feature_rows([makers[label](a) for label, a in zip(y, train_a)])
+    query_y = np.array(list(makers))
+    query_X, _ = _feature_rows([makers[label](7.5) for label in query_y])
+    return X, y, version, query_X, query_y
+
+
+def test_the_classifier_weighs_the_search_on_its_calibration_split_and_keeps_it(four_types):
+    from tasks.models import SpaceGroupClassifier
+
+    X, y, version, query_X, query_y = four_types
     model = SpaceGroupClassifier(feature_version=version, n_estimators=30, max_depth=2, structure_type_search=True,
                                  calibration_fraction=0.3).fit(X, y)
     assert model.neighbour_weight(0.95) > 0.1 and len(model.neighbours_.labels_) == len(y)  # every row a reference
+    assert model.reranker_ is None  # not asked for
     # larger cells than any in training: the booster has not seen their peak positions, the search finds the type
-    query_y = np.array(list(makers))
-    query_X, _ = _feature_rows([makers[label](7.5) for label in query_y])
     assert list(model.predict(query_X)) == list(query_y)
     loaded = SpaceGroupClassifier.from_bytes(model.to_bytes())
     assert loaded.neighbour_gate_ == model.neighbour_gate_ and loaded.mixture_temperature_ == model.mixture_temperature_
@@ -164,6 +173,46 @@ def test_the_classifier_weighs_the_search_on_its_calibration_split_and_keeps_it(
     with pytest.raises(ValueError, match="prototype search .formula features. reads features"):
         SpaceGroupClassifier(modality="formula", feature_version=version, n_estimators=5, max_depth=2,
                              structure_type_search=True).fit(X, y)
+
+
+def test_the_classifier_reranks_the_candidates_and_keeps_its_reranker(four_types):
+    import copy
+    import io
+    import json
+
+    from tasks.models import ModelFormatError, SpaceGroupClassifier
+
+    X, y, version, query_X, query_y = four_types
+    model = SpaceGroupClassifier(feature_version=version, n_estimators=30, max_depth=2, structure_type_search=True,
+                                 candidate_reranking=True, calibration_fraction=0.3).fit(X, y)
+    assert model.reranker_ is not None and model.reranker_.temperature > 0
+    proba = model.predict_proba(query_X)
+    assert np.allclose(proba.sum(axis=1), 1.0) and list(model.classes_[proba.argmax(axis=1)]) == list(query_y)
+    loaded = SpaceGroupClassifier.from_bytes(model.to_bytes())
+    assert loaded.reranker_ is not None and np.allclose(loaded.predict_proba(query_X), proba)
+    with np.load(io.BytesIO(model.to_bytes()), allow_pickle=False) as archive:
+        arrays = {k: archive[k] for k in archive.files}
+    # format 4 (before the re-ranker): the same model answers with the mixture alone
+    meta = json.loads(arrays["meta"].tobytes().decode())
+    meta["format"] = "spacegroup-xgb-npz-4"
+    del meta["params"]["candidate_reranking"]
+    older = {k: v for k, v in arrays.items() if not k.startswith("reranker")}
+    older["meta"] = np.frombuffer(json.dumps(meta).encode(), dtype=np.uint8)
+    buffer = io.BytesIO()
+    np.savez(buffer, **older)
+    mixture_only = SpaceGroupClassifier.from_bytes(buffer.getvalue())
+    without = copy.copy(model)
+    without.reranker_ = None
+    assert mixture_only.reranker_ is None and np.allclose(mixture_only.predict_proba(query_X),
+                                                          without.predict_proba(query_X))
+    # a re-ranker without the search it re-ranks is not a model
+    broken = {k: v for k, v in arrays.items() if not k.startswith("neighbour")}
+    buffer = io.BytesIO()
+    np.savez(buffer, **broken)
+    with pytest.raises(ModelFormatError, match="re-ranker without the structure-type search"):
+        SpaceGroupClassifier.from_bytes(buffer.getvalue())
+    with pytest.raises(ValueError, match="needs structure_type_search=True"):
+        SpaceGroupClassifier(feature_version=version, candidate_reranking=True).fit(X, y)
 
 
 def test_a_material_can_be_left_out_of_its_own_search():
