@@ -213,10 +213,11 @@ class SpaceGroupClassifier(ClassifierMixin, BaseEstimator):
             if self.candidate_reranking:
                 from tasks.reranking import CandidateReranker
 
-                candidates = self._candidates(booster_logits, logits, vote, best, labels, similarity)
+                mixed = log_softmax(logits, axis=1)
+                candidates = self._candidates(booster_logits, mixed, vote, best, labels, similarity)
                 # the confidence calibration below is fitted on cross-fitted answers: ones the re-ranker never saw
-                self.reranker_, logits = CandidateReranker().fit(
-                    candidates, encoded_calib, groups_calib, log_softmax(logits, axis=1), self.random_state)
+                self.reranker_, logits = CandidateReranker().fit(candidates, encoded_calib, groups_calib, mixed,
+                                                                 self.random_state)
         proba = softmax(logits, axis=1)
         self.confidence_calibration_ = fit_beta_calibration(proba.max(axis=1), proba.argmax(axis=1) == encoded_calib)
 
@@ -243,13 +244,14 @@ class SpaceGroupClassifier(ClassifierMixin, BaseEstimator):
         """The labels and similarities of each row's nearest references."""
         return self.neighbours_.neighbours(*self._search_inputs(X), exclude_groups)
 
-    def _candidates(self, booster_logits, mixed_logits, vote, best, labels, similarity):
+    def _candidates(self, booster_logits, mixed_log_proba, vote, best, labels, similarity):
+        """The re-ranker's candidates; neighbours with a label outside ``classes_`` or no similarity are absent."""
+        from tasks.neighbours import class_columns
         from tasks.reranking import candidate_table
 
-        column = np.searchsorted(self.classes_, labels)
-        known = (column < len(self.classes_)) & (self.classes_[np.minimum(column, len(self.classes_) - 1)] == labels)
-        return candidate_table(log_softmax(booster_logits, axis=1), log_softmax(mixed_logits, axis=1), vote, best,
-                               np.where(known & (similarity > 0), column, -1), similarity, np.log(self.class_prior_))
+        columns = np.where(similarity > 0, class_columns(labels, self.classes_), -1)
+        return candidate_table(log_softmax(booster_logits, axis=1), mixed_log_proba, vote, best, columns, similarity,
+                               np.log(self.class_prior_))
 
     def neighbour_weight(self, best_similarity) -> np.ndarray:
         """The structure-type vote's share of the answer, given the similarity of the nearest reference."""
@@ -301,8 +303,9 @@ class SpaceGroupClassifier(ClassifierMixin, BaseEstimator):
             vote, best = self.neighbours_.vote_of(labels, similarity, self.classes_)
             booster_logits, logits = logits, self._mixed_logits(logits, vote, best)
             if self.__dict__.get("reranker_") is not None:
-                candidates = self._candidates(booster_logits, logits, vote, best, labels, similarity)
-                logits = self.reranker_.log_proba(candidates, log_softmax(logits, axis=1))
+                mixed = log_softmax(logits, axis=1)
+                logits = self.reranker_.log_proba(self._candidates(booster_logits, mixed, vote, best, labels,
+                                                                   similarity), mixed)
         calibration = getattr(self, "confidence_calibration_", IDENTITY)
         if calibration != IDENTITY:
             log_proba = log_softmax(logits, axis=1)

@@ -120,13 +120,21 @@ def _shifted_copies(profile: np.ndarray, max_shift_bins: int) -> np.ndarray:
     return out
 
 
+def class_columns(labels: np.ndarray, classes: np.ndarray) -> np.ndarray:
+    """The index of each label in the sorted ``classes``, or -1 for a label outside them."""
+    classes = np.asarray(classes)
+    column = np.searchsorted(classes, labels)
+    known = (column < len(classes)) & (classes[np.minimum(column, len(classes) - 1)] == labels)
+    return np.where(known, column, -1)
+
+
 def weighted_vote(labels: np.ndarray, weights: np.ndarray, classes) -> np.ndarray:
     """Per row, the share of ``weights`` (n, k) cast for each of ``classes`` by neighbours labelled ``labels``
     (n, k), with ``PROBABILITY_FLOOR`` spread over every class; labels outside ``classes`` do not vote, and a row
     without votes is even."""
     classes = np.asarray(classes)
-    column = np.searchsorted(classes, labels)
-    known = (column < len(classes)) & (classes[np.minimum(column, len(classes) - 1)] == labels)
+    column = class_columns(labels, classes)
+    known = column >= 0
     votes = np.zeros((len(labels), len(classes)))
     np.add.at(votes, (np.repeat(np.arange(len(labels)), labels.shape[1]), np.where(known, column, 0).ravel()),
               np.where(known, weights, 0.0).ravel())
