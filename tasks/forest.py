@@ -22,7 +22,8 @@ import xgboost as xgb
 
 
 class CompiledForest:
-    """The trees of the first ``n_iterations`` boosting rounds of a multi-class booster, as flat node arrays."""
+    """The trees of the first ``n_iterations`` boosting rounds of a multi-class (or binary logistic) booster, as
+    flat node arrays."""
 
     def __init__(self, booster: xgb.Booster, n_iterations: int) -> None:
         model = orjson.loads(booster.save_raw("json"))
@@ -30,8 +31,10 @@ class CompiledForest:
         n_classes = max(1, int(learner["learner_model_param"]["num_class"]))
         trees = learner["gradient_booster"]["model"]["trees"][: n_iterations * n_classes]
         tree_class = np.asarray(learner["gradient_booster"]["model"]["tree_info"][: len(trees)], dtype=np.int64)
-        base = json.loads(learner["learner_model_param"]["base_score"].replace("E", "e"))
-        self.base_margin = np.broadcast_to(np.asarray(base, dtype=np.float64), (n_classes,)).copy()
+        base = np.asarray(json.loads(learner["learner_model_param"]["base_score"].replace("E", "e")), dtype=np.float64)
+        if learner["objective"]["name"] == "binary:logistic":
+            base = np.log(base / (1.0 - base))  # stored as a probability; the margin starts at its logit
+        self.base_margin = np.broadcast_to(base, (n_classes,)).copy()
         if any(any(t["split_type"]) for t in trees):
             raise ValueError("categorical splits are not supported by the compiled evaluator")
         sizes = np.array([len(t["left_children"]) for t in trees], dtype=np.int64)

@@ -27,6 +27,8 @@ from scipy.optimize import minimize_scalar
 from scipy.special import logsumexp
 from sklearn.model_selection import GroupKFold
 
+from tasks.forest import CompiledForest
+
 N_TOP = 10  # candidates: the top 10 of the boosters and of the mixture, and every neighbour's label
 N_ROUNDS = 150
 N_FOLDS = 5  # cross-fitting on the calibration split: the confidence calibration needs answers the re-ranker never saw
@@ -108,6 +110,7 @@ class CandidateReranker:
     def __init__(self, temperature: float = 1.0, booster: xgb.Booster | None = None) -> None:
         self.temperature = temperature
         self.booster = booster
+        self._forest = None if booster is None else CompiledForest(booster, N_ROUNDS)
 
     def fit(self, candidates: Candidates, encoded_labels: np.ndarray, groups: np.ndarray,
             mixture_log_proba: np.ndarray, seed: int = 0) -> tuple["CandidateReranker", np.ndarray]:
@@ -122,13 +125,16 @@ class CandidateReranker:
             for fit_rows, score_rows in GroupKFold(n_splits=n_folds).split(mixture_log_proba, groups=groups):
                 fit_mask, score_mask = np.isin(candidates.rows, fit_rows), np.isin(candidates.rows, score_rows)
                 fold = xgb.train(params, xgb.DMatrix(candidates.features[fit_mask], label=target[fit_mask]), N_ROUNDS)
-                scores[score_mask] = fold.predict(xgb.DMatrix(candidates.features[score_mask]), output_margin=True)
+                scores[score_mask] = _margins(fold, candidates.features[score_mask])
         self.temperature = _fit_temperature(candidates, scores, mixture_log_proba, encoded_labels)
         self.booster = xgb.train(params, xgb.DMatrix(candidates.features, label=target), N_ROUNDS)
+        self._forest = CompiledForest(self.booster, N_ROUNDS)
         return self, reranked_log_proba(candidates, scores, mixture_log_proba, self.temperature)
 
     def scores(self, candidates: Candidates) -> np.ndarray:
-        return self.booster.predict(xgb.DMatrix(candidates.features), output_margin=True)
+        # a pattern has ~14 candidates: XGBoost's cost per call (~10 ms for these 150 trees on a busy machine)
+        # would be most of the answer's time; the compiled walk gives the same margins in well under 1 ms
+        return self._forest.margins(candidates.features)[:, 0]
 
     def log_proba(self, candidates: Candidates, mixture_log_proba: np.ndarray) -> np.ndarray:
         return reranked_log_proba(candidates, self.scores(candidates), mixture_log_proba, self.temperature)
@@ -143,6 +149,10 @@ class CandidateReranker:
         booster.load_model(bytearray(arrays["reranker"].tobytes()))
         booster.set_param({"nthread": n_threads})
         return cls(float(arrays["reranker_temperature"][0]), booster)
+
+
+def _margins(booster: xgb.Booster, features: np.ndarray) -> np.ndarray:
+    return booster.inplace_predict(np.asarray(features, dtype=np.float32), predict_type="margin")
 
 
 def _fit_temperature(candidates: Candidates, scores: np.ndarray, mixture_log_proba: np.ndarray,

@@ -62,6 +62,9 @@ def test_the_reranker_learns_which_source_to_trust_and_round_trips():
     assert np.mean(mixture.argmax(axis=1) == truth) < 0.8
     assert np.mean(cross_fitted.argmax(axis=1) == truth) > 0.95  # answers the re-ranker did not see
     assert np.allclose(np.exp(cross_fitted).sum(axis=1), 1.0)
+    # the compiled walk of the trees answers as XGBoost does (a binary model's base margin is a logit)
+    np.testing.assert_allclose(reranker.scores(table), reranker.booster.inplace_predict(
+        table.features.astype(np.float32), predict_type="margin"), rtol=1e-5, atol=1e-5)
     loaded = CandidateReranker.from_arrays(reranker.to_arrays(), n_threads=1)
     assert loaded.temperature == reranker.temperature
     np.testing.assert_allclose(loaded.log_proba(table, mixture), reranker.log_proba(table, mixture))
