@@ -91,7 +91,7 @@ class GeneratorConfig:
     flatten: float = 0.3
     max_tries: int = 20
     pyxtal_max_count: int = 3  # PyXtal's own placement attempts per draw (its default 10 mostly burns time)
-    pyxtal_timeout_s: float = 0.5  # median placement takes 0.03 s; the rare 2-7 s ones are abandoned
+    pyxtal_timeout_s: float = 0.5  # CPU s; median placement takes 0.03 s, the rare 2-7 s ones are abandoned
     sampling: str = "wyckoff-rows"  # or "label-matched": see the module docstring
 
     def __post_init__(self):
@@ -237,7 +237,14 @@ class _PlacementTimeout(Exception):
 
 @contextmanager
 def _time_limit(seconds: float):
-    """Abandon a PyXtal placement after ``seconds`` (SIGALRM; a no-op outside the main thread or on Windows)."""
+    """Abandon a PyXtal placement after ``seconds`` of this process's CPU time (SIGPROF; a no-op outside the main
+    thread or on Windows).
+
+    CPU time, not wall-clock time: on a busy machine a placement waits for a core without spending its own time,
+    and a wall-clock limit then abandoned placements an idle machine completes, so a seed's crystals depended on
+    the load (a serial and a parallel run of one seed differed beside other jobs). The same 60 crystals of a seed
+    come out either way on an idle machine.
+    """
     usable = hasattr(signal, "setitimer") and threading.current_thread() is threading.main_thread()
     if not usable or seconds <= 0:
         yield
@@ -246,13 +253,13 @@ def _time_limit(seconds: float):
     def _raise(signum, frame):
         raise _PlacementTimeout()
 
-    previous = signal.signal(signal.SIGALRM, _raise)
-    signal.setitimer(signal.ITIMER_REAL, seconds)
+    previous = signal.signal(signal.SIGPROF, _raise)
+    signal.setitimer(signal.ITIMER_PROF, seconds)
     try:
         yield
     finally:
-        signal.setitimer(signal.ITIMER_REAL, 0)
-        signal.signal(signal.SIGALRM, previous)
+        signal.setitimer(signal.ITIMER_PROF, 0)
+        signal.signal(signal.SIGPROF, previous)
 
 
 def dedup_key(crystal: SyntheticCrystal) -> tuple:

@@ -85,3 +85,16 @@ def test_the_frozen_evaluation_set_keeps_the_generator_it_was_made_with():
     assert FROZEN_SYNTHETIC_GENERATOR.tag == ("max_atoms32-min_atoms1-flatten0.3-max_tries20-pyxtal_max_count3-"
                                               "pyxtal_timeout_s0.5-samplingwyckoff-rows")
     assert GeneratorConfig(sampling="label-matched").tag != FROZEN_SYNTHETIC_GENERATOR.tag
+
+
+def test_the_placement_limit_counts_cpu_time_not_waiting():
+    import time
+
+    from tasks.synthetic import _PlacementTimeout, _time_limit
+
+    with _time_limit(0.2):
+        time.sleep(0.4)  # waiting (as for a busy machine's core) spends no CPU time: not abandoned
+    with pytest.raises(_PlacementTimeout), _time_limit(0.2):
+        deadline = time.monotonic() + 30.0
+        while time.monotonic() < deadline:  # spends CPU time until the limit fires
+            pass
