@@ -107,6 +107,10 @@ def main() -> None:
     parser.add_argument("--augment", type=int, default=3)
     parser.add_argument("--save-model", type=Path, default=None,
                         help="write the MP-trained model's artifact here (for analyses after the run)")
+    parser.add_argument("--reuse-model", type=Path, default=None,
+                        help="the MP-trained model an earlier run of the same draw and options saved (--save-model): "
+                             "its boosters and search are kept, and its gate, re-ranker and confidence calibration "
+                             "refitted by the current code on its own calibration split (refit_answer_calibration)")
     parser.add_argument("--add-remaining", action="store_true",
                         help="also train on every CGCNN material outside the --train/--test draw (the test materials "
                              "stay held out): the structure-type search is a search-match and gains with references")
@@ -127,7 +131,8 @@ def main() -> None:
     from tasks.pipeline import REAL_PATTERN_MODEL_OPTIONS
     from tasks.pretrained import shipped_models
     from tasks.priors import MP_PRIOR_STRENGTH, SpaceGroupPrior
-    from tasks.training import fit_and_validate, frozen_synthetic_eval_set, search_hyperparameters
+    from tasks.training import (fit_and_validate, frozen_synthetic_eval_set, search_hyperparameters,
+                                training_and_held_out_rows)
 
     require_shared("cgcnn_mp_crysxpp")
     started = time.perf_counter()
@@ -165,8 +170,14 @@ def main() -> None:
         train_labels = np.concatenate([train_labels, remaining.space_group[np.unique(remaining.groups, return_index=True)[1]]])
     n_train_materials = len(train_labels)
     t_fit = time.perf_counter()
-    searched = search_hyperparameters(train, args.trials, seed=0)[0] if args.trials else (args.params or {})
-    mp_model = fit_and_validate(train, searched | REAL_PATTERN_MODEL_OPTIONS, seed=0, n_estimators=400).model
+    if args.reuse_model:
+        mp_model = SpaceGroupClassifier.from_bytes(args.reuse_model.read_bytes())
+        mp_model.set_params(**REAL_PATTERN_MODEL_OPTIONS)
+        fitted_rows = training_and_held_out_rows(train, seed=0)[0]  # the rows fit_and_validate fitted it on
+        mp_model.refit_answer_calibration(train.X[fitted_rows], train.space_group[fitted_rows], train.groups[fitted_rows])
+    else:
+        searched = search_hyperparameters(train, args.trials, seed=0)[0] if args.trials else (args.params or {})
+        mp_model = fit_and_validate(train, searched | REAL_PATTERN_MODEL_OPTIONS, seed=0, n_estimators=400).model
     fit_seconds = time.perf_counter() - t_fit
     if args.save_model:
         args.save_model.write_bytes(mp_model.to_bytes())
@@ -255,19 +266,28 @@ def main() -> None:
               "`spacegroup predict` and the API do by default (Bayes' rule on its calibrated probabilities at "
               f"strength {MP_PRIOR_STRENGTH}, tasks/priors.py); the frequencies are counted here on the training "
               "materials only.",
-              "", f"Pretrained model: {shipped.metadata.get('dataset')}; MP-trained model searched and fitted here in "
-              f"{fit_seconds:.0f} s on {len(train)} patterns, "
-              + (f"hyperparameters from {args.trials} Optuna trials on a validation split of the training materials: "
-                 + ", ".join(f"{k} {v:.3g}" for k, v in sorted(searched.items())) + "."
-                 if args.trials else "hyperparameters given (--params, not searched here): "
-                 + ", ".join(f"{k} {v:.3g}" for k, v in sorted(searched.items())) + "."
-                 if searched else "default hyperparameters."),
-              f"MP-trained: the booster, its crystal-system head and the structure-type search over its {len(train)} "
-              f"training patterns (tasks/neighbours.py), weighted on its calibration split; {mp_ms_per_pattern:.1f} ms "
+              "", f"Pretrained model: {shipped.metadata.get('dataset')}; " + (
+                  f"MP-trained model: boosters and search from {args.reuse_model} (saved by an earlier run of this "
+                  "draw with --save-model; hyperparameters "
+                  + ", ".join(f"{k} {mp_model.get_params()[k]:.3g}" for k in ("colsample_bytree", "learning_rate",
+                                                                                "max_depth", "min_child_weight",
+                                                                                "subsample"))
+                  + f"), its gate, re-ranker and confidence calibration refitted here in {fit_seconds:.0f} s"
+                  if args.reuse_model else
+                  f"MP-trained model searched and fitted here in {fit_seconds:.0f} s on {len(train)} patterns, "
+                  + (f"hyperparameters from {args.trials} Optuna trials on a validation split of the training materials: "
+                     + ", ".join(f"{k} {v:.3g}" for k, v in sorted(searched.items())) + "."
+                     if args.trials else "hyperparameters given (--params, not searched here): "
+                     + ", ".join(f"{k} {v:.3g}" for k, v in sorted(searched.items())) + "."
+                     if searched else "default hyperparameters.")),
+              f"MP-trained: the booster, its crystal-system head and the structure-type search over its "
+              f"training patterns (tasks/neighbours.py), weighted on its calibration split, and the candidate re-ranker "
+              f"(tasks/reranking.py); {mp_ms_per_pattern:.1f} ms "
               "per pattern in a batch of the test patterns (features already computed). "
-              f"{NO_SEARCH_ROW}: the same model without the search's term (temperature and head weight left as "
-              f"fitted with it, no confidence calibration); {SEARCH_ROW}: the vote of its 20 nearest training patterns up to a lattice scale "
-              "change, alone.",
+              f"{NO_RERANKING_ROW}: the same model without the re-ranker (the mixture of boosters and vote, no "
+              f"confidence calibration); {NO_SEARCH_ROW}: without the search's term either (temperature and head "
+              f"weight left as fitted with it); {SEARCH_ROW}: the vote of its 20 nearest training patterns up to a "
+              "lattice scale change, alone.",
               f"Pretrained model, in-process (features + model, one pattern at a time): p50 {np.percentile(single, 50):.1f} ms, "
               f"p95 {np.percentile(single, 95):.1f} ms; batch of {len(batch)}: {batch_rate:.0f} patterns/s.",
               "", "ece_sampling_floor: the ECE a perfectly calibrated model would show on the same number of answers at "

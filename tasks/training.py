@@ -123,13 +123,19 @@ def fit_and_validate(features: FeatureSet, params: dict, seed: int = 0, n_estima
     return fit_and_validate_split(features, params, seed, n_estimators, modality)[0]
 
 
+def training_and_held_out_rows(features: FeatureSet, seed: int = 0,
+                               test_size: float = 0.1) -> tuple[np.ndarray, np.ndarray]:
+    """The rows :func:`fit_and_validate` fits on and holds out (by group, seeded by ``seed``)."""
+    from sklearn.model_selection import GroupShuffleSplit
+
+    return next(GroupShuffleSplit(n_splits=1, test_size=test_size, random_state=seed + 7)
+                .split(features.X, groups=features.groups))
+
+
 def fit_and_validate_split(features: FeatureSet, params: dict, seed: int = 0, n_estimators: int = 400,
                            modality: str = "xrd", test_size: float = 0.1) -> tuple[TrainingResult, FeatureSet]:
     """As :func:`fit_and_validate`, also returning the held-out rows (no group on both sides)."""
-    from sklearn.model_selection import GroupShuffleSplit
-
-    train, hold = next(GroupShuffleSplit(n_splits=1, test_size=test_size, random_state=seed + 7)
-                       .split(features.X, groups=features.groups))
+    train, hold = training_and_held_out_rows(features, seed, test_size)
     model = SpaceGroupClassifier(modality=modality, feature_version=features.feature_version,
                                  n_estimators=n_estimators, random_state=seed, **params)
     model.fit(features.X[train], features.space_group[train], groups=features.groups[train])

@@ -215,6 +215,25 @@ def test_the_classifier_reranks_the_candidates_and_keeps_its_reranker(four_types
         SpaceGroupClassifier(feature_version=version, candidate_reranking=True).fit(X, y)
 
 
+def test_a_fitted_model_refits_its_answer_calibration_as_a_new_fit_would(four_types):
+    from tasks.models import SpaceGroupClassifier
+
+    X, y, version, query_X, _ = four_types
+    groups = np.arange(len(y)) // 2
+    settings = dict(feature_version=version, n_estimators=30, max_depth=2, structure_type_search=True,
+                    calibration_fraction=0.3)
+    fresh = SpaceGroupClassifier(candidate_reranking=True, **settings).fit(X, y, groups)
+    refitted = SpaceGroupClassifier(**settings).fit(X, y, groups)
+    assert refitted.reranker_ is None
+    refitted.set_params(candidate_reranking=True)
+    refitted.refit_answer_calibration(X, y, groups)
+    assert refitted.neighbour_gate_ == pytest.approx(fresh.neighbour_gate_)
+    assert refitted.confidence_calibration_ == pytest.approx(fresh.confidence_calibration_)
+    np.testing.assert_allclose(refitted.predict_proba(query_X), fresh.predict_proba(query_X), atol=1e-9)
+    with pytest.raises(ValueError, match="not the rows the model was fitted on"):
+        refitted.refit_answer_calibration(X, y[::-1], groups)
+
+
 def test_a_material_can_be_left_out_of_its_own_search():
     structures = [rock_salt(5.64, "Na", "Cl"), rock_salt(6.29, "K", "Cl"), caesium_chloride(4.12, "Cs", "Cl")]
     q, intensity = sticks(*structures)
