@@ -272,7 +272,7 @@ def main() -> None:
                   + ", ".join(f"{k} {mp_model.get_params()[k]:.3g}" for k in ("colsample_bytree", "learning_rate",
                                                                                 "max_depth", "min_child_weight",
                                                                                 "subsample"))
-                  + f"), its gate, re-ranker and confidence calibration refitted here in {fit_seconds:.0f} s"
+                  + f"), its gate, re-ranker and confidence calibration refitted here in {fit_seconds:.0f} s."
                   if args.reuse_model else
                   f"MP-trained model searched and fitted here in {fit_seconds:.0f} s on {len(train)} patterns, "
                   + (f"hyperparameters from {args.trials} Optuna trials on a validation split of the training materials: "
