@@ -110,7 +110,7 @@ class CandidateReranker:
     def __init__(self, temperature: float = 1.0, booster: xgb.Booster | None = None) -> None:
         self.temperature = temperature
         self.booster = booster
-        self._forest = None if booster is None else CompiledForest(booster, N_ROUNDS)
+        self._forest = None if booster is None else CompiledForest(booster, booster.num_boosted_rounds())
 
     def fit(self, candidates: Candidates, encoded_labels: np.ndarray, groups: np.ndarray,
             mixture_log_proba: np.ndarray, seed: int = 0) -> tuple["CandidateReranker", np.ndarray]:
@@ -128,7 +128,7 @@ class CandidateReranker:
                 scores[score_mask] = _margins(fold, candidates.features[score_mask])
         self.temperature = _fit_temperature(candidates, scores, mixture_log_proba, encoded_labels)
         self.booster = xgb.train(params, xgb.DMatrix(candidates.features, label=target), N_ROUNDS)
-        self._forest = CompiledForest(self.booster, N_ROUNDS)
+        self._forest = CompiledForest(self.booster, self.booster.num_boosted_rounds())
         return self, reranked_log_proba(candidates, scores, mixture_log_proba, self.temperature)
 
     def scores(self, candidates: Candidates) -> np.ndarray:
