@@ -424,7 +424,7 @@ class SpaceGroupClassifier(ClassifierMixin, BaseEstimator):
 
                     if model.neighbours_ is None:
                         raise ValueError("a candidate re-ranker without the structure-type search it re-ranks")
-                    model.reranker_ = CandidateReranker.from_arrays(archive, threads)
+                    model.reranker_ = CandidateReranker.from_arrays(archive)
                 model.confidence_calibration_ = (tuple(float(v) for v in archive["confidence_calibration"])
                                                  if "confidence_calibration" in archive.files else IDENTITY)
                 if len(model.confidence_calibration_) != 3:

@@ -110,7 +110,7 @@ class CandidateReranker:
     def __init__(self, temperature: float = 1.0, booster: xgb.Booster | None = None) -> None:
         self.temperature = temperature
         self.booster = booster
-        self._forest = None if booster is None else CompiledForest(booster, booster.num_boosted_rounds())
+        self._forest = None if booster is None else _compiled(booster)
 
     def fit(self, candidates: Candidates, encoded_labels: np.ndarray, groups: np.ndarray,
             mixture_log_proba: np.ndarray, seed: int = 0) -> tuple["CandidateReranker", np.ndarray]:
@@ -125,15 +125,13 @@ class CandidateReranker:
             for fit_rows, score_rows in GroupKFold(n_splits=n_folds).split(mixture_log_proba, groups=groups):
                 fit_mask, score_mask = np.isin(candidates.rows, fit_rows), np.isin(candidates.rows, score_rows)
                 fold = xgb.train(params, xgb.DMatrix(candidates.features[fit_mask], label=target[fit_mask]), N_ROUNDS)
-                scores[score_mask] = _margins(fold, candidates.features[score_mask])
+                scores[score_mask] = _compiled(fold).margins(candidates.features[score_mask])[:, 0]
         self.temperature = _fit_temperature(candidates, scores, mixture_log_proba, encoded_labels)
         self.booster = xgb.train(params, xgb.DMatrix(candidates.features, label=target), N_ROUNDS)
-        self._forest = CompiledForest(self.booster, self.booster.num_boosted_rounds())
+        self._forest = _compiled(self.booster)
         return self, reranked_log_proba(candidates, scores, mixture_log_proba, self.temperature)
 
     def scores(self, candidates: Candidates) -> np.ndarray:
-        # a pattern has ~14 candidates: XGBoost's cost per call (~10 ms for these 150 trees on a busy machine)
-        # would be most of the answer's time; the compiled walk gives the same margins in well under 1 ms
         return self._forest.margins(candidates.features)[:, 0]
 
     def log_proba(self, candidates: Candidates, mixture_log_proba: np.ndarray) -> np.ndarray:
@@ -144,15 +142,16 @@ class CandidateReranker:
                 "reranker_temperature": np.array([self.temperature])}
 
     @classmethod
-    def from_arrays(cls, arrays, n_threads: int) -> "CandidateReranker":
-        booster = xgb.Booster()
+    def from_arrays(cls, arrays) -> "CandidateReranker":
+        booster = xgb.Booster()  # kept for saving; answers come from its compiled walk
         booster.load_model(bytearray(arrays["reranker"].tobytes()))
-        booster.set_param({"nthread": n_threads})
         return cls(float(arrays["reranker_temperature"][0]), booster)
 
 
-def _margins(booster: xgb.Booster, features: np.ndarray) -> np.ndarray:
-    return booster.inplace_predict(np.asarray(features, dtype=np.float32), predict_type="margin")
+def _compiled(booster: xgb.Booster) -> CompiledForest:
+    # a pattern has ~14 candidates: XGBoost's cost per call (~10 ms for these 150 trees on a busy machine) would be
+    # most of the answer's time; the compiled walk gives the same margins in well under 1 ms
+    return CompiledForest(booster, booster.num_boosted_rounds())
 
 
 def _fit_temperature(candidates: Candidates, scores: np.ndarray, mixture_log_proba: np.ndarray,

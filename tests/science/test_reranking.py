@@ -65,6 +65,6 @@ def test_the_reranker_learns_which_source_to_trust_and_round_trips():
     # the compiled walk of the trees answers as XGBoost does (a binary model's base margin is a logit)
     np.testing.assert_allclose(reranker.scores(table), reranker.booster.inplace_predict(
         table.features.astype(np.float32), predict_type="margin"), rtol=1e-5, atol=1e-5)
-    loaded = CandidateReranker.from_arrays(reranker.to_arrays(), n_threads=1)
+    loaded = CandidateReranker.from_arrays(reranker.to_arrays())
     assert loaded.temperature == reranker.temperature
     np.testing.assert_allclose(loaded.log_proba(table, mixture), reranker.log_proba(table, mixture))
