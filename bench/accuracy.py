@@ -31,6 +31,7 @@ AUTOXRD_LABELS = {"pm-3m": 221, "I4Imcm": 140, "P3m1": 164, "Fm-3m": 225, "P61mm
 PRIOR_ROW = "pretrained (synthetic), MP prior"
 NO_SEARCH_ROW = "MP-trained, structure-type search switched off"
 NO_RERANKING_ROW = "MP-trained, candidate re-ranking switched off (boosters and vote mixed)"
+NO_REFINEMENT_ROW = "MP-trained, isotypic cell refinement switched off"
 SEARCH_ROW = "structure-type search alone (MP train)"
 HEADLINE = ("n", "sg_top1", "sg_top3", "sg_top5", "crystal_system_accuracy", "extinction_group_accuracy",
             "sg_macro_f1", "sg_balanced_accuracy", "sg_ovr_roc_auc", "ece", "ece_sampling_floor")
@@ -91,6 +92,19 @@ def _remaining_features(args, drawn: set[int]):
     return features
 
 
+def _cached_line_table(name: str, structures):
+    """``tasks.isotype_refinement.line_table`` of ``structures()`` (called only on a cache miss), cached."""
+    from tasks.isotype_refinement import LINES_VERSION, LineTable, line_table
+
+    cache = OUT / f"mp-{LINES_VERSION}-{name}.npz"
+    if cache.exists():
+        with np.load(cache) as d:
+            return LineTable.from_arrays(d)
+    table = line_table(structures())
+    np.savez_compressed(cache, **table.to_arrays())
+    return table
+
+
 def fmt(metrics: dict) -> str:
     def f(key):
         value = metrics.get(key)
@@ -126,6 +140,7 @@ def main() -> None:
     from tasks.datasets import FeatureSet, xrd_feature_set
     from tasks.evaluate import evaluate_probabilities, knn_baseline_proba, plot_confusion_and_calibration
     from tasks.features import XRD_FEATURE_VERSION, XRDPatternFeaturizer
+    from tasks.isotype_refinement import LineTable
     from tasks.models import SpaceGroupClassifier
     from tasks.neighbours import peak_sticks
     from tasks.pipeline import REAL_PATTERN_MODEL_OPTIONS
@@ -162,20 +177,28 @@ def main() -> None:
         np.savez_compressed(cache, Xtr=train.X, ytr=train.space_group, gtr=train.groups, Xte=test.X,
                             yte=test.space_group, gte=test.groups)
     train_labels = np.array([records[i][2] for i in train_idx])
+    # the training structures' lines, for the search's isotypic cell refinement; rows follow train.groups
+    train_lines = _cached_line_table(f"{args.train}-{args.test}", lambda: [records[i][1] for i in train_idx])
     if args.add_remaining:
-        remaining = _remaining_features(args, set(range(3, 3 + (args.train + args.test) * step, step)))
+        drawn = set(range(3, 3 + (args.train + args.test) * step, step))
+        remaining = _remaining_features(args, drawn)
+        train_lines = LineTable.concatenate([train_lines, _cached_line_table(
+            f"remaining-{args.train}-{args.test}",
+            lambda: [r[1] for r in mp_structures(indices=[i for i in range(CGCNN_MATERIALS) if i not in drawn])])])
         # groups number materials: the remaining ones follow the draw's training materials
         train = FeatureSet(np.vstack([train.X, remaining.X]), np.concatenate([train.space_group, remaining.space_group]),
                            np.concatenate([train.groups, remaining.groups + len(train_idx)]), XRD_FEATURE_VERSION)
         train_labels = np.concatenate([train_labels, remaining.space_group[np.unique(remaining.groups, return_index=True)[1]]])
     n_train_materials = len(train_labels)
     t_fit = time.perf_counter()
+    fitted_rows = training_and_held_out_rows(train, seed=0)[0]  # the rows fit_and_validate fits the model on
     if args.reuse_model:
         mp_model = SpaceGroupClassifier.from_bytes(args.reuse_model.read_bytes())
         mp_model.set_params(**REAL_PATTERN_MODEL_OPTIONS)
-        fitted_rows = training_and_held_out_rows(train, seed=0)[0]  # the rows fit_and_validate fitted it on
-        mp_model.refit_answer_calibration(train.X[fitted_rows], train.space_group[fitted_rows], train.groups[fitted_rows])
+        mp_model.refit_answer_calibration(train.X[fitted_rows], train.space_group[fitted_rows], train.groups[fitted_rows],
+                                          reference_lines=train_lines)
     else:
+        train = FeatureSet(train.X, train.space_group, train.groups, train.feature_version, train_lines, train.groups)
         searched = search_hyperparameters(train, args.trials, seed=0)[0] if args.trials else (args.params or {})
         mp_model = fit_and_validate(train, searched | REAL_PATTERN_MODEL_OPTIONS, seed=0, n_estimators=400).model
     fit_seconds = time.perf_counter() - t_fit
@@ -211,6 +234,14 @@ def main() -> None:
     add("(b) MP held-out, augmented", "MP-trained", mp_model.predict_proba(test.X), mp_model.classes_,
         test.space_group, "mp_model_mp")
     mp_ms_per_pattern = 1000 * (time.perf_counter() - t_mp) / len(test.X)
+    # the same boosters and search without the cell refinement, gate, re-ranker and calibration refitted so
+    without_refinement = copy.copy(mp_model)
+    without_refinement.neighbours_ = copy.copy(mp_model.neighbours_)
+    without_refinement.neighbours_.lines_ = None
+    without_refinement.refit_answer_calibration(train.X[fitted_rows], train.space_group[fitted_rows],
+                                                train.groups[fitted_rows])
+    add("(b) MP held-out, augmented", NO_REFINEMENT_ROW, without_refinement.predict_proba(test.X), mp_model.classes_,
+        test.space_group)
     # the same model's parts alone, in the same run: what the structure-type search adds
     without_search = copy.copy(mp_model)  # shares the boosters; a reload would rebuild the search's index
     without_search.neighbours_, without_search.reranker_ = None, None
@@ -272,7 +303,8 @@ def main() -> None:
                   + ", ".join(f"{k} {mp_model.get_params()[k]:.3g}" for k in ("colsample_bytree", "learning_rate",
                                                                                 "max_depth", "min_child_weight",
                                                                                 "subsample"))
-                  + f"), its gate, re-ranker and confidence calibration refitted here in {fit_seconds:.0f} s."
+                  + f"), its search given the training structures' lines and its gate, re-ranker and confidence "
+                  f"calibration refitted here in {fit_seconds:.0f} s."
                   if args.reuse_model else
                   f"MP-trained model searched and fitted here in {fit_seconds:.0f} s on {len(train)} patterns, "
                   + (f"hyperparameters from {args.trials} Optuna trials on a validation split of the training materials: "
@@ -281,13 +313,16 @@ def main() -> None:
                      + ", ".join(f"{k} {v:.3g}" for k, v in sorted(searched.items())) + "."
                      if searched else "default hyperparameters.")),
               f"MP-trained: the booster, its crystal-system head and the structure-type search over its "
-              f"training patterns (tasks/neighbours.py), weighted on its calibration split, and the candidate re-ranker "
+              f"training patterns (tasks/neighbours.py), each neighbour's cell refined against the pattern "
+              f"(tasks/isotype_refinement.py), weighted on its calibration split, and the candidate re-ranker "
               f"(tasks/reranking.py); {mp_ms_per_pattern:.1f} ms "
               "per pattern in a batch of the test patterns (features already computed). "
+              f"{NO_REFINEMENT_ROW}: the same boosters and search without the cell refinement, its gate, re-ranker "
+              "and confidence calibration refitted without it; "
               f"{NO_RERANKING_ROW}: the same model without the re-ranker (the mixture of boosters and vote, no "
               f"confidence calibration); {NO_SEARCH_ROW}: without the search's term either (temperature and head "
               f"weight left as fitted with it); {SEARCH_ROW}: the vote of its 20 nearest training patterns up to a "
-              "lattice scale change, alone.",
+              "lattice scale change, their cells refined, alone.",
               f"Pretrained model, in-process (features + model, one pattern at a time): p50 {np.percentile(single, 50):.1f} ms, "
               f"p95 {np.percentile(single, 95):.1f} ms; batch of {len(batch)}: {batch_rate:.0f} patterns/s.",
               "", "ece_sampling_floor: the ECE a perfectly calibrated model would show on the same number of answers at "

@@ -23,26 +23,37 @@ def is_frozen_holdout(source_id: str) -> bool:
 
 
 def material_features(materials, cache_dir: Path, key: str, n_augment: int = 2, seed: int = 0,
-                      n_jobs: int = 0) -> FeatureSet:
+                      n_jobs: int = 0, with_reference_lines: bool = False) -> FeatureSet:
     """Measured-like XRD features of ``materials`` (registry rows); ``groups`` holds each row's material id.
+    ``with_reference_lines``: also the materials' lines, for the structure-type search's cell refinement.
 
     Cached in ``cache_dir`` under ``key`` (a content hash) with the feature version: a rerun on the same
     dataset reads the file instead of simulating again.
     """
+    from tasks.isotype_refinement import LineTable
+
     version = XRDPatternFeaturizer.version
-    path = Path(cache_dir) / f"features-{key[:24]}-{version}-a{n_augment}-s{seed}.npz"
+    lines_tag = "-lines" if with_reference_lines else ""
+    path = Path(cache_dir) / f"features-{key[:24]}-{version}-a{n_augment}-s{seed}{lines_tag}.npz"
     if path.exists():
         with np.load(path, allow_pickle=False) as data:
             log.info("features from cache %s", path.name)
-            return FeatureSet(data["X"], data["y"], data["groups"], version)
+            if not with_reference_lines:
+                return FeatureSet(data["X"], data["y"], data["groups"], version)
+            return FeatureSet(data["X"], data["y"], data["groups"], version, LineTable.from_arrays(data),
+                              data["line_rows"])
     structures = [Structure.from_dict(json.loads(m.structure_json)) for m in materials]
     labels = [m.space_group_number for m in materials]
-    features = xrd_feature_set(structures, labels, n_augment=n_augment, seed=seed, n_jobs=n_jobs)
+    features = xrd_feature_set(structures, labels, n_augment=n_augment, seed=seed, n_jobs=n_jobs,
+                               with_reference_lines=with_reference_lines)
     ids = np.array([m.id for m in materials])
-    features = FeatureSet(features.X, features.space_group, ids[features.groups], version)
+    features = FeatureSet(features.X, features.space_group, ids[features.groups], version, features.reference_lines,
+                          features.line_rows)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_suffix(".tmp.npz")
-    np.savez_compressed(tmp, X=features.X, y=features.space_group, groups=features.groups)
+    lines = {} if features.reference_lines is None else features.reference_lines.to_arrays() | {
+        "line_rows": features.line_rows}
+    np.savez_compressed(tmp, X=features.X, y=features.space_group, groups=features.groups, **lines)
     tmp.replace(path)  # atomic: a killed run never leaves half a cache file
     return features
 

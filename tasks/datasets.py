@@ -32,12 +32,17 @@ class FeatureSet:
     space_group: np.ndarray
     groups: np.ndarray
     feature_version: str
+    #: lines of the structures (``tasks.isotype_refinement.LineTable``) and each row's structure in it, for the
+    #: structure-type search's cell refinement; absent where the structures were not kept
+    reference_lines: object | None = None
+    line_rows: np.ndarray | None = None
 
     def __len__(self) -> int:
         return len(self.space_group)
 
     def subset(self, mask: np.ndarray) -> "FeatureSet":
-        return FeatureSet(self.X[mask], self.space_group[mask], self.groups[mask], self.feature_version)
+        return FeatureSet(self.X[mask], self.space_group[mask], self.groups[mask], self.feature_version,
+                          self.reference_lines, None if self.line_rows is None else self.line_rows[mask])
 
 
 def _augmented_features_chunk(args: tuple[list[tuple[int, Structure]], int, int]) -> list[tuple[int, np.ndarray]]:
@@ -65,8 +70,10 @@ def xrd_feature_set(
     n_jobs: int = 0,
     chunk_size: int = 25,
     progress: Callable[[int], None] | None = None,
+    with_reference_lines: bool = False,
 ) -> FeatureSet:
-    """Measured-like XRD features for ``structures`` (``n_augment`` rows each), labelled ``space_groups``."""
+    """Measured-like XRD features for ``structures`` (``n_augment`` rows each), labelled ``space_groups``; with
+    ``with_reference_lines``, also the structures' lines (``tasks.isotype_refinement.line_table``)."""
     items = list(enumerate(structures))
     chunks = [(items[i:i + chunk_size], n_augment, seed) for i in range(0, len(items), chunk_size)]
     workers = (os.cpu_count() or 1) if n_jobs == 0 else n_jobs
@@ -86,4 +93,8 @@ def xrd_feature_set(
     labels = np.asarray(space_groups)
     X = np.vstack([rows for _, rows in results]) if results else np.zeros((0, XRDPatternFeaturizer().n_features))
     groups = np.concatenate([np.full(len(rows), index) for index, rows in results]) if results else np.zeros(0, int)
-    return FeatureSet(X, labels[groups], groups, XRDPatternFeaturizer.version)
+    if not with_reference_lines:
+        return FeatureSet(X, labels[groups], groups, XRDPatternFeaturizer.version)
+    from tasks.isotype_refinement import line_table
+
+    return FeatureSet(X, labels[groups], groups, XRDPatternFeaturizer.version, line_table(structures, n_jobs), groups)

@@ -66,11 +66,12 @@ from tasks.extinction import extinction_group_of
 from tasks.forest import CompiledForest
 from tasks.priors import SpaceGroupPrior, class_frequencies
 
-ARTIFACT_FORMAT = "spacegroup-xgb-npz-5"
+ARTIFACT_FORMAT = "spacegroup-xgb-npz-6"
 # 1: no system head; 2: no training prior (answers cannot be moved to another prior); 3: no confidence
-# calibration; 4: no candidate re-ranker. Each is refused by the code before it, which would ignore what it adds.
+# calibration; 4: no candidate re-ranker; 5: no isotypic cell refinement of the search's neighbours. Each is
+# refused by the code before it, which would ignore what it adds.
 READABLE_FORMATS = ("spacegroup-xgb-npz-1", "spacegroup-xgb-npz-2", "spacegroup-xgb-npz-3", "spacegroup-xgb-npz-4",
-                    ARTIFACT_FORMAT)
+                    "spacegroup-xgb-npz-5", ARTIFACT_FORMAT)
 #: once ``prepare_small_batches`` has run, up to this many rows are scored by walking the trees in compiled code:
 #: faster than XGBoost for both shipped models (bench/model_latency.py measures the crossover; for the shipped
 #: XRD model it lies above 16 rows)
@@ -149,8 +150,12 @@ class SpaceGroupClassifier(ClassifierMixin, BaseEstimator):
             "seed": self.random_state, "nthread": self.n_jobs or (os.cpu_count() or 1), "verbosity": 0,
         }
 
-    def fit(self, X, y, groups=None, callback=None):
-        """Fit on ``X`` (n x f) and space-group labels ``y``; ``groups`` keeps related rows on one side."""
+    def fit(self, X, y, groups=None, callback=None, reference_lines=None, line_rows=None):
+        """Fit on ``X`` (n x f) and space-group labels ``y``; ``groups`` keeps related rows on one side.
+
+        ``reference_lines`` (a ``tasks.isotype_refinement.LineTable`` of the training structures; XRD with the
+        structure-type search only) lets the search refine each neighbour's cell against a pattern;
+        ``line_rows`` gives each row's structure in it (default: ``groups``)."""
         X = np.asarray(X, dtype=np.float32)
         y = np.asarray(y).astype(int)
         if X.ndim != 2 or len(X) != len(y):
@@ -161,6 +166,9 @@ class SpaceGroupClassifier(ClassifierMixin, BaseEstimator):
             raise ValueError("candidate_reranking re-ranks the structure-type search's candidates: "
                              "it needs structure_type_search=True")
         groups = np.arange(len(y)) if groups is None else np.asarray(groups)
+        if reference_lines is not None and not (self.structure_type_search and self.modality == "xrd"):
+            raise ValueError("reference lines refine the cells of the XRD structure-type search's neighbours: "
+                             "they need modality='xrd' and structure_type_search=True")
         self.__dict__.pop("_forest", None)  # a refit invalidates the flat copies of the trees
         self.__dict__.pop("_system_forest", None)
         self.__dict__.pop("_prior_shifts", None)
@@ -196,14 +204,17 @@ class SpaceGroupClassifier(ClassifierMixin, BaseEstimator):
         # every row is a reference; a calibration material's own patterns are left out of its search, so the
         # mixture is weighed on searches like those of new materials
         self.neighbours_ = self._fit_neighbours(X, y, groups) if self.structure_type_search else None
+        if reference_lines is not None:
+            self._attach_reference_lines(reference_lines, groups if line_rows is None else line_rows)
         self.mixture_temperature_ = 1.0
         self.fit_answer_calibration(X[calib], encoded[calib], groups[calib])
         return self
 
-    def refit_answer_calibration(self, X, y, groups) -> "SpaceGroupClassifier":
+    def refit_answer_calibration(self, X, y, groups, reference_lines=None, line_rows=None) -> "SpaceGroupClassifier":
         """Refit the gate, the re-ranker (as ``candidate_reranking`` now says) and the confidence calibration on the
         calibration split of the rows ``fit`` was given (``X``, ``y``, ``groups``), keeping the boosters and the
-        search: what a new fit with these settings would end with, at a fraction of its cost."""
+        search: what a new fit with these settings would end with, at a fraction of its cost. ``reference_lines``
+        and ``line_rows`` (as in ``fit``) give the search the cell refinement first."""
         X, y, groups = np.asarray(X, dtype=np.float32), np.asarray(y).astype(int), np.asarray(groups)
         if self.candidate_reranking and self.neighbours_ is None:
             raise ValueError("candidate_reranking re-ranks the structure-type search's candidates: this model has none")
@@ -211,6 +222,11 @@ class SpaceGroupClassifier(ClassifierMixin, BaseEstimator):
             if not np.array_equal(self.neighbours_.labels_, y):
                 raise ValueError("these are not the rows the model was fitted on: its search's references differ")
             self.neighbours_.groups_ = groups
+        if reference_lines is not None:
+            if self.neighbours_ is None or self.modality != "xrd":
+                raise ValueError("reference lines refine the cells of the XRD structure-type search's neighbours: "
+                                 "this model has none")
+            self._attach_reference_lines(reference_lines, groups if line_rows is None else line_rows)
         _, _, calib = _three_way_group_split(groups, self.validation_fraction, self.calibration_fraction,
                                              self.random_state)
         self.fit_answer_calibration(X[calib], np.searchsorted(self.classes_, y[calib]), groups[calib])
@@ -255,6 +271,11 @@ class SpaceGroupClassifier(ClassifierMixin, BaseEstimator):
 
         search = StructureTypeNeighbours() if self.modality == "xrd" else FormulaPrototypeNeighbours()
         return search.fit(*self._search_inputs(X), y, groups)
+
+    def _attach_reference_lines(self, reference_lines, line_rows) -> None:
+        from tasks.neighbours import first_peak_count
+
+        self.neighbours_.with_reference_lines(reference_lines, line_rows, first_peak_count(self.feature_version))
 
     def _neighbours_of(self, X, exclude_groups=None) -> tuple[np.ndarray, np.ndarray]:
         """The labels and similarities of each row's nearest references."""

@@ -22,6 +22,10 @@ matrix product for a block of patterns), and only its ``N_CANDIDATES`` best are 
 autocorrelation of a profile, which does not change with a shift, was the first idea for that pass; it kept only
 38 % of the exact 20 nearest among its best 256 (the coarse search: 98.7 %).
 
+Members of a structure type differ by more than a scale (c/a, b/a, angles): a search given its references' lines
+(``with_reference_lines``) refines each neighbour's cell within its symmetry against the pattern and multiplies the
+similarity by the refined fit to the power ``REFINEMENT_POWER`` (``tasks.isotype_refinement``).
+
 Only the peaks travel: a reference is its peak positions (Å⁻¹) and relative intensities, as the XRD features
 carry them (``peak_q_*``, ``peak_i_*``, ``strong_q_*``, ``strong_i_*``); profiles are rebuilt on load.
 """
@@ -54,6 +58,15 @@ def _stick_columns(feature_version: str) -> tuple[np.ndarray, np.ndarray]:
     featurizer, reader = XRDPatternFeaturizer(), "the structure-type search (peaks from XRD features)"
     return (feature_columns(featurizer, feature_version, lambda name: name.startswith(("peak_q_", "strong_q_")), reader),
             feature_columns(featurizer, feature_version, lambda name: name.startswith(("peak_i_", "strong_i_")), reader))
+
+
+@lru_cache(maxsize=None)
+def first_peak_count(feature_version: str) -> int:
+    """How many of ``peak_sticks``' columns are the first peaks by position (the rest are the strongest)."""
+    from tasks.features import XRDPatternFeaturizer, feature_columns
+
+    return len(feature_columns(XRDPatternFeaturizer(), feature_version, lambda name: name.startswith("peak_q_"),
+                               "the structure-type search (peaks from XRD features)"))
 
 
 def peak_sticks(X: np.ndarray, feature_version: str) -> tuple[np.ndarray, np.ndarray]:
@@ -163,7 +176,20 @@ class StructureTypeNeighbours:
         if self.q_inv_angstrom_.shape != self.intensity_.shape or len(self.labels_) != len(self.q_inv_angstrom_):
             raise ValueError(f"peak positions {self.q_inv_angstrom_.shape}, intensities {self.intensity_.shape} "
                              f"and {len(self.labels_)} labels do not match")
+        self.lines_, self.line_rows_, self.n_first_peaks_ = None, None, 0
         self._index()
+        return self
+
+    def with_reference_lines(self, lines, line_rows, n_first_peaks: int) -> "StructureTypeNeighbours":
+        """Rescore every neighbour by isotypic cell refinement (``tasks.isotype_refinement``): its similarity times
+        its refined fit ** ``REFINEMENT_POWER``. ``lines`` is a ``LineTable``, ``line_rows`` the row of it of each
+        reference (its structure), ``n_first_peaks`` how many of a row's peaks are the first by position."""
+        line_rows = np.asarray(line_rows, dtype=np.int64)
+        if line_rows.shape != self.labels_.shape:
+            raise ValueError(f"{len(line_rows)} line-table rows for {len(self.labels_)} references")
+        if len(line_rows) and (line_rows.min() < 0 or line_rows.max() >= len(lines)):
+            raise ValueError(f"line-table rows must lie in 0..{len(lines) - 1}")
+        self.lines_, self.line_rows_, self.n_first_peaks_ = lines, line_rows, int(n_first_peaks)
         return self
 
     def _index(self) -> None:
@@ -201,6 +227,11 @@ class StructureTypeNeighbours:
                 best = np.argpartition(-exact, k - 1)[:k] if k < len(exact) else np.arange(len(exact))
                 index[start + row] = cand[best]
                 similarity[start + row] = exact[best]
+        if self.__dict__.get("lines_") is not None:
+            from tasks.isotype_refinement import REFINEMENT_POWER, refined_fits
+
+            fit = refined_fits(q_inv_angstrom, intensity, self.line_rows_[index], self.lines_, self.n_first_peaks_)
+            similarity = (similarity * fit ** REFINEMENT_POWER).astype(np.float32)
         return index, similarity
 
     def predict_proba(self, q_inv_angstrom: np.ndarray, intensity: np.ndarray, classes: np.ndarray,
@@ -226,13 +257,23 @@ class StructureTypeNeighbours:
         return self.vote_of(*self.neighbours(q_inv_angstrom, intensity, exclude_groups), classes)
 
     def to_arrays(self) -> dict[str, np.ndarray]:
-        return {"neighbour_q": self.q_inv_angstrom_, "neighbour_intensity": self.intensity_,
+        arrays = {"neighbour_q": self.q_inv_angstrom_, "neighbour_intensity": self.intensity_,
                 "neighbour_labels": self.labels_,
                 "neighbour_params": np.array([self.n_neighbours, self.n_candidates, self.max_scale_change,
                                               self.vote_power], dtype=np.float64)}
+        if self.__dict__.get("lines_") is not None:
+            arrays |= self.lines_.to_arrays() | {"neighbour_line_rows": self.line_rows_,
+                                                 "neighbour_first_peaks": np.array([self.n_first_peaks_])}
+        return arrays
 
     @classmethod
     def from_arrays(cls, arrays) -> "StructureTypeNeighbours":
         n_neighbours, n_candidates, max_scale_change, vote_power = (float(v) for v in arrays["neighbour_params"])
         model = cls(int(n_neighbours), int(n_candidates), max_scale_change, vote_power)
-        return model.fit(arrays["neighbour_q"], arrays["neighbour_intensity"], arrays["neighbour_labels"])
+        model.fit(arrays["neighbour_q"], arrays["neighbour_intensity"], arrays["neighbour_labels"])
+        if "neighbour_line_rows" in arrays:
+            from tasks.isotype_refinement import LineTable
+
+            model.with_reference_lines(LineTable.from_arrays(arrays), arrays["neighbour_line_rows"],
+                                       int(arrays["neighbour_first_peaks"][0]))
+        return model

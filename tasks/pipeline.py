@@ -147,7 +147,8 @@ def train_on_dataset_and_maybe_promote(engine, store: ArtifactStore, reports_dir
     if len(materials) < MIN_DATASET_MATERIALS:
         raise ValueError(f"dataset {dataset.id} has {len(materials)} materials; at least {MIN_DATASET_MATERIALS} "
                          "are needed to train and hold out")
-    features = material_features(materials, cache_dir, dataset.content_hash, n_augment, seed, n_jobs)
+    features = material_features(materials, cache_dir, dataset.content_hash, n_augment, seed, n_jobs,
+                                 with_reference_lines=True)
     train, holdout = split_frozen_holdout(features, materials)
     if len(holdout) == 0 or len(set(train.space_group.tolist())) < 2:
         raise ValueError(f"dataset {dataset.id} is too small or too uniform to train and evaluate on")

@@ -138,7 +138,9 @@ def fit_and_validate_split(features: FeatureSet, params: dict, seed: int = 0, n_
     train, hold = training_and_held_out_rows(features, seed, test_size)
     model = SpaceGroupClassifier(modality=modality, feature_version=features.feature_version,
                                  n_estimators=n_estimators, random_state=seed, **params)
-    model.fit(features.X[train], features.space_group[train], groups=features.groups[train])
+    lines = features.reference_lines if model.structure_type_search and modality == "xrd" else None
+    model.fit(features.X[train], features.space_group[train], groups=features.groups[train], reference_lines=lines,
+              line_rows=None if lines is None else features.line_rows[train])
     metrics = evaluate_probabilities(model.predict_proba(features.X[hold]), model.classes_, features.space_group[hold])
     held_out = features.subset(np.isin(np.arange(len(features)), hold))
     return TrainingResult(model, metrics, len(features), len(np.unique(features.groups))), held_out

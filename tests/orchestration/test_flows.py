@@ -12,6 +12,7 @@ import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
+import numpy as np
 import pytest
 from sqlalchemy import func, select
 from sqlmodel import Session
@@ -82,9 +83,12 @@ def test_retrain_flow_trains_on_the_newest_dataset_and_judges_on_frozen_holdout(
     assert result["promoted"] == (candidate.stage == "champion")
     markdown = artifact_markdown("retrain-report")
     assert "| sg_top1 |" in markdown and f"Candidate model **{candidate.id}**" in markdown
-    # the features of that dataset are cached by content hash: a second retrain reuses them
-    cached = list((Path(os.environ["SPACEGROUP_HOME"]) / "cache").glob("features-*.npz"))
+    # the features of that dataset are cached by content hash, with the structures' lines for the search's cell
+    # refinement: a second retrain reuses them
+    cached = list((Path(os.environ["SPACEGROUP_HOME"]) / "cache").glob("features-*-lines.npz"))
     assert cached
+    with np.load(cached[0]) as data:
+        assert data["lines_hkl"].shape[1:] == (64, 3) and len(data["line_rows"]) == len(data["X"])
 
 
 class _Receiver:

@@ -140,9 +140,9 @@ def _feature_rows(structures):
 
 
 @pytest.fixture(scope="module")
-def four_types():
-    """Feature rows of scaled copies of four structure types (cell sizes overlapping between types), and queries
-    with larger cells than any in training."""
+def four_type_structures():
+    """Scaled copies of four structure types (cell sizes overlapping between types), and queries with larger cells
+    than any in training."""
     rng = np.random.default_rng(1)
     prototypes = {225: rock_salt(1.0, "Na", "Cl"), 221: caesium_chloride(0.75, "Cs", "Cl"),
                   216: zinc_blende(1.0, "Zn", "S"), 136: rutile(0.8, 0.53, "Ti")}
@@ -150,9 +150,16 @@ def four_types():
               for label, p in prototypes.items()}  # scaled copies: building a space group in pymatgen is slow
     y = np.repeat(list(makers), 25)
     train_a = rng.uniform(4.0, 7.0, len(y))  # peak positions overlap between types
-    X, version = _feature_rows([makers[label](a) for label, a in zip(y, train_a)])
     query_y = np.array(list(makers))
-    query_X, _ = _feature_rows([makers[label](7.5) for label in query_y])
+    return [makers[label](a) for label, a in zip(y, train_a)], y, [makers[label](7.5) for label in query_y], query_y
+
+
+@pytest.fixture(scope="module")
+def four_types(four_type_structures):
+    """Feature rows of ``four_type_structures``."""
+    structures, y, query_structures, query_y = four_type_structures
+    X, version = _feature_rows(structures)
+    query_X, _ = _feature_rows(query_structures)
     return X, y, version, query_X, query_y
 
 
@@ -245,3 +252,60 @@ def test_a_material_can_be_left_out_of_its_own_search():
     ungrouped = StructureTypeNeighbours().fit(q, intensity, [225, 225, 221])
     with pytest.raises(ValueError, match="without groups"):
         ungrouped.similarities(q, intensity, exclude_groups=np.array([10, 11, 12]))
+
+
+def test_the_search_refines_its_neighbours_cells_when_it_has_their_lines():
+    from tasks.isotype_refinement import REFINEMENT_POWER, line_table
+
+    structures = [rutile(4.59, 2.96, "Ti"), rock_salt(4.20, "Mg", "O")]
+    search = StructureTypeNeighbours(n_neighbours=2).fit(*sticks(*structures), [136, 225])
+    query = sticks(rutile(4.59 * 1.02, 2.96 * 0.975, "Sn"))  # c/a 4.4 % smaller: not one scale away
+    index, plain = search.similarities(*query)
+    search.with_reference_lines(line_table(structures, n_jobs=1), [0, 1], n_first_peaks=16)
+    refined_index, refined = search.similarities(*query)
+    np.testing.assert_array_equal(refined_index, index)
+    ratio = dict(zip(index[0], refined[0] / plain[0]))
+    assert ratio[0] > 0.99 and ratio[1] < 0.5 ** REFINEMENT_POWER  # rutile explains the peaks once refined
+    again = StructureTypeNeighbours.from_arrays(search.to_arrays())
+    np.testing.assert_allclose(again.similarities(*query)[1], refined)
+    with pytest.raises(ValueError, match="line-table rows must lie in 0..1"):
+        search.with_reference_lines(line_table(structures, n_jobs=1), [0, 2], n_first_peaks=16)
+
+
+def test_the_classifier_keeps_its_search_s_reference_lines(four_type_structures, four_types):
+    import io
+    import json
+
+    from tasks.isotype_refinement import line_table
+    from tasks.models import ModelFormatError, SpaceGroupClassifier
+
+    structures = four_type_structures[0]
+    X, y, version, query_X, query_y = four_types
+    settings = dict(feature_version=version, n_estimators=30, max_depth=2, structure_type_search=True,
+                    candidate_reranking=True, calibration_fraction=0.3)
+    groups = np.arange(len(y))
+    lines = line_table(structures, n_jobs=1)
+    model = SpaceGroupClassifier(**settings).fit(X, y, groups, reference_lines=lines)
+    assert model.neighbours_.lines_ is lines
+    proba = model.predict_proba(query_X)
+    assert list(model.classes_[proba.argmax(axis=1)]) == list(query_y)
+    data = model.to_bytes()
+    np.testing.assert_allclose(SpaceGroupClassifier.from_bytes(data).predict_proba(query_X), proba)
+    # the same lines attached to a model fitted without them: what a fit with them ends with
+    later = SpaceGroupClassifier(**settings).fit(X, y, groups)
+    later.refit_answer_calibration(X, y, groups, reference_lines=lines)
+    np.testing.assert_allclose(later.predict_proba(query_X), proba, atol=1e-9)
+    # a format-5 artifact (before the lines) still loads: its search answers without refinement
+    with np.load(io.BytesIO(data), allow_pickle=False) as archive:
+        arrays = {k: archive[k] for k in archive.files}
+    meta = json.loads(arrays["meta"].tobytes().decode())
+    meta["format"] = "spacegroup-xgb-npz-5"
+    older = {k: v for k, v in arrays.items() if not k.startswith(("lines_", "neighbour_line", "neighbour_first"))}
+    older["meta"] = np.frombuffer(json.dumps(meta).encode(), dtype=np.uint8)
+    buffer = io.BytesIO()
+    np.savez(buffer, **older)
+    assert SpaceGroupClassifier.from_bytes(buffer.getvalue()).neighbours_.__dict__.get("lines_") is None
+    with pytest.raises(ValueError, match="need modality='xrd' and structure_type_search=True"):
+        SpaceGroupClassifier(feature_version=version).fit(X, y, reference_lines=lines)
+    with pytest.raises(ModelFormatError):
+        SpaceGroupClassifier.from_bytes(data.replace(b"lines_rank", b"lines_xxxx"))
