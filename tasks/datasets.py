@@ -12,6 +12,7 @@ import os
 from collections.abc import Callable, Sequence
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
 from pymatgen.core import Structure
@@ -19,6 +20,9 @@ from pymatgen.core import Structure
 from tasks.augment import MeasuredLikeAugmenter
 from tasks.features import XRDPatternFeaturizer
 from tasks.xrd import compute_reflections
+
+if TYPE_CHECKING:
+    from tasks.isotype_refinement import LineTable
 
 log = logging.getLogger(__name__)
 D_MIN_ANGSTROM = 0.75  # covers 2θ <= 90° at Cu Kα and the Mo/Ag windows the augmenter draws
@@ -34,7 +38,7 @@ class FeatureSet:
     feature_version: str
     #: lines of the structures (``tasks.isotype_refinement.LineTable``) and each row's structure in it, for the
     #: structure-type search's cell refinement; absent where the structures were not kept
-    reference_lines: object | None = None
+    reference_lines: "LineTable | None" = None
     line_rows: np.ndarray | None = None
 
     def __len__(self) -> int:

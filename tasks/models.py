@@ -78,6 +78,10 @@ READABLE_FORMATS = ("spacegroup-xgb-npz-1", "spacegroup-xgb-npz-2", "spacegroup-
 COMPILED_FOREST_MAX_ROWS = 2
 
 
+_LINES_NEED_SEARCH = ("reference lines refine the cells of the XRD structure-type search's neighbours: they need "
+                      "modality='xrd' and structure_type_search=True")
+
+
 class ModelFormatError(ValueError):
     """A model artifact that is not in this project's format."""
 
@@ -167,8 +171,7 @@ class SpaceGroupClassifier(ClassifierMixin, BaseEstimator):
                              "it needs structure_type_search=True")
         groups = np.arange(len(y)) if groups is None else np.asarray(groups)
         if reference_lines is not None and not (self.structure_type_search and self.modality == "xrd"):
-            raise ValueError("reference lines refine the cells of the XRD structure-type search's neighbours: "
-                             "they need modality='xrd' and structure_type_search=True")
+            raise ValueError(_LINES_NEED_SEARCH)  # before the boosters' fit, not after it
         self.__dict__.pop("_forest", None)  # a refit invalidates the flat copies of the trees
         self.__dict__.pop("_system_forest", None)
         self.__dict__.pop("_prior_shifts", None)
@@ -223,9 +226,6 @@ class SpaceGroupClassifier(ClassifierMixin, BaseEstimator):
                 raise ValueError("these are not the rows the model was fitted on: its search's references differ")
             self.neighbours_.groups_ = groups
         if reference_lines is not None:
-            if self.neighbours_ is None or self.modality != "xrd":
-                raise ValueError("reference lines refine the cells of the XRD structure-type search's neighbours: "
-                                 "this model has none")
             self._attach_reference_lines(reference_lines, groups if line_rows is None else line_rows)
         _, _, calib = _three_way_group_split(groups, self.validation_fraction, self.calibration_fraction,
                                              self.random_state)
@@ -275,6 +275,8 @@ class SpaceGroupClassifier(ClassifierMixin, BaseEstimator):
     def _attach_reference_lines(self, reference_lines, line_rows) -> None:
         from tasks.neighbours import first_peak_count
 
+        if self.neighbours_ is None or self.modality != "xrd":
+            raise ValueError(_LINES_NEED_SEARCH)
         self.neighbours_.with_reference_lines(reference_lines, line_rows, first_peak_count(self.feature_version))
 
     def _neighbours_of(self, X, exclude_groups=None) -> tuple[np.ndarray, np.ndarray]:

@@ -227,7 +227,7 @@ class StructureTypeNeighbours:
                 best = np.argpartition(-exact, k - 1)[:k] if k < len(exact) else np.arange(len(exact))
                 index[start + row] = cand[best]
                 similarity[start + row] = exact[best]
-        if self.__dict__.get("lines_") is not None:
+        if self.lines_ is not None:
             from tasks.isotype_refinement import REFINEMENT_POWER, refined_fits
 
             fit = refined_fits(q_inv_angstrom, intensity, self.line_rows_[index], self.lines_, self.n_first_peaks_)
@@ -258,10 +258,10 @@ class StructureTypeNeighbours:
 
     def to_arrays(self) -> dict[str, np.ndarray]:
         arrays = {"neighbour_q": self.q_inv_angstrom_, "neighbour_intensity": self.intensity_,
-                "neighbour_labels": self.labels_,
-                "neighbour_params": np.array([self.n_neighbours, self.n_candidates, self.max_scale_change,
-                                              self.vote_power], dtype=np.float64)}
-        if self.__dict__.get("lines_") is not None:
+                  "neighbour_labels": self.labels_,
+                  "neighbour_params": np.array([self.n_neighbours, self.n_candidates, self.max_scale_change,
+                                                self.vote_power], dtype=np.float64)}
+        if self.lines_ is not None:
             arrays |= self.lines_.to_arrays() | {"neighbour_line_rows": self.line_rows_,
                                                  "neighbour_first_peaks": np.array([self.n_first_peaks_])}
         return arrays

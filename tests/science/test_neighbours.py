@@ -304,7 +304,7 @@ def test_the_classifier_keeps_its_search_s_reference_lines(four_type_structures,
     older["meta"] = np.frombuffer(json.dumps(meta).encode(), dtype=np.uint8)
     buffer = io.BytesIO()
     np.savez(buffer, **older)
-    assert SpaceGroupClassifier.from_bytes(buffer.getvalue()).neighbours_.__dict__.get("lines_") is None
+    assert SpaceGroupClassifier.from_bytes(buffer.getvalue()).neighbours_.lines_ is None
     with pytest.raises(ValueError, match="need modality='xrd' and structure_type_search=True"):
         SpaceGroupClassifier(feature_version=version).fit(X, y, reference_lines=lines)
     with pytest.raises(ModelFormatError):
