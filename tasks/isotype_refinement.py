@@ -134,6 +134,8 @@ class LineTable:
     metric: np.ndarray  # (m, 6) float64
     rank: np.ndarray  # (m,) int
 
+    FIELDS = ("hkl", "intensity", "n_lines", "metric_basis", "metric", "rank")
+
     @classmethod
     def of(cls, lines: list[ReferenceLines]) -> "LineTable":
         m = len(lines)
@@ -151,17 +153,14 @@ class LineTable:
     @classmethod
     def concatenate(cls, tables: list["LineTable"]) -> "LineTable":
         """The rows of ``tables``, one after the other."""
-        names = ("hkl", "intensity", "n_lines", "metric_basis", "metric", "rank")
-        return cls(*(np.concatenate([getattr(t, name) for t in tables]) for name in names))
+        return cls(*(np.concatenate([getattr(t, name) for t in tables]) for name in cls.FIELDS))
 
     def to_arrays(self) -> dict[str, np.ndarray]:
-        return {f"lines_{name}": getattr(self, name) for name in
-                ("hkl", "intensity", "n_lines", "metric_basis", "metric", "rank")}
+        return {f"lines_{name}": getattr(self, name) for name in self.FIELDS}
 
     @classmethod
     def from_arrays(cls, arrays) -> "LineTable":
-        return cls(*(np.asarray(arrays[f"lines_{name}"]) for name in
-                     ("hkl", "intensity", "n_lines", "metric_basis", "metric", "rank")))
+        return cls(*(np.asarray(arrays[f"lines_{name}"]) for name in cls.FIELDS))
 
 
 def _lines_chunk(structures: list[Structure]) -> list[ReferenceLines | None]:
