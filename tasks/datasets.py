@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import logging
 import os
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
@@ -49,6 +49,17 @@ class FeatureSet:
                           self.reference_lines, None if self.line_rows is None else self.line_rows[mask])
 
 
+def map_chunks(function: Callable, chunks: list, n_jobs: int = 0) -> Iterator:
+    """``function`` of each chunk, in order: in ``n_jobs`` worker processes (0: one per CPU) when there is more
+    than one of each, else in this process."""
+    workers = (os.cpu_count() or 1) if n_jobs == 0 else n_jobs
+    if workers > 1 and len(chunks) > 1:
+        with ProcessPoolExecutor(max_workers=workers) as pool:
+            yield from pool.map(function, chunks)
+    else:
+        yield from map(function, chunks)
+
+
 def _augmented_features_chunk(args: tuple[list[tuple[int, Structure]], int, int]) -> list[tuple[int, np.ndarray]]:
     items, n_augment, seed = args
     featurizer = XRDPatternFeaturizer()
@@ -80,20 +91,11 @@ def xrd_feature_set(
     ``with_reference_lines``, also the structures' lines (``tasks.isotype_refinement.line_table``)."""
     items = list(enumerate(structures))
     chunks = [(items[i:i + chunk_size], n_augment, seed) for i in range(0, len(items), chunk_size)]
-    workers = (os.cpu_count() or 1) if n_jobs == 0 else n_jobs
     results: list[tuple[int, np.ndarray]] = []
-    if workers > 1 and len(chunks) > 1:
-        with ProcessPoolExecutor(max_workers=workers) as pool:
-            for batch in pool.map(_augmented_features_chunk, chunks):
-                results.extend(batch)
-                if progress:
-                    progress(len(batch))
-    else:
-        for chunk in chunks:
-            batch = _augmented_features_chunk(chunk)
-            results.extend(batch)
-            if progress:
-                progress(len(batch))
+    for batch in map_chunks(_augmented_features_chunk, chunks, n_jobs):
+        results.extend(batch)
+        if progress:
+            progress(len(batch))
     labels = np.asarray(space_groups)
     X = np.vstack([rows for _, rows in results]) if results else np.zeros((0, XRDPatternFeaturizer().n_features))
     groups = np.concatenate([np.full(len(rows), index) for index, rows in results]) if results else np.zeros(0, int)

@@ -36,8 +36,6 @@ fit, their intensities only which lines must be seen.
 from __future__ import annotations
 
 import logging
-import os
-from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
 
 import numba
@@ -45,7 +43,7 @@ import numpy as np
 import spglib
 from pymatgen.core import Structure
 
-from tasks.datasets import D_MIN_ANGSTROM
+from tasks.datasets import D_MIN_ANGSTROM, map_chunks
 from tasks.symmetry import DEFAULT_SYMPREC, SymmetryError, spglib_cell
 from tasks.xrd import compute_reflections, lorentz_polarization
 
@@ -177,12 +175,7 @@ def _lines_chunk(structures: list[Structure]) -> list[ReferenceLines | None]:
 def line_table(structures, n_jobs: int = 0, chunk_size: int = 50) -> LineTable:
     """``LineTable`` of ``structures`` (row i: structure i; a structure without lines keeps an empty row)."""
     chunks = [list(structures[i:i + chunk_size]) for i in range(0, len(structures), chunk_size)]
-    workers = (os.cpu_count() or 1) if n_jobs == 0 else n_jobs
-    if workers > 1 and len(chunks) > 1:
-        with ProcessPoolExecutor(max_workers=workers) as pool:
-            lines = [ref for batch in pool.map(_lines_chunk, chunks) for ref in batch]
-    else:
-        lines = [ref for chunk in chunks for ref in _lines_chunk(chunk)]
+    lines = [ref for batch in map_chunks(_lines_chunk, chunks, n_jobs) for ref in batch]
     empty = ReferenceLines(np.zeros((0, 3), np.int16), np.zeros(0, np.float32), np.zeros((0, 6)), np.zeros(0))
     return LineTable.of([empty if ref is None else ref for ref in lines])
 
