@@ -66,12 +66,13 @@ from tasks.extinction import extinction_group_of
 from tasks.forest import CompiledForest
 from tasks.priors import SpaceGroupPrior, class_frequencies
 
-ARTIFACT_FORMAT = "spacegroup-xgb-npz-6"
+ARTIFACT_FORMAT = "spacegroup-xgb-npz-7"
 # 1: no system head; 2: no training prior (answers cannot be moved to another prior); 3: no confidence
-# calibration; 4: no candidate re-ranker; 5: no isotypic cell refinement of the search's neighbours. Each is
-# refused by the code before it, which would ignore what it adds.
+# calibration; 4: no candidate re-ranker; 5: no isotypic cell refinement of the search's neighbours; 6: a
+# re-ranker without the refined-fit features. Each is refused by the code before it, which would ignore what it
+# adds (or, for 7, hand the re-ranker fewer features than its trees read).
 READABLE_FORMATS = ("spacegroup-xgb-npz-1", "spacegroup-xgb-npz-2", "spacegroup-xgb-npz-3", "spacegroup-xgb-npz-4",
-                    "spacegroup-xgb-npz-5", ARTIFACT_FORMAT)
+                    "spacegroup-xgb-npz-5", "spacegroup-xgb-npz-6", ARTIFACT_FORMAT)
 #: once ``prepare_small_batches`` has run, up to this many rows are scored by walking the trees in compiled code:
 #: faster than XGBoost for both shipped models (bench/model_latency.py measures the crossover; for the shipped
 #: XRD model it lies above 16 rows)
@@ -238,7 +239,7 @@ class SpaceGroupClassifier(ClassifierMixin, BaseEstimator):
         self.neighbour_gate_, self.confidence_calibration_, self.reranker_ = (0.0, 0.0), IDENTITY, None
         logits = self._logits(X_calib)
         if self.neighbours_ is not None:
-            labels, similarity = self._neighbours_of(X_calib, groups_calib)
+            labels, similarity, fit = self._neighbours_of(X_calib, groups_calib)
             vote, best = self.neighbours_.vote_of(labels, similarity, self.classes_)
             self.neighbour_gate_ = fit_mixture(softmax(logits, axis=1), vote, best, encoded_calib)
             booster_logits, logits = logits, self._mixed_logits(logits, vote, best)
@@ -246,7 +247,7 @@ class SpaceGroupClassifier(ClassifierMixin, BaseEstimator):
                 from tasks.reranking import CandidateReranker
 
                 mixed = log_softmax(logits, axis=1)
-                candidates = self._candidates(booster_logits, mixed, vote, best, labels, similarity)
+                candidates = self._candidates(booster_logits, mixed, vote, best, labels, similarity, fit)
                 # the confidence calibration below is fitted on cross-fitted answers: ones the re-ranker never saw
                 self.reranker_, logits = CandidateReranker().fit(candidates, encoded_calib, groups_calib, mixed,
                                                                  self.random_state)
@@ -279,18 +280,18 @@ class SpaceGroupClassifier(ClassifierMixin, BaseEstimator):
             raise ValueError(_LINES_NEED_SEARCH)
         self.neighbours_.with_reference_lines(reference_lines, line_rows, first_peak_count(self.feature_version))
 
-    def _neighbours_of(self, X, exclude_groups=None) -> tuple[np.ndarray, np.ndarray]:
-        """The labels and similarities of each row's nearest references."""
+    def _neighbours_of(self, X, exclude_groups=None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """The labels, similarities and refined fits of each row's nearest references."""
         return self.neighbours_.neighbours(*self._search_inputs(X), exclude_groups)
 
-    def _candidates(self, booster_logits, mixed_log_proba, vote, best, labels, similarity):
+    def _candidates(self, booster_logits, mixed_log_proba, vote, best, labels, similarity, fit):
         """The re-ranker's candidates; neighbours with a label outside ``classes_`` or no similarity are absent."""
         from tasks.neighbours import class_columns
         from tasks.reranking import candidate_table
 
         columns = np.where(similarity > 0, class_columns(labels, self.classes_), -1)
         return candidate_table(log_softmax(booster_logits, axis=1), mixed_log_proba, vote, best, columns, similarity,
-                               np.log(self.class_prior_))
+                               np.log(self.class_prior_), fit)
 
     def neighbour_weight(self, best_similarity) -> np.ndarray:
         """The structure-type vote's share of the answer, given the similarity of the nearest reference."""
@@ -338,13 +339,13 @@ class SpaceGroupClassifier(ClassifierMixin, BaseEstimator):
             raise ValueError(f"expected {self.n_features_in_} features per row, got shape {X.shape}")
         logits = self._logits(X)
         if self.__dict__.get("neighbours_") is not None:
-            labels, similarity = self._neighbours_of(X)
+            labels, similarity, fit = self._neighbours_of(X)
             vote, best = self.neighbours_.vote_of(labels, similarity, self.classes_)
             booster_logits, logits = logits, self._mixed_logits(logits, vote, best)
             if self.__dict__.get("reranker_") is not None:
                 mixed = log_softmax(logits, axis=1)
                 logits = self.reranker_.log_proba(self._candidates(booster_logits, mixed, vote, best, labels,
-                                                                   similarity), mixed)
+                                                                   similarity, fit), mixed)
         calibration = getattr(self, "confidence_calibration_", IDENTITY)
         if calibration != IDENTITY:
             log_proba = log_softmax(logits, axis=1)

@@ -33,6 +33,7 @@ carry them (``peak_q_*``, ``peak_i_*``, ``strong_q_*``, ``strong_i_*``); profile
 from __future__ import annotations
 
 from functools import lru_cache
+from typing import NamedTuple
 
 import numpy as np
 
@@ -49,6 +50,16 @@ COARSE_FACTOR = 4  # first pass on a grid 4x coarser: 15x cheaper, keeps 98.7 % 
 PROBABILITY_FLOOR = 0.02  # share of the vote spread over every class: no class is ever impossible
 
 _HALF_WIDTH_BINS = int(np.ceil(4 * PEAK_WIDTH_LOG_Q / LOG_Q_STEP))
+
+
+class Matches(NamedTuple):
+    """A search's answer for n patterns: its k nearest references (rows of the references), their similarities
+    (times the refined fit ** ``REFINEMENT_POWER`` where the search refines) and their refined fits (0-1; ones where
+    the search refines nothing)."""
+
+    index: np.ndarray
+    similarity: np.ndarray
+    fit: np.ndarray
 
 
 @lru_cache(maxsize=None)
@@ -196,8 +207,9 @@ class StructureTypeNeighbours:
         self.profiles_ = stick_profiles(self.q_inv_angstrom_, self.intensity_)
         self.coarse_ = coarse_profiles(self.profiles_)
 
-    def similarities(self, q_inv_angstrom: np.ndarray, intensity: np.ndarray, exclude_groups=None, block: int = 32):
-        """Per row: indices of the ``n_neighbours`` nearest references and their similarities (max over shifts).
+    def similarities(self, q_inv_angstrom: np.ndarray, intensity: np.ndarray, exclude_groups=None,
+                     block: int = 32) -> Matches:
+        """Per row: the ``n_neighbours`` nearest references, their similarities (max over shifts) and fits.
 
         ``exclude_groups`` (one per row) leaves out the references of the row's own group: the patterns of the
         same material, when the rows are references themselves."""
@@ -227,12 +239,12 @@ class StructureTypeNeighbours:
                 best = np.argpartition(-exact, k - 1)[:k] if k < len(exact) else np.arange(len(exact))
                 index[start + row] = cand[best]
                 similarity[start + row] = exact[best]
-        if self.lines_ is not None:
-            from tasks.isotype_refinement import REFINEMENT_POWER, refined_fits
+        if self.lines_ is None:
+            return Matches(index, similarity, np.ones_like(similarity))
+        from tasks.isotype_refinement import REFINEMENT_POWER, refined_fits
 
-            fit = refined_fits(q_inv_angstrom, intensity, self.line_rows_[index], self.lines_, self.n_first_peaks_)
-            similarity = (similarity * fit ** REFINEMENT_POWER).astype(np.float32)
-        return index, similarity
+        fit = refined_fits(q_inv_angstrom, intensity, self.line_rows_[index], self.lines_, self.n_first_peaks_)
+        return Matches(index, (similarity * fit ** REFINEMENT_POWER).astype(np.float32), fit)
 
     def predict_proba(self, q_inv_angstrom: np.ndarray, intensity: np.ndarray, classes: np.ndarray,
                       exclude_groups=None) -> np.ndarray:
@@ -240,10 +252,10 @@ class StructureTypeNeighbours:
         return self.vote(q_inv_angstrom, intensity, classes, exclude_groups)[0]
 
     def neighbours(self, q_inv_angstrom: np.ndarray, intensity: np.ndarray,
-                   exclude_groups=None) -> tuple[np.ndarray, np.ndarray]:
-        """Per row: the labels of the ``n_neighbours`` nearest references and their similarities."""
-        index, similarity = self.similarities(q_inv_angstrom, intensity, exclude_groups)
-        return self.labels_[index], similarity
+                   exclude_groups=None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Per row: the labels of the ``n_neighbours`` nearest references, their similarities and refined fits."""
+        index, similarity, fit = self.similarities(q_inv_angstrom, intensity, exclude_groups)
+        return self.labels_[index], similarity, fit
 
     def vote_of(self, labels: np.ndarray, similarity: np.ndarray, classes: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """The vote of neighbours (``neighbours``' answer) and, per row, the similarity of the nearest one."""
@@ -254,7 +266,8 @@ class StructureTypeNeighbours:
     def vote(self, q_inv_angstrom: np.ndarray, intensity: np.ndarray, classes: np.ndarray,
              exclude_groups=None) -> tuple[np.ndarray, np.ndarray]:
         """``predict_proba`` and, per row, the similarity of the nearest reference (how much to trust the vote)."""
-        return self.vote_of(*self.neighbours(q_inv_angstrom, intensity, exclude_groups), classes)
+        labels, similarity, _ = self.neighbours(q_inv_angstrom, intensity, exclude_groups)
+        return self.vote_of(labels, similarity, classes)
 
     def to_arrays(self) -> dict[str, np.ndarray]:
         arrays = {"neighbour_q": self.q_inv_angstrom_, "neighbour_intensity": self.intensity_,

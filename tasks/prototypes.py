@@ -107,9 +107,10 @@ class FormulaPrototypeNeighbours:
         self._by_key = {key: np.array(indices) for key, indices in by_key.items()}
         return self
 
-    def neighbours(self, columns: np.ndarray, exclude_groups=None) -> tuple[np.ndarray, np.ndarray]:
-        """Per row: the labels of the ``n_neighbours`` nearest references of the same stoichiometry and their
-        similarities ``exp(-distance / distance_scale)`` (0 where there are fewer)."""
+    def neighbours(self, columns: np.ndarray, exclude_groups=None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Per row: the labels of the ``n_neighbours`` nearest references of the same stoichiometry, their
+        similarities ``exp(-distance / distance_scale)`` (0 where there are fewer) and their fits (ones: a formula
+        has no cell to refine, as ``StructureTypeNeighbours.neighbours`` has)."""
         if exclude_groups is not None and self.groups_ is None:
             raise ValueError("references were indexed without groups: nothing to exclude by")
         columns = np.asarray(columns, dtype=np.float32)
@@ -135,7 +136,7 @@ class FormulaPrototypeNeighbours:
                 nearest = np.argpartition(distance, k - 1, axis=1)[:, :k]
                 similarity[rows, :k] = np.exp(-np.take_along_axis(distance, nearest, axis=1) / self.distance_scale)
                 labels[rows, :k] = self.labels_[candidates[nearest]]
-        return labels, similarity
+        return labels, similarity, np.ones_like(similarity)
 
     def vote_of(self, labels: np.ndarray, similarity: np.ndarray, classes: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """The vote over ``classes`` of neighbours (``neighbours``' answer; ``PROBABILITY_FLOOR`` spread over all,
@@ -147,7 +148,8 @@ class FormulaPrototypeNeighbours:
 
     def vote(self, columns: np.ndarray, classes: np.ndarray, exclude_groups=None) -> tuple[np.ndarray, np.ndarray]:
         """Per row: the vote over ``classes`` and the similarity of the nearest reference (see ``vote_of``)."""
-        return self.vote_of(*self.neighbours(columns, exclude_groups), classes)
+        labels, similarity, _ = self.neighbours(columns, exclude_groups)
+        return self.vote_of(labels, similarity, classes)
 
     def predict_proba(self, columns: np.ndarray, classes: np.ndarray, exclude_groups=None) -> np.ndarray:
         return self.vote(columns, classes, exclude_groups)[0]

@@ -55,9 +55,10 @@ def test_a_structure_type_is_found_across_lattice_constants(references):
     # KCl (rock salt, a 11 % larger than NaCl), CsBr (CsCl type, +4 %), GaAs (zinc blende, +4 %), SnO2 (rutile, +3 %)
     queries = [rock_salt(6.29, "K", "Cl"), caesium_chloride(4.29, "Cs", "Br"), zinc_blende(5.65, "Ga", "As"),
                rutile(4.74, 3.19, "Sn")]
-    index, similarity = search.similarities(*sticks(*queries))
+    index, similarity, fit = search.similarities(*sticks(*queries))
     assert [labels[i] for i in index[:, 0]] == labels
     assert similarity.min() > 0.5
+    assert np.all(fit == 1.0)  # no lines given: nothing refined, every neighbour fits
     probabilities = search.predict_proba(*sticks(*queries), np.array(sorted(labels)))
     assert list(np.array(sorted(labels))[probabilities.argmax(axis=1)]) == labels
 
@@ -66,8 +67,8 @@ def test_without_the_scale_search_the_larger_rock_salt_is_missed(references):
     search, labels = references
     fixed = StructureTypeNeighbours(n_neighbours=1, max_scale_change=0.0).fit(
         search.q_inv_angstrom_, search.intensity_, labels)
-    _, with_search = search.similarities(*sticks(rock_salt(6.29, "K", "Cl")))
-    _, without = fixed.similarities(*sticks(rock_salt(6.29, "K", "Cl")))
+    with_search = search.similarities(*sticks(rock_salt(6.29, "K", "Cl"))).similarity
+    without = fixed.similarities(*sticks(rock_salt(6.29, "K", "Cl"))).similarity
     assert without[0, 0] < 0.5 < with_search[0, 0]
 
 
@@ -75,9 +76,9 @@ def test_a_scaled_copy_matches_exactly_within_the_range_and_not_beyond():
     q, intensity = sticks(rock_salt(5.64, "Na", "Cl"), caesium_chloride(4.12, "Cs", "Cl"))
     search = StructureTypeNeighbours(n_neighbours=1).fit(q, intensity, [225, 221])
     inside = np.exp(-(MAX_SCALE_CHANGE - 4 * LOG_Q_STEP))
-    _, similarity = search.similarities(q * inside, intensity)
+    similarity = search.similarities(q * inside, intensity).similarity
     assert similarity[:, 0] == pytest.approx(1.0, abs=0.05)
-    _, similarity = search.similarities(q * np.exp(-2.5 * MAX_SCALE_CHANGE), intensity)
+    similarity = search.similarities(q * np.exp(-2.5 * MAX_SCALE_CHANGE), intensity).similarity
     assert similarity[:, 0].max() < 0.9
 
 
@@ -91,8 +92,8 @@ def test_the_coarse_first_pass_keeps_the_exact_answer():
     queries = q[pick] * np.exp(rng.uniform(-0.1, 0.1, (n_query, 1))) * rng.normal(1, 0.001, (n_query, N_STICKS))
     fast = StructureTypeNeighbours(n_neighbours=1, n_candidates=32).fit(q, intensity, labels)
     exact = StructureTypeNeighbours(n_neighbours=1, n_candidates=n_ref).fit(q, intensity, labels)
-    fast_index, _ = fast.similarities(queries, intensity[pick])
-    exact_index, _ = exact.similarities(queries, intensity[pick])
+    fast_index = fast.similarities(queries, intensity[pick]).index
+    exact_index = exact.similarities(queries, intensity[pick]).index
     assert np.array_equal(fast_index[:, 0], pick) and np.array_equal(exact_index[:, 0], pick)
 
 
@@ -245,9 +246,9 @@ def test_a_material_can_be_left_out_of_its_own_search():
     structures = [rock_salt(5.64, "Na", "Cl"), rock_salt(6.29, "K", "Cl"), caesium_chloride(4.12, "Cs", "Cl")]
     q, intensity = sticks(*structures)
     search = StructureTypeNeighbours(n_neighbours=1).fit(q, intensity, [225, 225, 221], groups=[10, 11, 12])
-    index, _ = search.similarities(q, intensity)
+    index = search.similarities(q, intensity).index
     assert list(index[:, 0]) == [0, 1, 2]  # each finds itself
-    index, _ = search.similarities(q, intensity, exclude_groups=np.array([10, 11, 12]))
+    index = search.similarities(q, intensity, exclude_groups=np.array([10, 11, 12])).index
     assert list(index[:, :1].ravel()[:2]) == [1, 0]  # the other rock salt, not the CsCl type
     ungrouped = StructureTypeNeighbours().fit(q, intensity, [225, 225, 221])
     with pytest.raises(ValueError, match="without groups"):
@@ -260,14 +261,15 @@ def test_the_search_refines_its_neighbours_cells_when_it_has_their_lines():
     structures = [rutile(4.59, 2.96, "Ti"), rock_salt(4.20, "Mg", "O")]
     search = StructureTypeNeighbours(n_neighbours=2).fit(*sticks(*structures), [136, 225])
     query = sticks(rutile(4.59 * 1.02, 2.96 * 0.975, "Sn"))  # c/a 4.4 % smaller: not one scale away
-    index, plain = search.similarities(*query)
+    index, plain, _ = search.similarities(*query)
     search.with_reference_lines(line_table(structures, n_jobs=1), [0, 1], n_first_peaks=16)
-    refined_index, refined = search.similarities(*query)
+    refined_index, refined, fit = search.similarities(*query)
     np.testing.assert_array_equal(refined_index, index)
     ratio = dict(zip(index[0], refined[0] / plain[0]))
+    np.testing.assert_allclose(refined[0] / plain[0], fit[0] ** REFINEMENT_POWER, rtol=1e-5)
     assert ratio[0] > 0.99 and ratio[1] < 0.5 ** REFINEMENT_POWER  # rutile explains the peaks once refined
     again = StructureTypeNeighbours.from_arrays(search.to_arrays())
-    np.testing.assert_allclose(again.similarities(*query)[1], refined)
+    np.testing.assert_allclose(again.similarities(*query).similarity, refined)
     with pytest.raises(ValueError, match="line-table rows must lie in 0..1"):
         search.with_reference_lines(line_table(structures, n_jobs=1), [0, 2], n_first_peaks=16)
 
