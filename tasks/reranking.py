@@ -13,9 +13,12 @@ Measured (``bench/accuracy.py`` draws, test materials; the re-ranker fitted on t
 BENCHMARKS.md): SG top-1 0.404 -> 0.431 on the 8,000 / 800 draw, 0.5375 -> 0.559 with 35,937 training materials.
 Where the search refines its neighbours' cells (``tasks.isotype_refinement``), the best refined fit among the
 neighbours with the candidate's label, and the best among all of them, are two more features: the similarity only
-carries the fit to the power 0.125, and the re-ranker can weigh it by candidate. On the 8,000 / 800 draw 0.452 ->
-0.459, crystal system 0.683 -> 0.696; adding the fits' sum per label and the gap to the best fit, 0.459 as well;
-refining the 60 nearest instead of 20 for these features, 0.461 at three times the refinement's cost.
+carries the fit to the power 0.125, and the re-ranker can weigh it by candidate. On the 8,000 / 800 draw SG top-1
+0.452 -> 0.459 (0.451-0.453 -> 0.459-0.464 over four re-ranker seeds), crystal system 0.683 -> 0.696; with
+35,937 training materials top-1 unchanged (0.588 / 0.586 -> 0.587 / 0.586, two seeds), top-3 0.741 / 0.739 ->
+0.750 / 0.748, extinction group 0.634 / 0.633 -> 0.638 / 0.640. Adding the fits' sum per label and the gap to the
+best fit, 0.459 on the smaller draw as well; refining the 60 nearest instead of 20 for these features, 0.461 at
+three times the refinement's cost.
 Tried and not better: pairwise ranking instead of the binary objective (0.547-0.554), adding the candidate's
 crystal system, the system head's probability of it, the mixture's mass on its crystal system and extinction
 group, and the pattern's indexing figures of merit (0.552-0.559).
