@@ -69,9 +69,12 @@ def test_a_repeated_delivery_creates_exactly_one_job(live):
 def test_concurrent_deliveries_with_one_id_make_one_job(live):
     body = {"items": [{"formula": "ZnO"}]}
     results = []
+    # distinct timestamps fixed before the threads start: read inside a thread that starts a second later, "now - i"
+    # could repeat another thread's, making a byte-identical signed request that is rightly refused as a replay
+    now = int(time.time())
 
     def send(i):
-        results.append(post_webhook(live, body, "delivery-race", timestamp=int(time.time()) - i))
+        results.append(post_webhook(live, body, "delivery-race", timestamp=now - i))
 
     threads = [threading.Thread(target=send, args=(i,)) for i in range(6)]
     for t in threads:
