@@ -50,35 +50,42 @@ class PredictionRecorder:
         if full:
             self._hurry.set()
 
-    def _drain(self, first: dict | None = None) -> None:
+    def _drain(self) -> None:
         with self._writing:
-            rows = [first] if first is not None else []
-            while len(rows) < self.max_batch:
-                try:
-                    rows.append(self._queue.get_nowait())
-                except queue.Empty:
-                    break
-            if rows:
-                try:
-                    with session_scope(self.engine) as session:
-                        # one executemany: building ORM objects cost ~0.3 ms a row in the request path
-                        session.execute(insert(Prediction), rows)
-                except Exception:  # the registry being unavailable must not take the API down
-                    log.exception("could not record %d predictions", len(rows))
-            with self._lock:
-                self._pending -= len(rows)
-                if self._pending == 0:
-                    self._idle.set()
+            self._write(None)
+
+    def _write(self, first: dict | None) -> None:
+        """One transaction of ``first`` and what is queued behind it (the caller holds ``_writing``)."""
+        rows = [first] if first is not None else []
+        while len(rows) < self.max_batch:
+            try:
+                rows.append(self._queue.get_nowait())
+            except queue.Empty:
+                break
+        if rows:
+            try:
+                with session_scope(self.engine) as session:
+                    # one executemany: building ORM objects cost ~0.3 ms a row in the request path
+                    session.execute(insert(Prediction), rows)
+            except Exception:  # the registry being unavailable must not take the API down
+                log.exception("could not record %d predictions", len(rows))
+        with self._lock:
+            self._pending -= len(rows)
+            if self._pending == 0:
+                self._idle.set()
 
     def _run(self) -> None:
         while True:
-            try:
-                first = self._queue.get(timeout=self.interval_s)
-            except queue.Empty:
-                continue
-            self._hurry.wait(self.interval_s)  # let the batch gather
-            self._hurry.clear()
-            self._drain(first)
+            # the row taken here is written before any behind it: a flush in between waits for the lock, so rows
+            # are written (and numbered) in the order they were recorded
+            with self._writing:
+                try:
+                    first = self._queue.get(timeout=self.interval_s)
+                except queue.Empty:
+                    continue
+                self._hurry.wait(self.interval_s)  # let the batch gather
+                self._hurry.clear()
+                self._write(first)
 
     def flush(self, timeout_s: float = 10.0) -> None:
         self._hurry.set()

@@ -45,3 +45,14 @@ def test_a_full_batch_is_written_without_waiting_for_the_interval(engine):
     while _count(engine) < 5 and time.monotonic() < deadline:
         time.sleep(0.05)
     assert _count(engine) == 5
+
+
+def test_rows_are_numbered_in_the_order_they_were_recorded_even_when_a_flush_cuts_in(engine):
+    recorder = PredictionRecorder(engine, interval_s=5.0)
+    recorder.record(input_hash="first", modality="formula", error=None, latency_ms=1.0, result={})
+    time.sleep(0.3)  # the writer thread has taken the first row and waits for more
+    recorder.record(input_hash="second", modality="formula", error="bad formula", latency_ms=1.0, result={})
+    recorder.flush()  # before, the flush wrote "second" while the writer still held "first"
+    with Session(engine) as session:
+        order = session.execute(select(Prediction.input_hash).order_by(Prediction.id)).scalars().all()
+    assert order == ["first", "second"]
