@@ -41,6 +41,9 @@ def build_parser() -> argparse.ArgumentParser:
     predict.add_argument("--formulas", type=Path, help="a file with one formula per line")
     predict.add_argument("--wavelength", default=None,
                          help="CuKa, CuKa1, MoKa, CoKa, FeKa, CrKa, AgKa ... or a value in Å (default: file header, else CuKa)")
+    predict.add_argument("--exclude-two-theta", action="append", default=[], metavar="START-END",
+                         help="a 2θ region (degrees) to take out of every pattern first, such as a substrate's or "
+                              "sample holder's line: 26.3-26.9 (repeatable, or comma-separated)")
     predict.add_argument("--top-k", type=int, default=5)
     predict.add_argument("--json", action="store_true", help="JSON Lines, one object per input")
     predict.add_argument("--prior", choices=PRIORS, default=None,

@@ -58,6 +58,8 @@ def _load_predictor(top_k: int, prior: str | None = None):
 
 
 def cmd_predict(args) -> int:
+    from tasks.excluded_regions import parse_regions
+    from tasks.patterns import PatternError
     from tasks.xrd import resolve_wavelength
 
     formulas = list(args.formula)
@@ -74,10 +76,15 @@ def cmd_predict(args) -> int:
             raise UserFacingError(str(exc)) from None
     if args.top_k < 1:
         raise UserFacingError("--top-k must be at least 1")
+    try:
+        excluded = parse_regions(",".join(args.exclude_two_theta))
+    except PatternError as exc:
+        raise UserFacingError(f"--exclude-two-theta: {exc}") from None
     predictor = load_predictor(args.top_k, args.prior)
     n_errors = 0
     try:
-        results = list(predictor.predict_paths(args.paths, args.wavelength)) if args.paths else []
+        results = list(predictor.predict_paths(args.paths, args.wavelength, excluded_two_theta_deg=excluded)
+                       ) if args.paths else []
         results += predictor.predict_formulas(formulas) if formulas else []
     finally:
         predictor.close()

@@ -9,9 +9,10 @@ import hashlib
 import json
 
 import numpy as np
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
+from tasks.excluded_regions import exclude_regions, validate_regions
 from tasks.patterns import PatternError, PowderPattern, validate_pattern
 from tasks.readers import FormulaError, StructureError, parse_formula, structure_from_text
 from tasks.xrd import resolve_wavelength
@@ -29,6 +30,7 @@ class PredictionInput:
     name: str
     value: Any  # PowderPattern | str (formula) | pymatgen Structure
     input_hash: str
+    excluded_two_theta_deg: list[tuple[float, float]] = field(default_factory=list)  # taken out of a pattern
 
 
 _NUMBER_TYPES = frozenset((int, float))
@@ -57,7 +59,8 @@ def input_hash(item: Any) -> str:
 
 def parse_prediction_input(item: Any, default_wavelength: str | float = "CuKa", max_points: int | None = None,
                            max_sites: int = 500, name: str | None = None) -> PredictionInput:
-    """Exactly one of ``xrd`` {two_theta_deg, intensity, wavelength}, ``formula``, ``structure`` {cif|poscar}."""
+    """Exactly one of ``xrd`` {two_theta_deg, intensity, wavelength, exclude_two_theta_deg}, ``formula``,
+    ``structure`` {cif|poscar}."""
     if not isinstance(item, dict):
         raise InputError("the request must be a JSON object with one of 'xrd', 'formula' or 'structure'")
     given = [key for key in MODALITIES if key in item]
@@ -103,11 +106,16 @@ def parse_prediction_input(item: Any, default_wavelength: str | float = "CuKa", 
         wavelength = default_wavelength
     if isinstance(wavelength, bool) or not isinstance(wavelength, (str, int, float)):
         raise InputError("'xrd.wavelength' must be a name such as \"CuKa\" or a number in ångström")
+    regions = spec.get("exclude_two_theta_deg") or []
+    if not isinstance(regions, list):
+        raise InputError("'xrd.exclude_two_theta_deg' must be an array of [start, end] pairs in degrees 2θ")
     try:
         wavelength_angstrom = resolve_wavelength(wavelength)
         pattern: PowderPattern = validate_pattern(tt, y, wavelength_angstrom, source="", max_points=max_points)
+        regions = validate_regions(regions)
+        pattern = exclude_regions(pattern, regions)
     except (PatternError, ValueError) as exc:
         raise InputError(str(exc)) from None
     digest = hashlib.sha256(pattern.two_theta_deg.tobytes() + pattern.intensity.tobytes()
                             + str(pattern.wavelength_angstrom).encode()).hexdigest()
-    return PredictionInput("xrd", label, pattern, digest)
+    return PredictionInput("xrd", label, pattern, digest, regions)

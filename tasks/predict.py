@@ -12,7 +12,7 @@ from __future__ import annotations
 import multiprocessing
 import os
 import weakref
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Sequence
 from concurrent.futures import ProcessPoolExecutor
 from contextlib import nullcontext
 from dataclasses import dataclass
@@ -23,6 +23,7 @@ import spglib
 from threadpoolctl import threadpool_limits
 
 from tasks.crystallography import space_group_type
+from tasks.excluded_regions import exclude_regions, validate_regions
 from tasks.extinction import extinction_group_by_index, extinction_group_of
 from tasks.features import (FORMULA_FEATURE_VERSION, XRD_FEATURE_VERSION, XRDPatternFeaturizer,
                             featurize_patterns_in_worker)
@@ -211,9 +212,9 @@ class Predictor:
         out: list[dict | None] = [None] * len(inputs)
         patterns = [(i, item) for i, item in enumerate(inputs) if item.modality == "xrd"]
         if patterns:
-            for (i, _), result in zip(patterns, self.predict_patterns([p.value for _, p in patterns],
-                                                                      [p.name for _, p in patterns])):
-                out[i] = result
+            for (i, item), result in zip(patterns, self.predict_patterns([p.value for _, p in patterns],
+                                                                         [p.name for _, p in patterns])):
+                out[i] = _with_excluded(result, item.excluded_two_theta_deg)
         formulas = [(i, item) for i, item in enumerate(inputs) if item.modality == "formula"]
         if formulas:
             for (i, _), result in zip(formulas, self.predict_formulas([f.value for _, f in formulas])):
@@ -228,14 +229,19 @@ class Predictor:
 
     # -- files ------------------------------------------------------------------------------------------
     def predict_paths(self, paths: Iterable[str | Path], wavelength: str | float | None = None,
-                      batch_size: int = 256) -> Iterator[dict]:
-        """Results for files and directories (recursed, sorted); patterns are batched through the model."""
+                      batch_size: int = 256, excluded_two_theta_deg: Sequence[tuple[float, float]] = ()
+                      ) -> Iterator[dict]:
+        """Results for files and directories (recursed, sorted); patterns are batched through the model, each with
+        the ``excluded_two_theta_deg`` regions taken out first (``tasks.excluded_regions``)."""
         pending: list[tuple[str, PowderPattern]] = []
+        excluded = validate_regions(excluded_two_theta_deg)
 
         def flush():
             if pending:
-                yield from self.predict_patterns([p for _, p in pending], [n for n, _ in pending])
+                results = self.predict_patterns([p for _, p in pending], [n for n, _ in pending])
                 pending.clear()
+                for result in results:
+                    yield _with_excluded(result, excluded)
 
         for path in expand_paths(paths):
             name = str(path)
@@ -244,14 +250,16 @@ class Predictor:
                 kind = "pattern"
             try:
                 if kind == "pattern" and path.suffix.lower() == ".cif":
-                    pending.append((name, read_pdcif(path, wavelength, self.max_pattern_points)))
+                    pending.append((name, exclude_regions(read_pdcif(path, wavelength, self.max_pattern_points),
+                                                          excluded)))
                     if len(pending) >= batch_size:
                         yield from flush()
                 elif kind == "structure":
                     yield from flush()
                     yield self.predict_structure(read_structure(path, self.max_sites), name)
                 elif kind == "pattern":
-                    pending.append((name, read_pattern(path, wavelength, self.max_pattern_points)))
+                    pending.append((name, exclude_regions(read_pattern(path, wavelength, self.max_pattern_points),
+                                                          excluded)))
                     if len(pending) >= batch_size:
                         yield from flush()
                 else:
@@ -263,6 +271,11 @@ class Predictor:
                 yield {"input": name, "modality": {"structure": "structure", "pattern": "xrd"}.get(kind, None),
                        "error": str(exc)}
         yield from flush()
+
+
+def _with_excluded(result: dict, regions: Sequence[tuple[float, float]]) -> dict:
+    """A pattern's answer, saying which 2θ regions were taken out of it first (none: unchanged)."""
+    return result | {"excluded_two_theta_deg": [list(region) for region in regions]} if regions else result
 
 
 def expand_paths(paths: Iterable[str | Path]) -> Iterator[Path]:

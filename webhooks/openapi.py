@@ -33,7 +33,12 @@ SCHEMAS = {
                       "description": "intensity at each 2θ (same length)"},
         "wavelength": {"oneOf": [{"type": "string", "examples": ["CuKa", "MoKa1"]},
                                  {"type": "number", "exclusiveMinimum": 0}],
-                       "description": "anode line name or wavelength in ångström (default CuKa)"}}},
+                       "description": "anode line name or wavelength in ångström (default CuKa)"},
+        "exclude_two_theta_deg": {
+            "type": "array", "maxItems": 50, "examples": [[[26.3, 26.9], [37.6, 38.2]]],
+            "items": {"type": "array", "items": {"type": "number"}, "minItems": 2, "maxItems": 2},
+            "description": "2θ regions [start, end] in degrees taken out before the pattern is read (a substrate's "
+                           "or sample holder's lines): bridged by a straight line; echoed in the answer"}}},
     "Structure": {"type": "object", "description": "exactly one of cif or poscar (the file's text)",
                   "properties": {"cif": {"type": "string"}, "poscar": {"type": "string"}}},
     "PredictRequest": {"type": "object", "description": "exactly one of xrd, formula, structure", "properties": {
@@ -49,7 +54,9 @@ SCHEMAS = {
                        "top_k": {"type": "array", "items": _ref("SpaceGroup")}, "abstained": {"type": "boolean"},
                        "model_version": {"type": "object"}, "inference_ms": {"type": "number"},
                        "prior": {"enum": ["mp", "training"],
-                                 "description": "space-group prior the probabilities assume"}}},
+                                 "description": "space-group prior the probabilities assume"},
+                       "excluded_two_theta_deg": {"type": "array", "items": {"type": "array"},
+                                                  "description": "the 2θ regions taken out of the pattern, if any"}}},
     "BatchRequest": {"type": "object", "required": ["items"], "properties": {
         "items": {"type": "array", "items": _ref("PredictRequest"), "minItems": 1},
         "callback_url": {"type": "string", "format": "uri",
@@ -106,7 +113,9 @@ def openapi_document() -> dict:
                 "application/json": {"schema": _ref("PredictRequest")},
                 "multipart/form-data": {"schema": {"type": "object", "required": ["file"], "properties": {
                     "file": {"type": "string", "format": "binary"}, "wavelength": {"type": "string"},
-                    "top_k": {"type": "string"}}}}}},
+                    "top_k": {"type": "string"},
+                    "exclude_two_theta_deg": {"type": "string", "examples": ["26.3-26.9, 37.6-38.2"],
+                                              "description": "2θ regions in degrees to take out of a pattern"}}}}}},
             "responses": {"200": _ok("prediction", _ref("Prediction")), "400": PROBLEM, "413": PROBLEM,
                           "415": PROBLEM, "422": PROBLEM, "503": PROBLEM, **AUTH_ERRORS}}},
         "/predict/batch": {"post": {

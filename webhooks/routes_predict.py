@@ -20,6 +20,7 @@ PATTERN_SUFFIXES = (".xy", ".xye", ".csv", ".txt", ".dat")
 
 
 def _from_upload() -> tuple[PredictionInput, str]:
+    from tasks.excluded_regions import exclude_regions, parse_regions
     from tasks.patterns import PatternError, validate_pattern
     from tasks.readers import StructureError, parse_pattern_text, read_pdcif, structure_from_text
     from tasks.xrd import resolve_wavelength
@@ -35,18 +36,21 @@ def _from_upload() -> tuple[PredictionInput, str]:
     wavelength = request.form.get("wavelength") or None
     lower = name.lower()
     try:
+        excluded = parse_regions(request.form.get("exclude_two_theta_deg", ""))
         if lower.endswith(".cif") and "_pd_" in text:
             with tempfile.TemporaryDirectory() as tmp:
                 path = Path(tmp) / name
                 path.write_bytes(data)
-                return PredictionInput("xrd", name, read_pdcif(path, wavelength, s.max_pattern_points), digest), name
+                pattern = exclude_regions(read_pdcif(path, wavelength, s.max_pattern_points), excluded)
+            return PredictionInput("xrd", name, pattern, digest, excluded), name
         if lower.endswith(".cif") or lower.startswith(("poscar", "contcar")) or lower.endswith((".vasp", ".poscar")):
             fmt = "cif" if lower.endswith(".cif") else "poscar"
             return PredictionInput("structure", name, structure_from_text(text, fmt, s.max_sites, name), digest), name
         if lower.endswith(PATTERN_SUFFIXES):
             tt, y, file_wavelength = parse_pattern_text(text, name)
             wl = resolve_wavelength(wavelength or file_wavelength or s.default_wavelength)
-            return PredictionInput("xrd", name, validate_pattern(tt, y, wl, name, s.max_pattern_points), digest), name
+            pattern = exclude_regions(validate_pattern(tt, y, wl, name, s.max_pattern_points), excluded)
+            return PredictionInput("xrd", name, pattern, digest, excluded), name
     except (PatternError, StructureError, ValueError) as exc:
         raise unprocessable(str(exc)) from None
     raise unprocessable(f"{name}: unknown file type; send a pattern ({', '.join(PATTERN_SUFFIXES)}), a CIF "

@@ -78,6 +78,11 @@ def test_predict_pattern_formula_structure_match_the_cli_contract(live):
             "extinction_group", "top_k", "abstained", "model_version", "inference_ms", "prior"}
     xrd = live.request("POST", "/predict", json={"xrd": _pattern(), "top_k": 3}).json()
     assert keys <= set(xrd) and len(xrd["top_k"]) == 3 and xrd["modality"] == "xrd"
+    # the line at 45.5° taken out, as a substrate's would be
+    excluded = live.request("POST", "/predict", json={"xrd": _pattern() | {"exclude_two_theta_deg": [[45, 46]]},
+                                                      "top_k": 3}).json()
+    assert excluded["excluded_two_theta_deg"] == [[45.0, 46.0]] and "excluded_two_theta_deg" not in xrd
+    assert excluded["top_k"] != xrd["top_k"]
     formula = live.request("POST", "/predict", json={"formula": "Fe2O3"}).json()
     assert keys <= set(formula) and len(formula["top_k"]) == 5
     cif = (EXAMPLES / "NaCl_rocksalt.cif").read_text()
@@ -92,6 +97,14 @@ def test_predict_file_uploads(live):
     with open(xy, "rb") as fh:
         result = live.request("POST", "/predict", files={"file": (xy.name, fh)}, data={"top_k": "2"}).json()
     assert result["modality"] == "xrd" and len(result["top_k"]) == 2
+    with open(xy, "rb") as fh:
+        excluded = live.request("POST", "/predict", files={"file": (xy.name, fh)},
+                                data={"top_k": "2", "exclude_two_theta_deg": "27.9-28.9, 46.7-47.7"}).json()
+    assert excluded["excluded_two_theta_deg"] == [[27.9, 28.9], [46.7, 47.7]] and excluded["top_k"] != result["top_k"]
+    with open(xy, "rb") as fh:
+        bad_region = live.request("POST", "/predict", files={"file": (xy.name, fh)},
+                                  data={"exclude_two_theta_deg": "28.9-27.9"})
+    assert bad_region.status_code == 422 and "start must be below its end" in bad_region.json()["detail"]
     cif = EXAMPLES / "NaCl_rocksalt.cif"
     with open(cif, "rb") as fh:
         assert live.request("POST", "/predict", files={"file": (cif.name, fh)}).json()["space_group"]["number"] == 225
@@ -106,6 +119,10 @@ def test_predict_file_uploads(live):
     ({"xrd": {"two_theta_deg": list(range(10)), "intensity": list(range(10))}}, 422, "at least 50"),
     ({"xrd": {"two_theta_deg": [float(i) for i in range(60)][::-1], "intensity": [1.0] * 60}}, 422, "not increasing"),
     ({"xrd": {"two_theta_deg": list(range(60)), "intensity": [1] * 60, "wavelength": "Unobtainium"}}, 422, "wavelength"),
+    ({"xrd": {"two_theta_deg": list(range(60)), "intensity": [1] * 60, "exclude_two_theta_deg": [[30, 20]]}}, 422,
+     "start must be below its end"),
+    ({"xrd": {"two_theta_deg": list(range(60)), "intensity": [1] * 60, "exclude_two_theta_deg": "20-30"}}, 422,
+     "array of [start, end] pairs"),
     ({"structure": {"cif": "data_x\nloop_\n"}}, 422, "not a readable structure"),
     ({"structure": {"cif": "a", "poscar": "b"}}, 422, "one of 'cif' or 'poscar'"),
     ({"formula": "NaCl", "xrd": {}}, 422, "exactly one"),
@@ -159,7 +176,8 @@ def _wait_job(live, job_id: int, timeout_s: float = 60) -> dict:
 
 
 def test_batch_job_status_and_paginated_results(live):
-    items = [{"formula": f} for f in ("NaCl", "Fe2O3", "SiO2", "Zz", "TiO2")] + [{"xrd": _pattern()}]
+    items = [{"formula": f} for f in ("NaCl", "Fe2O3", "SiO2", "Zz", "TiO2")] + [
+        {"xrd": _pattern() | {"exclude_two_theta_deg": [[45, 46]]}}]
     accepted = live.request("POST", "/predict/batch", json={"items": items, "top_k": 2})
     assert accepted.status_code == 202
     job = _wait_job(live, accepted.json()["job_id"])
@@ -168,6 +186,7 @@ def test_batch_job_status_and_paginated_results(live):
     assert [i["item_index"] for i in first["items"]] == [0, 1, 2, 3] and first["next"]
     second = live.request("GET", first["next"]).json()
     assert [i["item_index"] for i in second["items"]] == [4, 5] and second["next"] is None
+    assert second["items"][1]["result"]["excluded_two_theta_deg"] == [[45.0, 46.0]]
     assert "not a chemical element" in first["items"][3]["error"]
     assert len(first["items"][0]["result"]["top_k"]) == 2
     assert live.request("GET", "/jobs/999999").status_code == 404

@@ -73,6 +73,18 @@ def test_hundred_mixed_inputs_with_one_broken_file(tmp_path):
     assert sum("space_group" in r for r in lines) == 99
 
 
+def test_excluded_regions_are_taken_out_of_every_pattern_and_reported(tmp_path):
+    rutile = str(EXAMPLES / "TiO2_rutile_CuKa.xy")
+    plain = json.loads(run_cli(tmp_path / "home", "predict", "--json", rutile, check=True).stdout)
+    # rutile's strongest line, (110) at 27.4°, taken out as if it were a substrate's
+    proc = run_cli(tmp_path / "home", "predict", "--json", "--exclude-two-theta", "26.9-27.9",
+                   "--exclude-two-theta", "70-75,80-85", rutile, str(EXAMPLES / "NaCl_rocksalt.cif"), check=True)
+    excluded, structure = (json.loads(line) for line in proc.stdout.splitlines())
+    assert excluded["excluded_two_theta_deg"] == [[26.9, 27.9], [70.0, 75.0], [80.0, 85.0]]
+    assert "excluded_two_theta_deg" not in plain and "excluded_two_theta_deg" not in structure
+    assert excluded["top_k"] != plain["top_k"]
+
+
 def test_formulas_are_answered_per_input_by_the_shipped_formula_model(tmp_path):
     proc = run_cli(tmp_path / "home", "predict", "--json", "--formula", "NaCl", "--formula", "Xx3")
     good, bad = (json.loads(line) for line in proc.stdout.splitlines())
@@ -89,6 +101,7 @@ def test_formulas_are_answered_per_input_by_the_shipped_formula_model(tmp_path):
     (("predict",), "nothing to predict"),
     (("predict", "--wavelength", "CuKz", "x.xy"), "unknown wavelength"),
     (("predict", "--top-k", "0", "x.xy"), "--top-k"),
+    (("predict", "--exclude-two-theta", "27.9-26.9", "x.xy"), "--exclude-two-theta: .*start must be below its end"),
     (("models", "promote", "42"), "no model version with id 42"),
     (("models", "rollback"), "no predecessor|no xrd champion"),
     (("symmetry", "missing.cif"), "does not exist"),
