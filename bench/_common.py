@@ -64,3 +64,14 @@ def mp_structures(count: int = 0, start: int = 0, step: int = 1, indices=None):
                 mp_id, sg = labels[member.name]
                 out.append((mp_id, Structure.from_str(tar.extractfile(member).read().decode(), fmt="cif"), sg))
     return out
+
+
+def held_out_draw(n_train: int, n_test: int, seed: int = 0):
+    """The MP draw of ``bench/accuracy.py``: ``n_train + n_test`` evenly spaced CGCNN materials, split by material
+    (a seeded permutation; the first ``n_test`` are held out). Returns (records, train indices, test indices)."""
+    import numpy as np
+
+    step = CGCNN_MATERIALS // (n_train + n_test)
+    records = mp_structures(n_train + n_test, start=3, step=step)
+    order = np.random.default_rng(seed).permutation(len(records))
+    return records, order[n_test:], order[:n_test]

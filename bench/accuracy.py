@@ -23,7 +23,8 @@ import numpy as np
 import sys
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from bench._common import CGCNN_MATERIALS, REPO, SHARED, mp_structures, require_shared, write_section
+from bench._common import (CGCNN_MATERIALS, REPO, SHARED, held_out_draw, mp_structures, require_shared,
+                           write_section)
 
 OUT = REPO / "bench" / "out"
 # folder name -> space group, as interpreted in autoxrd_thinfilm_exp/PROVENANCE.md
@@ -157,11 +158,8 @@ def main() -> None:
     pretrained = SpaceGroupClassifier.from_bytes(shipped.artifact)
 
     # (b) real MP structures: one draw of ids, split by material (de-duplicated by id)
+    records, train_idx, test_idx = held_out_draw(args.train, args.test)
     step = CGCNN_MATERIALS // (args.train + args.test)
-    records = mp_structures(args.train + args.test, start=3, step=step)
-    rng = np.random.default_rng(0)
-    order = rng.permutation(len(records))
-    test_idx, train_idx = order[: args.test], order[args.test:]
     assert not {records[i][0] for i in test_idx} & {records[i][0] for i in train_idx}
     cache = OUT / f"mp-features-{XRD_FEATURE_VERSION}-{args.train}-{args.test}-{args.augment}.npz"
     OUT.mkdir(parents=True, exist_ok=True)
