@@ -44,6 +44,9 @@ def build_parser() -> argparse.ArgumentParser:
     predict.add_argument("--exclude-two-theta", action="append", default=[], metavar="START-END",
                          help="a 2θ region (degrees) to take out of every pattern first, such as a substrate's or "
                               "sample holder's line: 26.3-26.9 (repeatable, or comma-separated)")
+    predict.add_argument("--substrate", action="append", default=[], metavar="NAME",
+                         help="take out the lines each pattern shows of a substrate or holder: "
+                              "FTO, ITO, Si, Au, Pt or Al (repeatable)")
     predict.add_argument("--top-k", type=int, default=5)
     predict.add_argument("--json", action="store_true", help="JSON Lines, one object per input")
     predict.add_argument("--prior", choices=PRIORS, default=None,

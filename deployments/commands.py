@@ -58,7 +58,7 @@ def _load_predictor(top_k: int, prior: str | None = None):
 
 
 def cmd_predict(args) -> int:
-    from tasks.excluded_regions import parse_regions
+    from tasks.excluded_regions import parse_regions, validate_substrates
     from tasks.patterns import PatternError
     from tasks.xrd import resolve_wavelength
 
@@ -80,11 +80,15 @@ def cmd_predict(args) -> int:
         excluded = parse_regions(",".join(args.exclude_two_theta))
     except PatternError as exc:
         raise UserFacingError(f"--exclude-two-theta: {exc}") from None
+    try:
+        substrates = validate_substrates(args.substrate)
+    except PatternError as exc:
+        raise UserFacingError(f"--substrate: {exc}") from None
     predictor = load_predictor(args.top_k, args.prior)
     n_errors = 0
     try:
-        results = list(predictor.predict_paths(args.paths, args.wavelength, excluded_two_theta_deg=excluded)
-                       ) if args.paths else []
+        results = list(predictor.predict_paths(args.paths, args.wavelength, excluded_two_theta_deg=excluded,
+                                               substrates=substrates)) if args.paths else []
         results += predictor.predict_formulas(formulas) if formulas else []
     finally:
         predictor.close()

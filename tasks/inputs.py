@@ -12,7 +12,7 @@ import numpy as np
 from dataclasses import dataclass, field
 from typing import Any
 
-from tasks.excluded_regions import exclude_regions, validate_regions
+from tasks.excluded_regions import SUBSTRATES, take_out, validate_substrates
 from tasks.patterns import PatternError, PowderPattern, validate_pattern
 from tasks.readers import FormulaError, StructureError, parse_formula, structure_from_text
 from tasks.xrd import resolve_wavelength
@@ -59,8 +59,8 @@ def input_hash(item: Any) -> str:
 
 def parse_prediction_input(item: Any, default_wavelength: str | float = "CuKa", max_points: int | None = None,
                            max_sites: int = 500, name: str | None = None) -> PredictionInput:
-    """Exactly one of ``xrd`` {two_theta_deg, intensity, wavelength, exclude_two_theta_deg}, ``formula``,
-    ``structure`` {cif|poscar}."""
+    """Exactly one of ``xrd`` {two_theta_deg, intensity, wavelength, exclude_two_theta_deg, substrate},
+    ``formula``, ``structure`` {cif|poscar}."""
     if not isinstance(item, dict):
         raise InputError("the request must be a JSON object with one of 'xrd', 'formula' or 'structure'")
     given = [key for key in MODALITIES if key in item]
@@ -109,11 +109,14 @@ def parse_prediction_input(item: Any, default_wavelength: str | float = "CuKa", 
     regions = spec.get("exclude_two_theta_deg") or []
     if not isinstance(regions, list):
         raise InputError("'xrd.exclude_two_theta_deg' must be an array of [start, end] pairs in degrees 2θ")
+    substrates = spec.get("substrate") or []
+    substrates = [substrates] if isinstance(substrates, str) else substrates
+    if not isinstance(substrates, list):
+        raise InputError(f"'xrd.substrate' must be a name or an array of names: {', '.join(SUBSTRATES)}")
     try:
         wavelength_angstrom = resolve_wavelength(wavelength)
         pattern: PowderPattern = validate_pattern(tt, y, wavelength_angstrom, source="", max_points=max_points)
-        regions = validate_regions(regions)
-        pattern = exclude_regions(pattern, regions)
+        pattern, regions = take_out(pattern, regions, validate_substrates(substrates))
     except (PatternError, ValueError) as exc:
         raise InputError(str(exc)) from None
     digest = hashlib.sha256(pattern.two_theta_deg.tobytes() + pattern.intensity.tobytes()

@@ -23,7 +23,7 @@ import spglib
 from threadpoolctl import threadpool_limits
 
 from tasks.crystallography import space_group_type
-from tasks.excluded_regions import exclude_regions, validate_regions
+from tasks.excluded_regions import take_out, validate_regions, validate_substrates
 from tasks.extinction import extinction_group_by_index, extinction_group_of
 from tasks.features import (FORMULA_FEATURE_VERSION, XRD_FEATURE_VERSION, XRDPatternFeaturizer,
                             featurize_patterns_in_worker)
@@ -229,19 +229,20 @@ class Predictor:
 
     # -- files ------------------------------------------------------------------------------------------
     def predict_paths(self, paths: Iterable[str | Path], wavelength: str | float | None = None,
-                      batch_size: int = 256, excluded_two_theta_deg: Sequence[tuple[float, float]] = ()
-                      ) -> Iterator[dict]:
+                      batch_size: int = 256, excluded_two_theta_deg: Sequence[tuple[float, float]] = (),
+                      substrates: Sequence[str] = ()) -> Iterator[dict]:
         """Results for files and directories (recursed, sorted); patterns are batched through the model, each with
-        the ``excluded_two_theta_deg`` regions taken out first (``tasks.excluded_regions``)."""
-        pending: list[tuple[str, PowderPattern]] = []
-        excluded = validate_regions(excluded_two_theta_deg)
+        the ``excluded_two_theta_deg`` regions and the lines it shows of ``substrates`` taken out first
+        (``tasks.excluded_regions``)."""
+        pending: list[tuple[str, PowderPattern, list]] = []
+        excluded, substrates = validate_regions(excluded_two_theta_deg), validate_substrates(substrates)
 
         def flush():
             if pending:
-                results = self.predict_patterns([p for _, p in pending], [n for n, _ in pending])
+                results = self.predict_patterns([p for _, p, _ in pending], [n for n, _, _ in pending])
+                for (_, _, regions), result in zip(pending, results):
+                    yield _with_excluded(result, regions)
                 pending.clear()
-                for result in results:
-                    yield _with_excluded(result, excluded)
 
         for path in expand_paths(paths):
             name = str(path)
@@ -250,16 +251,16 @@ class Predictor:
                 kind = "pattern"
             try:
                 if kind == "pattern" and path.suffix.lower() == ".cif":
-                    pending.append((name, exclude_regions(read_pdcif(path, wavelength, self.max_pattern_points),
-                                                          excluded)))
+                    pending.append((name, *take_out(read_pdcif(path, wavelength, self.max_pattern_points), excluded,
+                                                    substrates)))
                     if len(pending) >= batch_size:
                         yield from flush()
                 elif kind == "structure":
                     yield from flush()
                     yield self.predict_structure(read_structure(path, self.max_sites), name)
                 elif kind == "pattern":
-                    pending.append((name, exclude_regions(read_pattern(path, wavelength, self.max_pattern_points),
-                                                          excluded)))
+                    pending.append((name, *take_out(read_pattern(path, wavelength, self.max_pattern_points), excluded,
+                                                    substrates)))
                     if len(pending) >= batch_size:
                         yield from flush()
                 else:

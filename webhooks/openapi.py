@@ -38,7 +38,10 @@ SCHEMAS = {
             "type": "array", "maxItems": 50, "examples": [[[26.3, 26.9], [37.6, 38.2]]],
             "items": {"type": "array", "items": {"type": "number"}, "minItems": 2, "maxItems": 2},
             "description": "2θ regions [start, end] in degrees taken out before the pattern is read (a substrate's "
-                           "or sample holder's lines): bridged by a straight line; echoed in the answer"}}},
+                           "or sample holder's lines): bridged by a straight line; echoed in the answer"},
+        "substrate": {"oneOf": [{"type": "string"}, {"type": "array", "items": {"type": "string"}}],
+                      "examples": ["FTO"], "description": "FTO, ITO, Si, Au, Pt or Al: the lines of it the pattern "
+                                                          "shows are excluded (listed in the answer's regions)"}}},
     "Structure": {"type": "object", "description": "exactly one of cif or poscar (the file's text)",
                   "properties": {"cif": {"type": "string"}, "poscar": {"type": "string"}}},
     "PredictRequest": {"type": "object", "description": "exactly one of xrd, formula, structure", "properties": {
@@ -115,7 +118,9 @@ def openapi_document() -> dict:
                     "file": {"type": "string", "format": "binary"}, "wavelength": {"type": "string"},
                     "top_k": {"type": "string"},
                     "exclude_two_theta_deg": {"type": "string", "examples": ["26.3-26.9, 37.6-38.2"],
-                                              "description": "2θ regions in degrees to take out of a pattern"}}}}}},
+                                              "description": "2θ regions in degrees to take out of a pattern"},
+                    "substrate": {"type": "string", "examples": ["FTO"],
+                                  "description": "substrates whose lines to take out (comma-separated)"}}}}}},
             "responses": {"200": _ok("prediction", _ref("Prediction")), "400": PROBLEM, "413": PROBLEM,
                           "415": PROBLEM, "422": PROBLEM, "503": PROBLEM, **AUTH_ERRORS}}},
         "/predict/batch": {"post": {

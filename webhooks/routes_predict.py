@@ -20,7 +20,7 @@ PATTERN_SUFFIXES = (".xy", ".xye", ".csv", ".txt", ".dat")
 
 
 def _from_upload() -> tuple[PredictionInput, str]:
-    from tasks.excluded_regions import exclude_regions, parse_regions
+    from tasks.excluded_regions import parse_regions, take_out, validate_substrates
     from tasks.patterns import PatternError, validate_pattern
     from tasks.readers import StructureError, parse_pattern_text, read_pdcif, structure_from_text
     from tasks.xrd import resolve_wavelength
@@ -37,11 +37,12 @@ def _from_upload() -> tuple[PredictionInput, str]:
     lower = name.lower()
     try:
         excluded = parse_regions(request.form.get("exclude_two_theta_deg", ""))
+        substrates = validate_substrates(n for n in request.form.get("substrate", "").split(",") if n.strip())
         if lower.endswith(".cif") and "_pd_" in text:
             with tempfile.TemporaryDirectory() as tmp:
                 path = Path(tmp) / name
                 path.write_bytes(data)
-                pattern = exclude_regions(read_pdcif(path, wavelength, s.max_pattern_points), excluded)
+                pattern, excluded = take_out(read_pdcif(path, wavelength, s.max_pattern_points), excluded, substrates)
             return PredictionInput("xrd", name, pattern, digest, excluded), name
         if lower.endswith(".cif") or lower.startswith(("poscar", "contcar")) or lower.endswith((".vasp", ".poscar")):
             fmt = "cif" if lower.endswith(".cif") else "poscar"
@@ -49,7 +50,7 @@ def _from_upload() -> tuple[PredictionInput, str]:
         if lower.endswith(PATTERN_SUFFIXES):
             tt, y, file_wavelength = parse_pattern_text(text, name)
             wl = resolve_wavelength(wavelength or file_wavelength or s.default_wavelength)
-            pattern = exclude_regions(validate_pattern(tt, y, wl, name, s.max_pattern_points), excluded)
+            pattern, excluded = take_out(validate_pattern(tt, y, wl, name, s.max_pattern_points), excluded, substrates)
             return PredictionInput("xrd", name, pattern, digest, excluded), name
     except (PatternError, StructureError, ValueError) as exc:
         raise unprocessable(str(exc)) from None

@@ -83,6 +83,8 @@ def test_predict_pattern_formula_structure_match_the_cli_contract(live):
                                                       "top_k": 3}).json()
     assert excluded["excluded_two_theta_deg"] == [[45.0, 46.0]] and "excluded_two_theta_deg" not in xrd
     assert excluded["top_k"] != xrd["top_k"]
+    on_silicon = live.request("POST", "/predict", json={"xrd": _pattern() | {"substrate": ["Si"]}, "top_k": 3}).json()
+    assert "excluded_two_theta_deg" not in on_silicon and on_silicon["top_k"] == xrd["top_k"]  # no Si lines in it
     formula = live.request("POST", "/predict", json={"formula": "Fe2O3"}).json()
     assert keys <= set(formula) and len(formula["top_k"]) == 5
     cif = (EXAMPLES / "NaCl_rocksalt.cif").read_text()
@@ -123,6 +125,10 @@ def test_predict_file_uploads(live):
      "start must be below its end"),
     ({"xrd": {"two_theta_deg": list(range(60)), "intensity": [1] * 60, "exclude_two_theta_deg": "20-30"}}, 422,
      "array of [start, end] pairs"),
+    ({"xrd": {"two_theta_deg": list(range(60)), "intensity": [1] * 60, "substrate": "glass"}}, 422,
+     "unknown substrate 'glass'"),
+    ({"xrd": {"two_theta_deg": list(range(60)), "intensity": [1] * 60, "substrate": {"FTO": 1}}}, 422,
+     "'xrd.substrate' must be a name or an array of names"),
     ({"structure": {"cif": "data_x\nloop_\n"}}, 422, "not a readable structure"),
     ({"structure": {"cif": "a", "poscar": "b"}}, 422, "one of 'cif' or 'poscar'"),
     ({"formula": "NaCl", "xrd": {}}, 422, "exactly one"),

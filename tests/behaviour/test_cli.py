@@ -83,6 +83,23 @@ def test_excluded_regions_are_taken_out_of_every_pattern_and_reported(tmp_path):
     assert excluded["excluded_two_theta_deg"] == [[26.9, 27.9], [70.0, 75.0], [80.0, 85.0]]
     assert "excluded_two_theta_deg" not in plain and "excluded_two_theta_deg" not in structure
     assert excluded["top_k"] != plain["top_k"]
+    # named substrates take out only the lines a pattern shows: none of cassiterite's (FTO) or silicon's in rutile,
+    # though rutile TiO2 is isotypic with cassiterite; silicon's where its lines were added to rutile's
+    import numpy as np
+
+    tt, y = np.loadtxt(rutile, comments="#", unpack=True)
+    si_lines = (28.44, 47.30, 56.12, 69.13, 76.38)
+    for position, height in zip(si_lines, (1.0, 0.6, 0.35, 0.1, 0.15)):
+        y = y + height * y.max() * np.exp(-0.5 * ((tt - position) / 0.05) ** 2)
+    on_silicon = tmp_path / "rutile_on_si.xy"
+    np.savetxt(on_silicon, np.column_stack([tt, y]))
+    on_fto, with_si = (json.loads(line) for line in run_cli(
+        tmp_path / "home", "predict", "--json", "--substrate", "FTO", "--substrate", "si", rutile, str(on_silicon),
+        check=True).stdout.splitlines())
+    assert "excluded_two_theta_deg" not in on_fto and on_fto["top_k"] == plain["top_k"]
+    centres = [(a + b) / 2 for a, b in with_si["excluded_two_theta_deg"]]
+    assert len(centres) == sum(tt[0] < t < tt[-1] for t in si_lines)
+    np.testing.assert_allclose(centres, [t for t in si_lines if tt[0] < t < tt[-1]], atol=0.05)
 
 
 def test_formulas_are_answered_per_input_by_the_shipped_formula_model(tmp_path):
@@ -102,6 +119,7 @@ def test_formulas_are_answered_per_input_by_the_shipped_formula_model(tmp_path):
     (("predict", "--wavelength", "CuKz", "x.xy"), "unknown wavelength"),
     (("predict", "--top-k", "0", "x.xy"), "--top-k"),
     (("predict", "--exclude-two-theta", "27.9-26.9", "x.xy"), "--exclude-two-theta: .*start must be below its end"),
+    (("predict", "--substrate", "glass", "x.xy"), "--substrate: unknown substrate 'glass'; known: FTO"),
     (("models", "promote", "42"), "no model version with id 42"),
     (("models", "rollback"), "no predecessor|no xrd champion"),
     (("symmetry", "missing.cif"), "does not exist"),

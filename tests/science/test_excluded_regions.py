@@ -106,3 +106,29 @@ def test_excluding_most_of_the_pattern_is_refused():
     film = _pattern(FILM_LINES_DEG, [5000, 3000, 2000, 800, 600])
     with pytest.raises(PatternError, match="in film.xy; at most half may be excluded"):
         exclude_regions(film, [(10.0, 40.0)])
+
+
+@pytest.mark.parametrize("substrate,strongest_two_theta_deg", [
+    ("FTO", 26.61), ("ITO", 30.58), ("Si", 28.44), ("Au", 38.18), ("Pt", 39.76), ("Al", 38.47),
+])
+def test_each_substrate_s_strongest_line_is_where_the_powder_files_have_it(substrate, strongest_two_theta_deg):
+    from tasks.excluded_regions import SUBSTRATES
+    from tasks.xrd import PowderXRDSimulator
+
+    sticks = PowderXRDSimulator("CuKa", (10.0, 80.0)).get_pattern(SUBSTRATES[substrate]())
+    assert sticks.two_theta_deg[np.argmax(sticks.intensity)] == pytest.approx(strongest_two_theta_deg, abs=0.06)
+
+
+def test_a_named_substrate_takes_out_only_the_lines_the_pattern_shows():
+    from tasks.excluded_regions import substrate_regions, take_out
+
+    film = _pattern(FILM_LINES_DEG, [5000, 3000, 2000, 800, 600])
+    with_substrate = _with_substrate(film)
+    found = substrate_regions(with_substrate, "fto")
+    np.testing.assert_allclose([(a + b) / 2 for a, b in found], SUBSTRATE_LINES_DEG, atol=0.03)
+    assert substrate_regions(film, "FTO") == []  # no cassiterite lines in the film alone: nothing is taken out
+    cleaned, regions = take_out(with_substrate, [(10.0, 10.5)], ["FTO"])
+    assert regions == [(10.0, 10.5)] + found  # the typed regions first
+    np.testing.assert_array_equal(cleaned.intensity, exclude_regions(with_substrate, regions).intensity)
+    with pytest.raises(PatternError, match="unknown substrate 'glass'; known: FTO, ITO"):
+        take_out(film, substrates=["glass"])
