@@ -19,6 +19,7 @@ from __future__ import annotations
 import math
 import re
 from collections.abc import Iterable, Sequence
+from functools import lru_cache
 
 import numpy as np
 
@@ -120,6 +121,16 @@ def validate_substrates(names: Iterable) -> list[str]:
     return out
 
 
+@lru_cache(maxsize=32)
+def _substrate_lines(name: str, wavelength_angstrom: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """2θ (degrees), d (Å) and intensity of a substrate's lines at a wavelength, cached: building a cubic structure
+    from its space group alone takes pymatgen ~1 s, and a batch names the same substrate at one wavelength."""
+    from tasks.xrd import PowderXRDSimulator
+
+    sticks = PowderXRDSimulator(wavelength_angstrom, (0.0, 180.0)).get_pattern(SUBSTRATES[name]())
+    return sticks.two_theta_deg, sticks.d_angstrom, sticks.intensity
+
+
 def substrate_regions(pattern: PowderPattern, substrate: str) -> list[tuple[float, float]]:
     """Regions (degrees 2θ) about the pattern's peaks that lie on one of ``substrate``'s lines (those of at least
     ``SUBSTRATE_LINE_MIN_INTENSITY`` of its strongest, at the pattern's wavelength).
@@ -131,17 +142,16 @@ def substrate_regions(pattern: PowderPattern, substrate: str) -> list[tuple[floa
     ``SUBSTRATE_MIN_COVER`` of its intensity are seen, the substrate is taken to be absent: a scale can always put
     one line under some peak of the sample."""
     from tasks.features import find_pattern_peaks
-    from tasks.xrd import PowderXRDSimulator
 
     tt = pattern.two_theta_deg
-    name = validate_substrates([substrate])[0]
-    sticks = PowderXRDSimulator(pattern.wavelength_angstrom, (float(tt[0]), float(tt[-1]))).get_pattern(
-        SUBSTRATES[name]())
+    line_tt, line_d, line_weight = _substrate_lines(validate_substrates([substrate])[0], pattern.wavelength_angstrom)
+    in_scan = (line_tt >= tt[0]) & (line_tt <= tt[-1])
     q = find_pattern_peaks(pattern).q_inv_angstrom
-    if not len(sticks) or not len(q):
+    if not in_scan.any() or not len(q):
         return []
-    strong = sticks.intensity >= SUBSTRATE_LINE_MIN_INTENSITY * sticks.intensity.max()
-    line_d, line_weight = sticks.d_angstrom[strong], sticks.intensity[strong]
+    line_d, line_weight = line_d[in_scan], line_weight[in_scan]
+    strong = line_weight >= SUBSTRATE_LINE_MIN_INTENSITY * line_weight.max()
+    line_d, line_weight = line_d[strong], line_weight[strong]
     peak_tt = 2.0 * np.degrees(np.arcsin(np.clip(q * pattern.wavelength_angstrom / (4.0 * np.pi), 0.0, 1.0)))
     scales = 1.0 + np.linspace(-SUBSTRATE_SCALE_RANGE, SUBSTRATE_SCALE_RANGE, 81)
     sin_theta = pattern.wavelength_angstrom / (2.0 * line_d[None, :] * scales[:, None])
