@@ -34,19 +34,13 @@ STRENGTHS = (0.25, 1.0)  # substrate's strongest line / the film's strongest lin
 HEADLINE = ("sg_top1", "sg_top5", "crystal_system_accuracy", "extinction_group_accuracy")
 
 
-def cassiterite():
-    from pymatgen.core import Lattice, Structure
-
-    return Structure.from_spacegroup("P4_2/mnm", Lattice.tetragonal(4.737, 3.186), ["Sn", "O"],
-                                     [[0, 0, 0], [0.307, 0.307, 0]])
-
-
 def substrate_regions(two_theta_range_deg: tuple[float, float], wavelength_angstrom: float,
                       strength: float) -> list[tuple[float, float]]:
     """The substrate's lines in the scan that are visible at ``strength``, +- ``HALF_WIDTH_DEG``."""
+    from tasks.excluded_regions import SUBSTRATES
     from tasks.xrd import PowderXRDSimulator
 
-    sticks = PowderXRDSimulator(wavelength_angstrom, two_theta_range_deg).get_pattern(cassiterite())
+    sticks = PowderXRDSimulator(wavelength_angstrom, two_theta_range_deg).get_pattern(SUBSTRATES["FTO"]())
     strong = sticks.two_theta_deg[strength * sticks.intensity >= VISIBLE * sticks.intensity.max()]
     return [(float(t - HALF_WIDTH_DEG), float(t + HALF_WIDTH_DEG)) for t in strong]
 
@@ -55,10 +49,11 @@ def patterns(structures, seed: int = 21):
     """Per structure: the film's pattern and the substrate's, on the same grid and instrument (counts)."""
     from tasks.augment import MeasuredLikeAugmenter
     from tasks.datasets import D_MIN_ANGSTROM
+    from tasks.excluded_regions import SUBSTRATES
     from tasks.xrd import compute_reflections
 
     augmenter = MeasuredLikeAugmenter()
-    substrate_refl = compute_reflections(cassiterite(), D_MIN_ANGSTROM)
+    substrate_refl = compute_reflections(SUBSTRATES["FTO"](), D_MIN_ANGSTROM)
     out = []
     for i, structure in enumerate(structures):
         rng = np.random.default_rng([seed, i])
