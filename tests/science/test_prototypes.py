@@ -4,8 +4,8 @@ import numpy as np
 import pytest
 
 from tasks.features import FORMULA_FEATURE_VERSION, FormulaFeaturizer
-from tasks.prototypes import (MAX_ELEMENTS, PROTOTYPE_LABELS, FormulaPrototypeNeighbours, prototype_columns,
-                              prototype_features)
+from tasks.prototypes import (MAX_ELEMENTS, PROTOTYPE_LABELS, FormulaPrototypeNeighbours, element_distances,
+                              prototype_columns, prototype_features, substitution_dissimilarity)
 from tasks.readers import parse_formula
 
 
@@ -38,7 +38,7 @@ def test_the_nearest_compounds_of_the_same_stoichiometry_vote():
     # rock salts and caesium chlorides among the alkali halides; a perovskite as a third stoichiometry
     references = columns("NaCl", "KCl", "KBr", "CsCl", "CsBr", "SrTiO3")
     labels = [225, 225, 225, 221, 221, 221]
-    search = FormulaPrototypeNeighbours(n_neighbours=1).fit(references, labels)
+    search = FormulaPrototypeNeighbours(n_neighbours=1, substitution_weight=0.0).fit(references, labels)
     classes = np.array([221, 225])
     proba, best = search.vote(columns("NaBr", "CsI", "BaZrO3", "Al2O3"), classes)
     assert list(classes[proba.argmax(axis=1)][:3]) == [225, 221, 221]
@@ -49,7 +49,8 @@ def test_the_nearest_compounds_of_the_same_stoichiometry_vote():
 
 def test_a_compound_can_be_left_out_of_its_own_search_and_the_search_round_trips():
     references = columns("NaCl", "NaCl", "KCl", "CsCl")
-    search = FormulaPrototypeNeighbours(n_neighbours=1).fit(references, [225, 225, 225, 221], groups=[0, 0, 1, 2])
+    search = FormulaPrototypeNeighbours(n_neighbours=1, substitution_weight=0.0).fit(references, [225, 225, 225, 221],
+                                                                                   groups=[0, 0, 1, 2])
     classes = np.array([221, 225])
     _, best = search.vote(columns("NaCl"), classes)
     assert best[0] == 1.0  # itself
@@ -64,10 +65,38 @@ def test_a_compound_can_be_left_out_of_its_own_search_and_the_search_round_trips
         FormulaPrototypeNeighbours().fit(references[:, :3], [225] * 4)
 
 
+def test_elements_that_replace_each_other_in_crystals_are_nearer():
+    cost = substitution_dissimilarity()
+    assert np.allclose(cost, cost.T) and np.all(np.diag(cost) == 0) and np.all(cost >= 0)
+    k, na, rb = (prototype_columns(parse_formula(f))[1 + MAX_ELEMENTS] for f in ("K", "Na", "Rb"))
+    assert abs(k - na) == abs(k - rb) == 1  # one step either way on Pettifor's scale
+    assert cost[int(k), int(rb)] < cost[int(k), int(na)]  # but K+ takes Rb+'s place far more often than Na+'s
+    references = columns("NaCl", "RbCl")
+    classes = np.array([221, 225])
+    plain = FormulaPrototypeNeighbours(n_neighbours=1, substitution_weight=0.0).fit(references, [225, 221])
+    mined = FormulaPrototypeNeighbours(n_neighbours=1).fit(references, [225, 221])
+    _, best_plain = plain.vote(columns("KCl"), classes)
+    proba, best = mined.vote(columns("KCl"), classes)
+    assert best_plain[0] == pytest.approx(np.exp(-1.0))
+    assert classes[proba.argmax()] == 221
+    assert best[0] == pytest.approx(np.exp(-1.0 - mined.substitution_weight * cost[int(k), int(rb)]))
+    assert element_distances(2.0)[0, 0] == 0 and element_distances(2.0)[0, int(k)] > 40  # a missing element is far
+
+
+def test_a_search_saved_before_the_substitution_term_answers_as_it_was_fitted():
+    references = columns("NaCl", "RbCl")
+    arrays = FormulaPrototypeNeighbours(n_neighbours=1, substitution_weight=0.0).fit(references, [225, 221]).to_arrays()
+    arrays["prototype_params"] = arrays["prototype_params"][:2]  # what older models carry
+    loaded = FormulaPrototypeNeighbours.from_arrays(arrays)
+    assert loaded.substitution_weight == 0.0
+    _, best = loaded.vote(columns("KCl"), np.array([221, 225]))
+    assert best[0] == pytest.approx(np.exp(-1.0))
+
+
 def _vote_row_by_row(search, queries, classes, exclude_groups):
     """The search written out for one query at a time: the definition the batched search must keep."""
     from tasks.neighbours import weighted_vote
-    from tasks.prototypes import MISSING_ELEMENT_DISTANCE, _keys
+    from tasks.prototypes import _keys
 
     labels = np.zeros((len(queries), search.n_neighbours), dtype=np.int64)
     weights = np.zeros((len(queries), search.n_neighbours))
@@ -79,8 +108,12 @@ def _vote_row_by_row(search, queries, classes, exclude_groups):
         if not candidates:
             continue
         ours, theirs = queries[row, 1 + MAX_ELEMENTS:], search.columns_[candidates, 1 + MAX_ELEMENTS:]
-        present = np.isfinite(ours) | np.isfinite(theirs)
-        distance = np.where(present, np.nan_to_num(np.abs(theirs - ours), nan=MISSING_ELEMENT_DISTANCE), 0).sum(1)
+        distances = element_distances(search.substitution_weight)
+        distance = np.zeros(len(candidates))
+        for i in range(len(candidates)):
+            for place in range(MAX_ELEMENTS):
+                a, b = ours[place], theirs[i, place]
+                distance[i] += distances[0 if np.isnan(a) else int(a), 0 if np.isnan(b) else int(b)]
         order = np.argsort(distance, kind="stable")[: search.n_neighbours]
         weights[row, : len(order)] = np.exp(-(distance[order] - distance[order[0]]) / search.distance_scale)
         labels[row, : len(order)] = search.labels_[np.array(candidates)[order]]
