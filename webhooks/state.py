@@ -80,10 +80,9 @@ class ServiceState:
     def start_job(self, job_id: int) -> str:
         """Start answering a batch job; returns how (a Prefect flow run id, or 'thread')."""
         if self.runner == "prefect":
-            from prefect.deployments import run_deployment
-
-            run = run_deployment("batch-predict/batch-predict", parameters={"job_id": job_id}, timeout=0)
-            return f"prefect flow run {run.id}"
+            run_id = _run_deployment("batch-predict/batch-predict", {"job_id": job_id}, f"batch job {job_id}")
+            if run_id is not None:
+                return f"prefect flow run {run_id}"
         self.background.submit(self._run_job, job_id)
         return "thread"
 
@@ -102,10 +101,9 @@ class ServiceState:
 
     def start_training(self, parameters: dict) -> str:
         if self.runner == "prefect":
-            from prefect.deployments import run_deployment
-
-            run = run_deployment("retrain/retrain-monthly", parameters=parameters, timeout=0)
-            return str(run.id)
+            run_id = _run_deployment("retrain/retrain-monthly", parameters, "a retrain")
+            if run_id is not None:
+                return run_id
         from tasks.pipeline import retrain_once
 
         # the same function the retrain flow runs, without an orchestrator, in this process
@@ -113,3 +111,20 @@ class ServiceState:
         name = f"thread-{id(future):x}"
         self.training_runs[name] = future
         return name
+
+
+def _run_deployment(name: str, parameters: dict, what: str) -> str | None:
+    """Start a run of a Prefect deployment without waiting; None (logged) when Prefect cannot take it: the
+    deployment is not registered yet (``spacegroup up`` registers it a moment after the API answers), or the Prefect
+    API does not answer. The caller then does the work in this process, so an accepted job is never left unstarted."""
+    import httpx
+    from prefect.deployments import run_deployment
+    from prefect.exceptions import ObjectNotFound, PrefectHTTPStatusError
+
+    try:
+        return str(run_deployment(name, parameters=parameters, timeout=0).id)
+    except (ObjectNotFound, PrefectHTTPStatusError, httpx.HTTPError, OSError) as exc:
+        detail = "it is not registered" if isinstance(exc, ObjectNotFound) else f"{type(exc).__name__}: {exc}"
+        log.warning("the Prefect deployment %s cannot take %s (%s); running it in the API process", name, what,
+                    detail)
+        return None

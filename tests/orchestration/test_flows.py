@@ -270,3 +270,34 @@ def test_synthetic_features_run_on_a_dask_cluster(prefect_harness, spacegroup_ho
     assert result["n_crystals"] == 12 and result["n_patterns"] == 24 and Path(result["path"]).exists()
     ran = " ".join(done)
     assert "generate_chunk" in ran and "featurize_chunk" in ran, f"tasks the scheduler saw: {done}"
+
+
+def test_a_batch_posted_before_its_deployment_is_registered_is_still_answered(prefect_harness, spacegroup_home,
+                                                                               caplog):
+    # `spacegroup up` answers HTTP a moment before `serve` registers the deployments: a job posted then used to
+    # get a 500 and stay queued for ever
+    import requests
+    from werkzeug.serving import make_server
+
+    from storage.keys import create_api_key
+    from webhooks.app import create_app
+
+    app = create_app(runner="prefect")
+    _, key = create_api_key(app.extensions["spacegroup"].engine, "user", "tests")
+    server = make_server("127.0.0.1", 0, app, threaded=True)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    url, headers = f"http://127.0.0.1:{server.server_port}", {"Authorization": f"Bearer {key}"}
+    try:
+        response = requests.post(f"{url}/predict/batch", json={"items": [{"formula": "NaCl"}]}, headers=headers,
+                                 timeout=120)
+        assert response.status_code == 202, response.text
+        deadline, status = time.time() + 120, None
+        while time.time() < deadline and status != "done":
+            status = requests.get(f"{url}{response.json()['status_url']}", headers=headers, timeout=30).json()["status"]
+            time.sleep(0.5)
+        assert status == "done"
+        results = requests.get(f"{url}{response.json()['results_url']}", headers=headers, timeout=30).json()
+        assert results["items"][0]["result"]["space_group"]["number"] == 225
+    finally:
+        server.shutdown()
+    assert "batch-predict/batch-predict cannot take batch job" in caplog.text and "not registered" in caplog.text
