@@ -14,4 +14,7 @@ def configure_logging(level: str = "INFO") -> None:
     for noisy in ("pymatgen", "matplotlib", "numexpr", "urllib3", "httpx", "alembic"):
         logging.getLogger(noisy).setLevel(max(logging.WARNING, logging.getLogger().level))
     warnings.filterwarnings("ignore", module="pymatgen")
+    # pymatgen's per-element notes (noble gases, superheavy elements), raised from functools' frames; NaN says it
+    warnings.filterwarnings("ignore", message="No Pauling electronegativity", category=UserWarning)
+    warnings.filterwarnings("ignore", message="No data available for", category=UserWarning)
     warnings.filterwarnings("ignore", category=DeprecationWarning)

@@ -11,6 +11,8 @@ features of another version.
 
 from __future__ import annotations
 
+import warnings
+
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import NamedTuple
@@ -302,7 +304,9 @@ class FormulaFeaturizer:
         row = self._table.get(element.symbol)
         if row is None:
             source = self._parts[0].data_source
-            row = np.array([source.get_elemental_property(element, p) for p in self._properties], dtype=float)
+            with warnings.catch_warnings():  # pymatgen warns for each property a noble gas lacks: NaN says it
+                warnings.simplefilter("ignore", UserWarning)
+                row = np.array([source.get_elemental_property(element, p) for p in self._properties], dtype=float)
             self._table[element.symbol] = row
         return row
 

@@ -60,7 +60,9 @@ def prototype_columns(composition) -> np.ndarray:
     items = []
     total = sum(float(amount) for amount in composition.element_composition.values())
     for element, amount in composition.element_composition.items():
-        mendeleev = element.mendeleev_no
+        with warnings.catch_warnings():  # superheavy elements have none: NaN places them far from all
+            warnings.simplefilter("ignore", UserWarning)
+            mendeleev = element.mendeleev_no
         items.append((round(float(amount) / total, 9), np.nan if mendeleev is None else float(mendeleev)))
     items.sort(key=lambda item: (item[0], np.inf if np.isnan(item[1]) else item[1]))
     out = np.full(len(PROTOTYPE_LABELS), np.nan)

@@ -103,12 +103,16 @@ def test_excluded_regions_are_taken_out_of_every_pattern_and_reported(tmp_path):
 
 
 def test_formulas_are_answered_per_input_by_the_shipped_formula_model(tmp_path):
-    proc = run_cli(tmp_path / "home", "predict", "--json", "--formula", "NaCl", "--formula", "Xx3")
-    good, bad = (json.loads(line) for line in proc.stdout.splitlines())
+    proc = run_cli(tmp_path / "home", "predict", "--json", "--formula", "NaCl", "--formula", "Xx3", "--formula", "XeF2",
+                   "--formula", "Ar")
+    good, bad, noble, argon = (json.loads(line) for line in proc.stdout.splitlines())
     assert good["modality"] == "formula" and good["model_version"]["name"] == "formula_default"
     assert good["space_group"]["number"] == 225  # rock salt: the commonest answer in MP by far
     assert good["prior"] == "mp"  # the default: the shipped formula model records its training frequencies
     assert "error" in bad and "'Xx'" in bad["error"]
+    assert noble["space_group"]["number"] == 139  # XeF2's I4/mmm
+    assert 1 <= argon["space_group"]["number"] <= 230  # argon has no Pauling electronegativity ...
+    assert "Warning" not in proc.stderr, proc.stderr  # ... and pymatgen's note about it does not reach the user
     assert proc.returncode == 0
     only_bad = run_cli(tmp_path / "home", "predict", "--json", "--formula", "Xx3")
     assert only_bad.returncode == 1  # every input failed
