@@ -188,8 +188,12 @@ def cmd_refresh(args) -> int:
 
 
 def cmd_serve(args) -> int:
-    from deployments.serving import serve_api
+    from deployments.serving import ensure_port_free, serve_api
 
+    try:
+        ensure_port_free(args.host, args.port, "the API", "--port")
+    except RuntimeError as exc:
+        raise UserFacingError(str(exc)) from None
     serve_api(args.host, args.port, args.workers, args.dev)
     return 0
 

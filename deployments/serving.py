@@ -33,6 +33,24 @@ def one_blas_thread() -> None:
     threadpool_limits(1, user_api="blas")  # not as a context manager: for the life of the worker
 
 
+def ensure_port_free(host: str, port: int, what: str, option: str) -> None:
+    """Raise RuntimeError naming the port when nothing could listen on it: said before anything starts, instead of
+    a server process that exits with code 1 (gunicorn retries five times first)."""
+    import errno
+    import socket
+
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    with socket.socket(family, socket.SOCK_STREAM) as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as the servers bind: TIME_WAIT is no conflict
+        try:
+            probe.bind((host, port))
+        except OSError as exc:
+            if exc.errno == errno.EADDRINUSE:
+                raise RuntimeError(f"{host}:{port} is already in use, so {what} cannot listen there: stop whatever "
+                                   f"holds it (another `spacegroup up` or `serve`?) or choose another {option}") from None
+            raise RuntimeError(f"{what} cannot listen on {host}:{port}: {exc.strerror or exc}") from None
+
+
 def serve_api(host: str, port: int, workers: int | None = None, dev: bool = False) -> None:
     """Run the API in the foreground: gunicorn (gthread workers) where available, else Werkzeug's server."""
     from storage.artifacts import default_store
@@ -40,6 +58,7 @@ def serve_api(host: str, port: int, workers: int | None = None, dev: bool = Fals
     from storage.engine import get_engine
     from tasks.settings import get_settings
 
+    ensure_port_free(host, port, "the API", "--port")
     get_settings().ensure_dirs()
     bootstrap_pretrained(get_engine(), default_store())  # once, before workers start
     try:
@@ -111,6 +130,9 @@ def up(host: str, port: int, prefect_port: int) -> int:
     from storage.engine import get_engine
     from tasks.settings import get_settings
 
+    ensure_port_free(host, port, "the API", "--port")
+    if not os.environ.get("PREFECT_API_URL"):
+        ensure_port_free("127.0.0.1", prefect_port, "the Prefect server", "--prefect-port")
     settings = get_settings()
     settings.ensure_dirs()
     bootstrap_pretrained(get_engine(), default_store())

@@ -160,3 +160,28 @@ def test_prior_can_be_chosen_and_a_wrong_one_is_named(tmp_path):
     proc = run_cli(tmp_path / "home", "predict", "--json", si, env={"SPACEGROUP_SPACE_GROUP_PRIOR": "icsd"})
     assert proc.returncode != 0 and "unknown space-group prior 'icsd'" in proc.stderr
     assert "Traceback" not in proc.stderr
+
+
+def test_a_port_in_use_is_named_before_anything_starts(tmp_path):
+    import socket
+
+    with socket.socket() as holder:
+        holder.bind(("127.0.0.1", 0))
+        holder.listen()
+        port = str(holder.getsockname()[1])
+        env = {"PREFECT_API_URL": ""}  # `up` starts its own Prefect server
+        for args, option in ((("serve", "--port", port), "--port"),
+                             (("up", "--port", port, "--prefect-port", str(_free_port())), "--port"),
+                             (("up", "--port", str(_free_port()), "--prefect-port", port), "--prefect-port")):
+            proc = run_cli(tmp_path / "home", *args, env=env)
+            assert proc.returncode == 2, proc.stderr
+            assert f"127.0.0.1:{port} is already in use" in proc.stderr and f"another {option}" in proc.stderr
+            assert "Traceback" not in proc.stderr
+
+
+def _free_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
