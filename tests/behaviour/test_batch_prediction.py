@@ -39,3 +39,18 @@ def test_worker_processes_give_the_same_answers():
 
 def _thread_pools() -> list[tuple[str, int]]:
     return sorted((pool["filepath"], pool["num_threads"]) for pool in threadpool_info())
+
+
+def test_a_pattern_without_peaks_gets_an_error_and_the_batch_goes_on():
+    from tasks.patterns import PowderPattern
+
+    shipped = {m.name: m for m in shipped_models()}["xrd_default"]
+    model = LoadedModel(SpaceGroupClassifier.from_bytes(shipped.artifact), None, "xrd_default", XRD_FEATURE_VERSION)
+    silicon = read_pattern(EXAMPLES / "Si_diamond_CuKa.xy")
+    two_theta = np.linspace(10, 80, 3501)
+    background = PowderPattern(two_theta, 100 + np.random.default_rng(1).normal(0, 3, len(two_theta)), 1.54184, "bg")
+    results = Predictor(model).predict_patterns([silicon, background, silicon], ["si", "background", "si again"])
+    assert [r["input"] for r in results] == ["si", "background", "si again"]
+    assert "no diffraction peaks stand out of the noise in background" in results[1]["error"]
+    assert "space_group" not in results[1]
+    assert results[0]["space_group"] == results[2]["space_group"] and results[0]["crystal_system"] == "cubic"
