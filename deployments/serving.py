@@ -47,7 +47,8 @@ def ensure_port_free(host: str, port: int, what: str, option: str) -> None:
         except OSError as exc:
             if exc.errno == errno.EADDRINUSE:
                 raise RuntimeError(f"{host}:{port} is already in use, so {what} cannot listen there: stop whatever "
-                                   f"holds it (another `spacegroup up` or `serve`?) or choose another {option}") from None
+                                   f"holds it (another `spacegroup up` or `serve`?) or choose another "
+                                   f"{option}") from None
             raise RuntimeError(f"{what} cannot listen on {host}:{port}: {exc.strerror or exc}") from None
 
 

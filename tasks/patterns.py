@@ -60,6 +60,10 @@ def validate_pattern(
     if np.any(steps == 0):
         i = int(np.flatnonzero(steps == 0)[0])
         raise PatternError(f"2θ = {tt[i]:g}° appears twice{where}; each 2θ must be unique")
+    if np.all(steps < 0):
+        # refused, not reversed: a falling first column is as often d-spacings (Å) as a scan run backwards
+        raise PatternError(f"the first column falls throughout{where} ({tt[0]:g} to {tt[-1]:g}): if it is 2θ from a "
+                           "scan run backwards, reverse the rows; if it holds d-spacings in Å, convert them to 2θ")
     if np.any(steps < 0):
         i = int(np.flatnonzero(steps < 0)[0])
         raise PatternError(

@@ -21,8 +21,8 @@ On the held-out formulas below, 0.496 -> 0.510 for the vote alone; the shipped m
 Measured on the held-out reduced formulas of the shipped formula model (``bench/formula_accuracy.py``'s split,
 3,603 entries; no reduced formula on both sides), before the substitution term: SG top-1 0.496 and top-5 0.744
 for this vote alone (96 % of formulas have a reference of their stoichiometry), against 0.435 / 0.710 for the
-XGBoost model on the magpie descriptors; with the Mendeleev numbers of the magpie table (Villars' ordering) instead of Pettifor's, 0.480;
-10 neighbours at scale 3: 0.488, at scale 10: 0.477. ``tasks.models.SpaceGroupClassifier`` mixes the vote with
+XGBoost model on the magpie descriptors; with the Mendeleev numbers of the magpie table (Villars' ordering)
+instead of Pettifor's, 0.480; 10 neighbours at scale 3: 0.488, at scale 10: 0.477. ``tasks.models.SpaceGroupClassifier`` mixes the vote with
 its boosters (``structure_type_search``).
 
 The map's coordinates travel as feature columns (``PROTOTYPE_LABELS``, computed by

@@ -119,7 +119,7 @@ def test_predict_file_uploads(live):
     ({"formula": 3}, 422, "must be a string"),
     ({"xrd": {"two_theta_deg": [1, 2, 3]}}, 422, "missing 'intensity'"),
     ({"xrd": {"two_theta_deg": list(range(10)), "intensity": list(range(10))}}, 422, "at least 50"),
-    ({"xrd": {"two_theta_deg": [float(i) for i in range(60)][::-1], "intensity": [1.0] * 60}}, 422, "not increasing"),
+    ({"xrd": {"two_theta_deg": [float(i) for i in range(60)][::-1], "intensity": [1.0] * 60}}, 422, "falls throughout"),
     ({"xrd": {"two_theta_deg": list(range(60)), "intensity": [1] * 60, "wavelength": "Unobtainium"}}, 422, "wavelength"),
     ({"xrd": {"two_theta_deg": list(range(60)), "intensity": [1] * 60, "exclude_two_theta_deg": [[30, 20]]}}, 422,
      "start must be below its end"),
