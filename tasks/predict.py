@@ -32,7 +32,7 @@ from tasks.patterns import PatternError, PowderPattern
 from tasks.priors import SpaceGroupPrior, space_group_prior
 from tasks.readers import (FormulaError, StructureError, input_kind, is_powder_cif, parse_formula, read_pattern,
                            read_pdcif, read_structure)
-from tasks.symmetry import SymmetryError, symmetry_labels, tolerance_sweep
+from tasks.symmetry import SymmetryError, disordered_site_count, symmetry_labels, tolerance_sweep
 
 
 #: batches at least this large are featurised in worker processes when the predictor has ``n_jobs != 1``
@@ -215,7 +215,8 @@ class Predictor:
             "top_k": [_sg(labels.space_group_number) | {"probability": 1.0}],
             "abstained": False,
             "model_version": {"id": None, "name": f"spglib-{spglib.__version__}", "feature_version": None},
-            "spglib": labels.to_dict() | {"tolerance_sweep": tolerance_sweep(structure)},
+            "spglib": labels.to_dict() | {"tolerance_sweep": tolerance_sweep(structure),
+                                          "disordered_sites": disordered_site_count(structure)},
         }
 
     # -- parsed requests (API and batch jobs) ------------------------------------------------------------

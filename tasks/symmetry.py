@@ -19,6 +19,7 @@ from tasks.extinction import extinction_group_of
 DEFAULT_SYMPREC = 0.1  # Å; Materials Project convention
 DEFAULT_ANGLE_TOLERANCE = -1.0  # degrees; spglib's own default (-1 = derived from symprec)
 SWEEP_SYMPRECS: tuple[float, ...] = (1e-1, 1e-2, 1e-3, 1e-4, 1e-5)
+DISORDERED_SITE_TYPES = 1000  # spglib types of disordered sites start here, clear of atomic numbers
 
 
 class SymmetryError(ValueError):
@@ -50,10 +51,26 @@ class SymmetryLabels:
 def spglib_cell(structure: Structure) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """``(lattice, fractional coordinates, atomic numbers)`` as spglib wants them.
 
-    Disordered sites are labelled by their majority species, as spglib cannot represent partial occupancy.
+    spglib cannot represent partial occupancy, so a disordered site is typed by its whole occupancy: every
+    Fe0.5Co0.5 site is one kind, an Fe0.9Co0.1 or a half-empty Fe0.5 site another (types from
+    ``DISORDERED_SITE_TYPES`` up). The answer is the symmetry of the average structure, as reported for a solid
+    solution: disordered FeCo is bcc Im-3m, ordered FeCo CsCl-type Pm-3m. Typing a site by its majority species
+    instead made two equal Fe0.5Co0.5 sites Fe and Co whenever their species were listed in another order.
     """
-    numbers = [max(site.species.items(), key=lambda kv: kv[1])[0].Z for site in structure]
+    kinds: dict[tuple, int] = {}
+    numbers = []
+    for site in structure:
+        if site.is_ordered:
+            numbers.append(site.specie.Z)
+        else:
+            occupancy = tuple(sorted((str(species), round(float(amount), 4)) for species, amount in site.species.items()))
+            numbers.append(kinds.setdefault(occupancy, DISORDERED_SITE_TYPES + len(kinds)))
     return (np.asarray(structure.lattice.matrix), np.asarray(structure.frac_coords), np.asarray(numbers))
+
+
+def disordered_site_count(structure: Structure) -> int:
+    """Sites with partial or mixed occupancy."""
+    return sum(not site.is_ordered for site in structure)
 
 
 def symmetry_labels(

@@ -41,6 +41,7 @@ def test_predict_examples_right_after_install(tmp_path):
     nacl = by_name["NaCl_rocksalt.cif"]
     assert nacl["modality"] == "structure" and nacl["space_group"] == {"number": 225, "symbol": "Fm-3m"}
     assert nacl["spglib"]["laue_class"] == "m-3m" and nacl["spglib"]["tolerance_sweep"]
+    assert nacl["spglib"]["disordered_sites"] == 0
     assert by_name["POSCAR_TiO2_rutile"]["space_group"]["number"] == 136
     for name in ("Si_diamond_CuKa.xy", "TiO2_rutile_CuKa.xy", "ZnO_wurtzite_CuKa.xy"):
         r = by_name[name]

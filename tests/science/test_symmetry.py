@@ -71,3 +71,23 @@ def test_symprec_changes_nothing_for_an_ideal_crystal():
     numbers = {row["space_group_number"] for row in tolerance_sweep(s)}
     assert numbers == {225}
     assert np.isclose(symmetry_labels(s).symprec, 0.1)
+
+
+def test_a_disordered_solid_solution_has_the_symmetry_of_its_average_structure():
+    from pymatgen.core import Lattice, Structure
+
+    from tasks.symmetry import disordered_site_count
+
+    # FeCo: the same 50/50 occupancy on both sites of the cube, written in either order, is bcc (A2, Im-3m) ...
+    disordered = Structure(Lattice.cubic(2.86), [{"Fe": 0.5, "Co": 0.5}, {"Co": 0.5, "Fe": 0.5}],
+                           [[0, 0, 0], [0.5, 0.5, 0.5]])
+    assert symmetry_labels(disordered).space_group_symbol == "Im-3m"
+    assert disordered_site_count(disordered) == 2
+    # ... ordered on the two sites it is CsCl-type (B2, Pm-3m), and so is a cube whose corner is only half Fe
+    ordered = Structure(Lattice.cubic(2.86), ["Fe", "Co"], [[0, 0, 0], [0.5, 0.5, 0.5]])
+    assert symmetry_labels(ordered).space_group_symbol == "Pm-3m" and disordered_site_count(ordered) == 0
+    uneven = Structure(Lattice.cubic(2.86), [{"Fe": 0.5, "Co": 0.5}, {"Fe": 0.9, "Co": 0.1}],
+                       [[0, 0, 0], [0.5, 0.5, 0.5]])
+    assert symmetry_labels(uneven).space_group_symbol == "Pm-3m"
+    vacant = Structure(Lattice.cubic(2.86), [{"Fe": 0.5}, "Fe"], [[0, 0, 0], [0.5, 0.5, 0.5]])
+    assert symmetry_labels(vacant).space_group_symbol == "Pm-3m"
