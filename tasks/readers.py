@@ -212,8 +212,29 @@ def check_structure(structure: Structure, source: str, max_sites: int) -> Struct
     return structure
 
 
+_ADDUCT_DOT = re.compile(r"\s*[·•⋅∙*]\s*")  # CuSO4·5H2O, CuSO4*5H2O
+_LEADING_COUNT = re.compile(r"^(\d+(?:\.\d+)?)\s*(?=[A-Z(\[])")
+
+
+def _adduct(formula: str) -> Composition:
+    """``Composition`` of a formula, hydrates and adducts included: each part after a dot (·, •, *) may start with
+    its count (``CuSO4·5H2O`` = CuSO4 + 5 H2O), which pymatgen's parser alone does not read."""
+    parts = _ADDUCT_DOT.split(formula)
+    if len(parts) == 1:
+        return Composition(formula)
+    total = Composition()
+    for part in parts:
+        match = _LEADING_COUNT.match(part)
+        count, rest = (float(match.group(1)), part[match.end():]) if match else (1.0, part)
+        if not rest:
+            raise ValueError("an empty part")
+        total += Composition(rest) * count
+    return total
+
+
 def parse_formula(text: str) -> Composition:
-    """A chemical formula such as ``Fe2O3`` or ``Ca(OH)2``; unknown elements and empty strings are refused."""
+    """A chemical formula such as ``Fe2O3``, ``Ca(OH)2`` or ``CuSO4·5H2O``; unknown elements and empty strings are
+    refused."""
     cleaned = str(text).strip()
     if not cleaned:
         raise FormulaError("the formula is empty")
@@ -225,9 +246,10 @@ def parse_formula(text: str) -> Composition:
         except ValueError:
             raise FormulaError(f"{token!r} in formula {cleaned!r} is not a chemical element") from None
     try:
-        composition = Composition(cleaned)
+        composition = _adduct(cleaned)
     except Exception:
-        raise FormulaError(f"{cleaned!r} is not a chemical formula (write it like Fe2O3 or Ca(OH)2)") from None
+        raise FormulaError(f"{cleaned!r} is not a chemical formula (write it like Fe2O3, Ca(OH)2 or "
+                           "CuSO4·5H2O)") from None
     if composition.num_atoms <= 0:
         raise FormulaError(f"{cleaned!r} has no atoms")
     return composition
