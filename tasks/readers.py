@@ -183,9 +183,18 @@ def read_structure(path: str | Path, max_sites: int = 500) -> Structure:
             warnings.simplefilter("ignore")
             structure = Structure.from_file(str(path), primitive=False)
     except Exception as exc:  # pymatgen raises many types; the message is what matters
-        reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise StructureError(f"{path.name} is not a readable CIF/POSCAR structure: {reason}") from None
+        raise StructureError(f"{path.name} is not a readable CIF/POSCAR structure: {_structure_reason(exc)}") from None
     return check_structure(structure, path.name, max_sites)
+
+
+def _structure_reason(exc: Exception) -> str:
+    """What a scientist can act on in a pymatgen parse error: its first line, or for the index errors of a
+    truncated file (pymatgen's POSCAR reader says only "list index out of range") what a POSCAR must hold."""
+    if isinstance(exc, IndexError):
+        return ("the file ends early or a line has too few fields (a POSCAR holds a comment line, a scale, three "
+                "lattice vectors, element names and counts, then one line of coordinates per atom)")
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else type(exc).__name__
 
 
 def structure_from_text(text: str, fmt: str, max_sites: int = 500, source: str = "") -> Structure:
@@ -197,8 +206,7 @@ def structure_from_text(text: str, fmt: str, max_sites: int = 500, source: str =
             warnings.simplefilter("ignore")
             structure = Structure.from_str(text, fmt=fmt, primitive=False)
     except Exception as exc:
-        reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise StructureError(f"the {fmt.upper()} text is not a readable structure: {reason}") from None
+        raise StructureError(f"the {fmt.upper()} text is not a readable structure: {_structure_reason(exc)}") from None
     return check_structure(structure, source or fmt.upper(), max_sites)
 
 

@@ -160,6 +160,11 @@ def test_structure_reader(tmp_path):
         structure_from_text(NACL_CIF.split("loop_\n_atom_site_label")[0], "cif")
     with pytest.raises(StructureError, match="does not exist"):
         read_structure(tmp_path / "none.cif")
+    truncated = "NaCl\n1.0\n5.6 0 0\n0 5.6 0\n"  # stops before the third lattice vector
+    with pytest.raises(StructureError, match="POSCAR_cut .* ends early .* three lattice vectors"):
+        read_structure(write(tmp_path, "POSCAR_cut", truncated))
+    with pytest.raises(StructureError, match="ends early"):
+        structure_from_text(truncated, "poscar")
 
 
 @pytest.mark.parametrize("text,expected", [
