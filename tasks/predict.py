@@ -279,7 +279,7 @@ class Predictor:
                 else:
                     raise PredictionError(
                         f"{path.name}: unknown file type {path.suffix or '(none)'}; use a pattern "
-                        "(.xy .xye .csv .txt .dat) or a structure (.cif, POSCAR)")
+                        "(.xy .xye .csv .txt .dat .xrdml) or a structure (.cif, POSCAR)")
             except (PatternError, StructureError, PredictionError, ValueError) as exc:
                 yield from flush()
                 yield {"input": name, "modality": {"structure": "structure", "pattern": "xrd"}.get(kind, None),

@@ -15,7 +15,7 @@ from pymatgen.core import Composition, Element, Structure
 from tasks.patterns import PatternError, PowderPattern, validate_pattern
 from tasks.xrd import resolve_wavelength
 
-PATTERN_SUFFIXES = {".xy", ".xye", ".csv", ".txt", ".dat", ".asc"}
+PATTERN_SUFFIXES = {".xy", ".xye", ".csv", ".txt", ".dat", ".asc", ".xrdml"}
 STRUCTURE_SUFFIXES = {".cif", ".vasp", ".poscar"}
 _SEPARATORS = re.compile(r"[,;\t ]+")
 MIN_OVERFLOW_DIGITS = 4  # an intensity that runs into the 2θ column has at least this many digits
@@ -152,6 +152,16 @@ def parse_pattern_text(text: str, source: str = "") -> tuple[np.ndarray, np.ndar
     return data[:, 0], data[:, 1], wavelength
 
 
+def parse_pattern_bytes(data: bytes, name: str) -> tuple[np.ndarray, np.ndarray, float | None]:
+    """``(two_theta_deg, intensity, wavelength from the file or None)`` of a pattern file's content: XRDML by its
+    ``.xrdml`` name (``tasks.xrdml``), anything else as text columns (:func:`parse_pattern_text`)."""
+    if name.lower().endswith(".xrdml"):
+        from tasks.xrdml import parse_xrdml
+
+        return parse_xrdml(data, name)
+    return parse_pattern_text(data.decode("utf-8", errors="replace"), name)
+
+
 def read_pattern(
     path: str | Path, wavelength: str | float | None = None, max_points: int | None = None
 ) -> PowderPattern:
@@ -160,10 +170,10 @@ def read_pattern(
     if not path.is_file():
         raise PatternError(f"{path} does not exist or is not a file")
     try:
-        text = path.read_text(encoding="utf-8", errors="replace")
+        data = path.read_bytes()
     except OSError as exc:
         raise PatternError(f"cannot read {path}: {exc.strerror}") from None
-    two_theta, intensity, header_wavelength = parse_pattern_text(text, str(path.name))
+    two_theta, intensity, header_wavelength = parse_pattern_bytes(data, path.name)
     if wavelength is not None:
         lam = resolve_wavelength(wavelength)
     elif header_wavelength is not None:

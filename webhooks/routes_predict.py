@@ -16,13 +16,13 @@ from webhooks.metrics import PREDICTIONS
 from webhooks.problems import Problem, unprocessable
 
 blueprint = Blueprint("predict", __name__)
-PATTERN_SUFFIXES = (".xy", ".xye", ".csv", ".txt", ".dat")
+PATTERN_SUFFIXES = (".xy", ".xye", ".csv", ".txt", ".dat", ".xrdml")
 
 
 def _from_upload() -> tuple[PredictionInput, str]:
     from tasks.excluded_regions import parse_regions, take_out, validate_substrates
     from tasks.patterns import PatternError, validate_pattern
-    from tasks.readers import StructureError, parse_pattern_text, read_pdcif, structure_from_text
+    from tasks.readers import StructureError, parse_pattern_bytes, read_pdcif, structure_from_text
     from tasks.xrd import resolve_wavelength
 
     s = state().settings
@@ -48,7 +48,7 @@ def _from_upload() -> tuple[PredictionInput, str]:
             fmt = "cif" if lower.endswith(".cif") else "poscar"
             return PredictionInput("structure", name, structure_from_text(text, fmt, s.max_sites, name), digest), name
         if lower.endswith(PATTERN_SUFFIXES):
-            tt, y, file_wavelength = parse_pattern_text(text, name)
+            tt, y, file_wavelength = parse_pattern_bytes(data, name)
             wl = resolve_wavelength(wavelength or file_wavelength or s.default_wavelength)
             pattern, excluded = take_out(validate_pattern(tt, y, wl, name, s.max_pattern_points), excluded, substrates)
             return PredictionInput("xrd", name, pattern, digest, excluded), name

@@ -112,6 +112,16 @@ def test_predict_file_uploads(live):
         assert live.request("POST", "/predict", files={"file": (cif.name, fh)}).json()["space_group"]["number"] == 225
     bad = live.request("POST", "/predict", files={"file": ("notes.docx", b"hello")})
     assert bad.status_code == 422 and "unknown file type" in bad.json()["detail"]
+    from tasks.readers import read_pattern
+    from tests.science.test_xrdml import CU_DOUBLET, _start_end, xrdml
+
+    pattern = read_pattern(xy)
+    scan = xrdml(_start_end(pattern.two_theta_deg[0], pattern.two_theta_deg[-1]),
+                 " ".join(f"{v:g}" for v in pattern.intensity), CU_DOUBLET)
+    from_xrdml = live.request("POST", "/predict", files={"file": ("Si.xrdml", scan)}, data={"top_k": "2"}).json()
+    assert from_xrdml["modality"] == "xrd" and from_xrdml["space_group"] == result["space_group"]
+    broken = live.request("POST", "/predict", files={"file": ("Si.xrdml", scan[:-40])})
+    assert broken.status_code == 422 and "not a readable XRDML file" in broken.json()["detail"]
 
 
 @pytest.mark.parametrize("body,status,words", [
