@@ -63,7 +63,8 @@ def spglib_cell(structure: Structure) -> tuple[np.ndarray, np.ndarray, np.ndarra
         if site.is_ordered:
             numbers.append(site.specie.Z)
         else:
-            occupancy = tuple(sorted((str(species), round(float(amount), 4)) for species, amount in site.species.items()))
+            occupancy = tuple(sorted((str(species), round(float(amount), 4))
+                                     for species, amount in site.species.items()))
             numbers.append(kinds.setdefault(occupancy, DISORDERED_SITE_TYPES + len(kinds)))
     return (np.asarray(structure.lattice.matrix), np.asarray(structure.frac_coords), np.asarray(numbers))
 
