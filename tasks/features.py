@@ -128,6 +128,23 @@ def local_noise(y: np.ndarray, block: int = NOISE_BLOCK_POINTS) -> np.ndarray:
     return out
 
 
+AMORPHOUS_FWHM_DEG = 4.0  # 2θ; the broadest strongest peak among the 96 measured scans of ../shared/data: 2.0°
+_HUMP_BASE_WINDOW_DEG = 10.0
+
+
+def strongest_feature_fwhm_deg(pattern: PowderPattern) -> float:
+    """Full width at half maximum (2θ degrees) of the pattern's strongest feature, above the lowest point within
+    ``_HUMP_BASE_WINDOW_DEG`` of it: a Bragg peak is a fraction of a degree to ~2° wide even in thin films, the
+    scattering hump of a glass or polymer 5-10°."""
+    two_theta = pattern.two_theta_deg
+    y = uniform_filter1d(np.asarray(pattern.intensity, dtype=float), size=5, mode="nearest")
+    top = int(np.argmax(y))
+    base = y[np.abs(two_theta - two_theta[top]) <= _HUMP_BASE_WINDOW_DEG].min()
+    above = np.flatnonzero(y <= base + (y[top] - base) / 2.0)
+    low, high = above[above < top], above[above > top]
+    return float(two_theta[high[0] if len(high) else -1] - two_theta[low[-1] if len(low) else 0])
+
+
 def find_pattern_peaks(pattern: PowderPattern, subtracted: Subtracted | None = None) -> Peaks:
     """Peak positions (Q, parabolic sub-step refinement) and heights above background.
 

@@ -25,8 +25,8 @@ from threadpoolctl import threadpool_limits
 from tasks.crystallography import space_group_type
 from tasks.excluded_regions import take_out, validate_regions, validate_substrates
 from tasks.extinction import extinction_group_by_index, extinction_group_of
-from tasks.features import (FORMULA_FEATURE_VERSION, XRD_FEATURE_VERSION, XRDPatternFeaturizer,
-                            featurize_patterns_in_worker)
+from tasks.features import (AMORPHOUS_FWHM_DEG, FORMULA_FEATURE_VERSION, XRD_FEATURE_VERSION, XRDPatternFeaturizer,
+                            featurize_patterns_in_worker, strongest_feature_fwhm_deg)
 from tasks.models import RankedPrediction, SpaceGroupClassifier
 from tasks.patterns import PatternError, PowderPattern
 from tasks.priors import SpaceGroupPrior, space_group_prior
@@ -92,6 +92,14 @@ def _no_peaks(name: str) -> dict:
     return {"input": name, "modality": "xrd",
             "error": f"no diffraction peaks stand out of the noise in {name}, so there is nothing to index: an "
                      "amorphous sample, the background alone, or too few counts?"}
+
+
+def _amorphous(name: str, width_deg: float, pattern: PowderPattern) -> dict:
+    at = float(pattern.two_theta_deg[np.argmax(pattern.intensity)])
+    return {"input": name, "modality": "xrd",
+            "error": f"the strongest feature of {name} is a broad hump ({width_deg:.1f}° wide at half height, near "
+                     f"2θ = {at:.0f}°), not a Bragg peak: an amorphous sample (a glass, a polymer, the holder) has no "
+                     "lattice to index"}
 
 
 class Predictor:
@@ -167,8 +175,15 @@ class Predictor:
             if waiting:
                 ranked += self.xrd.model.rank(np.vstack(waiting), self.top_k, self._xrd_prior)
         n_peaks = np.concatenate(peak_counts)
-        return [_result_from_ranking(n, "xrd", r, self.xrd, self._xrd_prior) if count > 0 else _no_peaks(n)
-                for n, r, count in zip(names, ranked, n_peaks)]
+        out = []
+        for pattern, name, answer, count in zip(patterns, names, ranked, n_peaks):
+            if count == 0:
+                out.append(_no_peaks(name))
+            elif count <= 2 and (width := strongest_feature_fwhm_deg(pattern)) > AMORPHOUS_FWHM_DEG:
+                out.append(_amorphous(name, width, pattern))
+            else:
+                out.append(_result_from_ranking(name, "xrd", answer, self.xrd, self._xrd_prior))
+        return out
 
     def predict_pattern(self, pattern: PowderPattern, name: str = "pattern") -> dict:
         return self.predict_patterns([pattern], [name])[0]

@@ -1,5 +1,6 @@
 """Large pattern batches: featurised in worker processes, the same answers as in one process."""
 
+import re
 from pathlib import Path
 
 import numpy as np
@@ -54,3 +55,25 @@ def test_a_pattern_without_peaks_gets_an_error_and_the_batch_goes_on():
     assert "no diffraction peaks stand out of the noise in background" in results[1]["error"]
     assert "space_group" not in results[1]
     assert results[0]["space_group"] == results[2]["space_group"] and results[0]["crystal_system"] == "cubic"
+
+
+def test_a_glass_hump_is_named_but_crystals_on_glass_and_broad_film_peaks_are_answered():
+    from tasks.patterns import PowderPattern
+
+    shipped = {m.name: m for m in shipped_models()}["xrd_default"]
+    model = LoadedModel(SpaceGroupClassifier.from_bytes(shipped.artifact), None, "xrd_default", XRD_FEATURE_VERSION)
+    silicon = read_pattern(EXAMPLES / "Si_diamond_CuKa.xy")
+    two_theta = silicon.two_theta_deg
+    hump = 400 * np.exp(-(((two_theta - 22) / 4) ** 2))  # FWHM 6.7°: the scattering of a glass
+    noise = np.random.default_rng(2).normal(0, 3, len(two_theta))
+    glass = PowderPattern(two_theta, 100 + hump + noise, silicon.wavelength_angstrom, "glass")
+    on_glass = PowderPattern(two_theta, silicon.intensity + 0.2 * silicon.intensity.max() / 400 * hump,
+                             silicon.wavelength_angstrom, "si on glass")
+    film_lines = sum(np.exp(-(((two_theta - c) / 1.0) ** 2)) * h for c, h in ((14.1, 400), (28.4, 250), (31.8, 150)))
+    film = PowderPattern(two_theta, 50 + film_lines + noise, silicon.wavelength_angstrom, "broad film")  # FWHM 1.7°
+    glass_answer, on_glass_answer, film_answer = Predictor(model).predict_patterns(
+        [glass, on_glass, film], ["glass", "si on glass", "broad film"])
+    assert re.search(r"broad hump \(6\.[5-8]° wide at half height, near 2θ = 22°\)", glass_answer["error"])
+    assert "amorphous" in glass_answer["error"]
+    assert on_glass_answer["crystal_system"] == "cubic"
+    assert "error" not in film_answer
