@@ -98,8 +98,8 @@ def _amorphous(name: str, width_deg: float, pattern: PowderPattern) -> dict:
     at = float(pattern.two_theta_deg[np.argmax(pattern.intensity)])
     return {"input": name, "modality": "xrd",
             "error": f"the strongest feature of {name} is a broad hump ({width_deg:.1f}° wide at half height, near "
-                     f"2θ = {at:.0f}°), not a Bragg peak: an amorphous sample (a glass, a polymer, the holder) has no "
-                     "lattice to index"}
+                     f"2θ = {at:.0f}°), not a Bragg peak: an amorphous sample (a glass, a polymer, the holder) "
+                     "has no lattice to index"}
 
 
 class Predictor:
