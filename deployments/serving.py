@@ -59,7 +59,6 @@ def serve_api(host: str, port: int, workers: int | None = None, dev: bool = Fals
     from storage.engine import get_engine
     from tasks.settings import get_settings
 
-    ensure_port_free(host, port, "the API", "--port")
     get_settings().ensure_dirs()
     bootstrap_pretrained(get_engine(), default_store())  # once, before workers start
     try:

@@ -143,6 +143,7 @@ def substitution_dissimilarity() -> np.ndarray:
     cost = np.maximum(np.minimum(cost, cost.T), 0.0)
     np.fill_diagonal(cost, 0.0)
     cost[0, :] = cost[:, 0] = 0.0
+    cost.setflags(write=False)  # cached and shared
     return cost
 
 

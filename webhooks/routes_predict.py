@@ -10,13 +10,14 @@ from flask import Blueprint, jsonify, request
 
 from tasks.inputs import InputError, PredictionInput, input_hash, parse_prediction_input
 from tasks.predict import ModelUnavailableError, PredictionError
+from tasks.readers import PATTERN_SUFFIXES as READABLE_PATTERN_SUFFIXES
 from webhooks.app import json_body, state
 from webhooks.auth import require
 from webhooks.metrics import PREDICTIONS
 from webhooks.problems import Problem, unprocessable
 
 blueprint = Blueprint("predict", __name__)
-PATTERN_SUFFIXES = (".xy", ".xye", ".csv", ".txt", ".dat", ".xrdml")
+PATTERN_SUFFIXES = tuple(sorted(READABLE_PATTERN_SUFFIXES))  # what the CLI reads, uploads read too
 
 
 def _from_upload() -> tuple[PredictionInput, str]:
