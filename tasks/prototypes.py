@@ -22,8 +22,8 @@ Measured on the held-out reduced formulas of the shipped formula model (``bench/
 3,603 entries; no reduced formula on both sides), before the substitution term: SG top-1 0.496 and top-5 0.744
 for this vote alone (96 % of formulas have a reference of their stoichiometry), against 0.435 / 0.710 for the
 XGBoost model on the magpie descriptors; with the Mendeleev numbers of the magpie table (Villars' ordering)
-instead of Pettifor's, 0.480; 10 neighbours at scale 3: 0.488, at scale 10: 0.477. ``tasks.models.SpaceGroupClassifier`` mixes the vote with
-its boosters (``structure_type_search``).
+instead of Pettifor's, 0.480; 10 neighbours at scale 3: 0.488, at scale 10: 0.477.
+``tasks.models.SpaceGroupClassifier`` mixes the vote with its boosters (``structure_type_search``).
 
 The map's coordinates travel as feature columns (``PROTOTYPE_LABELS``, computed by
 ``tasks.features.FormulaFeaturizer``), so a model needs nothing but its feature rows.
@@ -59,10 +59,9 @@ def prototype_columns(composition) -> np.ndarray:
     (ties by Mendeleev number) and their Pettifor Mendeleev numbers in that order; NaN beyond the last element."""
     items = []
     total = sum(float(amount) for amount in composition.element_composition.values())
+    numbers = _element_mendeleev_numbers()
     for element, amount in composition.element_composition.items():
-        with warnings.catch_warnings():  # superheavy elements have none: NaN places them far from all
-            warnings.simplefilter("ignore", UserWarning)
-            mendeleev = element.mendeleev_no
+        mendeleev = numbers.get(element.symbol)  # superheavy elements have none: NaN places them far from all
         items.append((round(float(amount) / total, 9), np.nan if mendeleev is None else float(mendeleev)))
     items.sort(key=lambda item: (item[0], np.inf if np.isnan(item[1]) else item[1]))
     out = np.full(len(PROTOTYPE_LABELS), np.nan)
@@ -152,9 +151,10 @@ def element_distances(substitution_weight: float) -> np.ndarray:
     """(m, m) distance between elements on the map, indexed as ``substitution_dissimilarity``: the difference of
     their Mendeleev numbers plus ``substitution_weight`` times their substitution dissimilarity; an element on one
     side only costs ``MISSING_ELEMENT_DISTANCE``, none on either side nothing."""
-    cost = substitution_dissimilarity() if substitution_weight else np.zeros_like(substitution_dissimilarity())
-    numbers = np.arange(len(cost), dtype=np.float64)
-    distance = np.abs(numbers[:, None] - numbers[None, :]) + substitution_weight * cost
+    numbers = np.arange(max(_element_mendeleev_numbers().values()) + 1, dtype=np.float64)
+    distance = np.abs(numbers[:, None] - numbers[None, :])
+    if substitution_weight:  # models saved before the term (weight 0) never read the table
+        distance = distance + substitution_weight * substitution_dissimilarity()
     distance[0, :] = distance[:, 0] = MISSING_ELEMENT_DISTANCE
     distance[0, 0] = 0.0
     distance.setflags(write=False)
