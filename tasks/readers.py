@@ -5,6 +5,7 @@ Every reader validates once and raises an error whose message names the file and
 
 from __future__ import annotations
 
+import importlib
 import re
 import warnings
 from pathlib import Path
@@ -15,7 +16,13 @@ from pymatgen.core import Composition, Element, Structure
 from tasks.patterns import PatternError, PowderPattern, validate_pattern
 from tasks.xrd import resolve_wavelength
 
-PATTERN_SUFFIXES = {".xy", ".xye", ".csv", ".txt", ".dat", ".asc", ".xrdml"}
+_VENDOR_READERS = {  # suffix -> (module, function) of the instrument formats, imported when first needed
+    ".xrdml": ("tasks.xrdml", "parse_xrdml"),
+    ".ras": ("tasks.rigaku", "parse_ras"),
+    ".uxd": ("tasks.bruker", "parse_uxd"),
+    ".brml": ("tasks.bruker", "parse_brml"),
+}
+PATTERN_SUFFIXES = {".xy", ".xye", ".csv", ".txt", ".dat", ".asc", *_VENDOR_READERS}
 STRUCTURE_SUFFIXES = {".cif", ".vasp", ".poscar"}
 _SEPARATORS = re.compile(r"[,;\t ]+")
 MIN_OVERFLOW_DIGITS = 4  # an intensity that runs into the 2θ column has at least this many digits
@@ -153,12 +160,13 @@ def parse_pattern_text(text: str, source: str = "") -> tuple[np.ndarray, np.ndar
 
 
 def parse_pattern_bytes(data: bytes, name: str) -> tuple[np.ndarray, np.ndarray, float | None]:
-    """``(two_theta_deg, intensity, wavelength from the file or None)`` of a pattern file's content: XRDML by its
-    ``.xrdml`` name (``tasks.xrdml``), anything else as text columns (:func:`parse_pattern_text`)."""
-    if name.lower().endswith(".xrdml"):
-        from tasks.xrdml import parse_xrdml
-
-        return parse_xrdml(data, name)
+    """``(two_theta_deg, intensity, wavelength from the file or None)`` of a pattern file's content, read by its
+    name's suffix: Panalytical ``.xrdml`` (``tasks.xrdml``), Rigaku ``.ras`` (``tasks.rigaku``), Bruker ``.uxd``
+    and ``.brml`` (``tasks.bruker``), anything else as text columns (:func:`parse_pattern_text`)."""
+    reader = _VENDOR_READERS.get(Path(name).suffix.lower())
+    if reader is not None:
+        module, function = reader
+        return getattr(importlib.import_module(module), function)(data, name)
     return parse_pattern_text(data.decode("utf-8", errors="replace"), name)
 
 

@@ -16,6 +16,7 @@ from __future__ import annotations
 import numpy as np
 
 from tasks.patterns import PatternError
+from tasks.scans import kalpha_wavelength_angstrom
 
 
 def _local(tag: str) -> str:
@@ -48,7 +49,7 @@ def _wavelength_angstrom(root) -> float | None:
         alpha2, ratio = float(values["kAlpha2"]), float(values["ratioKAlpha2KAlpha1"])
     except (KeyError, TypeError, ValueError):
         return alpha1
-    return (alpha1 + ratio * alpha2) / (1.0 + ratio) if ratio > 0 else alpha1
+    return kalpha_wavelength_angstrom(alpha1, alpha2, ratio)
 
 
 def parse_xrdml(data: bytes, source: str = "") -> tuple[np.ndarray, np.ndarray, float | None]:

@@ -122,6 +122,15 @@ def test_predict_file_uploads(live):
     assert from_xrdml["modality"] == "xrd" and from_xrdml["space_group"] == result["space_group"]
     broken = live.request("POST", "/predict", files={"file": ("Si.xrdml", scan[:-40])})
     assert broken.status_code == 422 and "not a readable XRDML file" in broken.json()["detail"]
+    from tests.science.test_instrument_formats import brml, ras, raw_data_xml
+
+    tt, y = pattern.two_theta_deg, pattern.intensity
+    archive = brml({"Experiment0/RawData0.xml": raw_data_xml(tt, y, tt[0], tt[-1], float(tt[1] - tt[0]))})
+    for name, content in (("Si.brml", archive), ("Si.ras", ras([[(a, b, 1.0) for a, b in zip(tt, y)]]))):
+        answer = live.request("POST", "/predict", files={"file": (name, content)}, data={"top_k": "2"}).json()
+        assert answer["space_group"] == result["space_group"], name
+    broken = live.request("POST", "/predict", files={"file": ("Si.brml", archive[:200])})
+    assert broken.status_code == 422 and "not a readable BRML file" in broken.json()["detail"]
 
 
 @pytest.mark.parametrize("body,status,words", [
