@@ -14,6 +14,47 @@ class PatternError(ValueError):
     """A powder pattern that cannot be used, with the reason in words."""
 
 
+X_AXIS_UNITS = ("2theta_deg", "2theta_rad", "q_inv_angstrom", "q_inv_nm", "d_angstrom", "d_nm",
+                "dstar2_inv_angstrom2", "dstar2_inv_nm2")
+
+
+def two_theta_from_axis(
+    values, unit: str, wavelength_angstrom: float, source: str = ""
+) -> tuple[np.ndarray, np.ndarray]:
+    """``(two_theta_deg, order)`` for a pattern's first column in ``unit`` (one of ``X_AXIS_UNITS``), read at
+    ``wavelength_angstrom``; ``order`` sorts the points by rising 2θ (d-spacings fall as 2θ rises).
+
+    Points the wavelength cannot reach (Q > 4π/λ, d < λ/2) are refused with the smallest wavelength that would.
+    """
+    x = np.asarray(values, dtype=float)
+    if unit == "2theta_deg":
+        return x, np.arange(len(x))
+    if unit == "2theta_rad":
+        return np.degrees(x), np.arange(len(x))
+    where = f" in {source}" if source else ""
+    if unit.startswith("q_"):
+        d = 2.0 * np.pi / np.where(x > 0, x, np.nan) * (10.0 if unit == "q_inv_nm" else 1.0)
+    elif unit.startswith("dstar2_"):
+        d = 1.0 / np.sqrt(np.where(x > 0, x, np.nan)) * (10.0 if unit == "dstar2_inv_nm2" else 1.0)
+    elif unit in ("d_angstrom", "d_nm"):
+        d = np.where(x > 0, x, np.nan) * (10.0 if unit == "d_nm" else 1.0)
+    else:
+        raise PatternError(f"unknown x-axis unit {unit!r}{where}; expected one of {', '.join(X_AXIS_UNITS)}")
+    if np.isnan(d).any():
+        i = int(np.flatnonzero(np.isnan(d))[0])
+        raise PatternError(f"the first column{where} ({unit}) must be positive; point {i + 1} is {x[i]:g}")
+    ratio = wavelength_angstrom / (2.0 * d)
+    if ratio.max() > 1.0:
+        raise PatternError(
+            f"the pattern{where} reaches d = {d.min():.3f} Å, which {wavelength_angstrom:.4f} Å X-rays cannot (they "
+            f"stop at d = {wavelength_angstrom / 2:.3f} Å); give the measurement's wavelength, at most "
+            f"{2 * d.min():.3f} Å, with --wavelength or a 'wavelength' header entry"
+        )
+    two_theta = 2.0 * np.degrees(np.arcsin(ratio))
+    order = np.argsort(two_theta, kind="stable")
+    return two_theta[order], order
+
+
 @dataclass(frozen=True)
 class PowderPattern:
     """A powder profile: intensity on a strictly increasing 2θ grid, for one wavelength."""
@@ -63,7 +104,8 @@ def validate_pattern(
     if np.all(steps < 0):
         # refused, not reversed: a falling first column is as often d-spacings (Å) as a scan run backwards
         raise PatternError(f"the first column falls throughout{where} ({tt[0]:g} to {tt[-1]:g}): if it is 2θ from a "
-                           "scan run backwards, reverse the rows; if it holds d-spacings in Å, convert them to 2θ")
+                           "scan run backwards, reverse the rows; if it holds d-spacings, name it 'd (Å)' in a "
+                           "header line above the numbers")
     if np.any(steps < 0):
         i = int(np.flatnonzero(steps < 0)[0])
         raise PatternError(

@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 from pymatgen.core import Composition, Element, Structure
 
-from tasks.patterns import PatternError, PowderPattern, validate_pattern
+from tasks.patterns import PatternError, PowderPattern, two_theta_from_axis, validate_pattern
 from tasks.xrd import resolve_wavelength
 
 _VENDOR_READERS = {  # suffix -> (module, function) of the instrument formats, imported when first needed
@@ -26,7 +26,57 @@ PATTERN_SUFFIXES = {".xy", ".xye", ".csv", ".txt", ".dat", ".asc", *_VENDOR_READ
 STRUCTURE_SUFFIXES = {".cif", ".vasp", ".poscar"}
 _SEPARATORS = re.compile(r"[,;\t ]+")
 MIN_OVERFLOW_DIGITS = 4  # an intensity that runs into the 2θ column has at least this many digits
-_WAVELENGTH_HEADER = re.compile(r"wave\s*length\s*[=:]?\s*([0-9]*\.?[0-9]+)", re.IGNORECASE)
+_WAVELENGTH_HEADER = re.compile(
+    r"wave\s*length\s*(?:[(\[]\s*(?P<bracketed>[a-zåÅ]+)\s*[)\]])?\s*[=:]?\s*"
+    r"(?P<value>[0-9]*\.?[0-9]+(?:[eE][-+]?[0-9]+)?)\s*(?P<unit>nm|pm|m|Å|A|angstroms?)?(?![a-z])",
+    re.IGNORECASE,
+)
+_TO_ANGSTROM = {"m": 1e10, "nm": 10.0, "pm": 0.01}
+# The first column's label in a header line, and the unit it means (pyFAI's and Dioptas' "2th_deg", "q_nm^-1",
+# "q_A^-1", "d*2_A^-2"; "Q (1/A)", "d-spacing (Å)" and the like from other integration programs).
+_AXIS_LABELS = (
+    (re.compile(r"^(2[\s_-]*th|2θ|two[\s_-]*theta|tth)", re.IGNORECASE), "2theta"),
+    (re.compile(r"^d\s*\*\s*\^?\s*2", re.IGNORECASE), "dstar2"),
+    (re.compile(r"^q(?=$|[\s(\[_/-])", re.IGNORECASE), "q"),
+    (re.compile(r"^d(?=$|[\s(\[_/-])|^d[\s_-]*spacing", re.IGNORECASE), "d"),  # not "D8 Advance"
+    (re.compile(r"^(r_mm|chi(?=$|[\s(\[_/-])|χ|azimuth)", re.IGNORECASE), "other"),
+)
+
+
+def _header_wavelength_angstrom(line: str) -> float | None:
+    """A wavelength in Å from a header line (``wavelength=1.5406``, pyFAI's ``Wavelength: 1.0e-10 m``,
+    ``wavelength (nm): 0.15406``), or None; a bare number below 1e-6 is in metres, as pyFAI writes it."""
+    match = _WAVELENGTH_HEADER.search(line)
+    if not match:
+        return None
+    value = float(match.group("value"))
+    unit = (match.group("unit") or match.group("bracketed") or "").lower()
+    if unit in _TO_ANGSTROM:
+        return value * _TO_ANGSTROM[unit]
+    return value * 1e10 if value < 1e-6 else value
+
+
+def _axis_unit(label_line: str, source: str) -> str:
+    """The unit of the first column (``tasks.patterns.X_AXIS_UNITS``) named by the header line just above the
+    numbers; 2θ in degrees where it names none."""
+    text = label_line.lstrip("#!;'\" \t")
+    label = re.split(r"[,;\t]|\s{2,}", text.strip())[0].strip() if text.strip() else ""
+    for pattern, kind in _AXIS_LABELS:
+        if not pattern.search(label):
+            continue
+        per_nm = bool(re.search(r"nm", label, re.IGNORECASE))
+        if kind == "2theta":
+            return "2theta_rad" if re.search(r"rad", label, re.IGNORECASE) else "2theta_deg"
+        if kind == "q":
+            return "q_inv_nm" if per_nm else "q_inv_angstrom"
+        if kind == "dstar2":
+            return "dstar2_inv_nm2" if per_nm else "dstar2_inv_angstrom2"
+        if kind == "d":
+            return "d_nm" if per_nm else "d_angstrom"
+        where = f" in {source}" if source else ""
+        raise PatternError(f"the first column{where} is {label!r}, not 2θ, Q or d: integrate the image over 2θ or Q "
+                           "to get a powder pattern")
+    return "2theta_deg"
 
 
 class StructureError(ValueError):
@@ -91,20 +141,24 @@ def _split_overflowed_columns(rows: list[list[float]], texts: list[str]) -> tupl
     return out, -1
 
 
-def parse_pattern_text(text: str, source: str = "") -> tuple[np.ndarray, np.ndarray, float | None]:
-    """``(two_theta_deg, intensity, wavelength_angstrom or None)`` from the text of a pattern file.
+def parse_pattern_text(text: str, source: str = "") -> tuple[np.ndarray, np.ndarray, float | None, str]:
+    """``(x, intensity, wavelength_angstrom or None, x_unit)`` from the text of a pattern file.
 
-    Accepts two or three numeric columns (2θ, intensity[, esd]) separated by commas, semicolons, tabs or
+    Accepts two or three numeric columns (x, intensity[, esd]) separated by commas, semicolons, tabs or
     spaces; header and comment lines (``#``, ``!``, ``;``, RRUFF ``##KEY=value``) are skipped and a
-    ``wavelength=`` entry in them is used. Also accepts the "start step stop" header followed by one
-    intensity per line. Text after RRUFF's ``##END=`` is ignored. Fixed-width files whose large intensities ran
-    into the 2θ column are split back when that is unambiguous (``_split_overflowed_columns``).
+    ``wavelength=`` entry in them is used (pyFAI's ``Wavelength: 1e-10 m`` too). ``x`` is 2θ in degrees unless the
+    header line just above the numbers names the first column otherwise (``x_unit``, one of
+    ``tasks.patterns.X_AXIS_UNITS``: pyFAI's ``2th_rad``, ``q_nm^-1``, ``q_A^-1``, ``d*2_A^-2``, or ``Q (1/A)``,
+    ``d (Å)``...). Also accepts the "start step stop" header followed by one intensity per line. Text after
+    RRUFF's ``##END=`` is ignored. Fixed-width files whose large intensities ran into the 2θ column are split back
+    when that is unambiguous (``_split_overflowed_columns``).
     """
     where = f" in {source}" if source else ""
     rows: list[list[float]] = []
     line_numbers: list[int] = []
     texts: list[str] = []
     wavelength: float | None = None
+    label_line = ""
     header_done = False
     for number, raw in enumerate(text.splitlines(), start=1):
         line = raw.strip()
@@ -113,15 +167,17 @@ def parse_pattern_text(text: str, source: str = "") -> tuple[np.ndarray, np.ndar
         if line.upper().startswith("##END"):
             break
         if line[0] in "#!;'\"" or line[0].isalpha():
-            match = _WAVELENGTH_HEADER.search(line)
-            if match and wavelength is None:
-                wavelength = float(match.group(1))
+            if wavelength is None:
+                wavelength = _header_wavelength_angstrom(line)
             if rows:
                 header_done = True
+            else:
+                label_line = line
             continue
         values = _numbers(line)
         if values is None:
             if not rows:
+                label_line = line
                 continue  # a header line such as "2theta,intensity"
             raise PatternError(f"line {raw!r}{where} is not numeric")
         if header_done:
@@ -137,7 +193,7 @@ def parse_pattern_text(text: str, source: str = "") -> tuple[np.ndarray, np.ndar
         y = np.array([r[0] for r in rows[1:]])
         if step <= 0:
             raise PatternError(f"the start/step/stop header{where} has a non-positive step {step:g}")
-        return start + step * np.arange(len(y)), y, wavelength
+        return start + step * np.arange(len(y)), y, wavelength, _axis_unit(label_line, source)
     unsplit = -1
     if widths == {1, 2} and sum(len(r) == 2 for r in rows) > 0.5 * len(rows):
         repaired, unsplit = _split_overflowed_columns(rows, texts)
@@ -156,18 +212,39 @@ def parse_pattern_text(text: str, source: str = "") -> tuple[np.ndarray, np.ndar
     if width > 3:
         raise PatternError(f"{width} columns found{where}; expected 2θ, intensity and optionally its esd")
     data = np.asarray(rows)
-    return data[:, 0], data[:, 1], wavelength
+    return data[:, 0], data[:, 1], wavelength, _axis_unit(label_line, source)
 
 
-def parse_pattern_bytes(data: bytes, name: str) -> tuple[np.ndarray, np.ndarray, float | None]:
-    """``(two_theta_deg, intensity, wavelength from the file or None)`` of a pattern file's content, read by its
+def parse_pattern_bytes(data: bytes, name: str) -> tuple[np.ndarray, np.ndarray, float | None, str]:
+    """``(x, intensity, wavelength from the file or None, x_unit)`` of a pattern file's content, read by its
     name's suffix: Panalytical ``.xrdml`` (``tasks.xrdml``), Rigaku ``.ras`` (``tasks.rigaku``), Bruker ``.uxd``
-    and ``.brml`` (``tasks.bruker``), anything else as text columns (:func:`parse_pattern_text`)."""
+    and ``.brml`` (``tasks.bruker``), all in 2θ degrees, anything else as text columns
+    (:func:`parse_pattern_text`)."""
     reader = _VENDOR_READERS.get(Path(name).suffix.lower())
     if reader is not None:
         module, function = reader
-        return getattr(importlib.import_module(module), function)(data, name)
+        return (*getattr(importlib.import_module(module), function)(data, name), "2theta_deg")
     return parse_pattern_text(data.decode("utf-8", errors="replace"), name)
+
+
+def pattern_from_bytes(
+    data: bytes,
+    name: str,
+    wavelength: str | float | None = None,
+    default_wavelength: str | float = "CuKa",
+    max_points: int | None = None,
+) -> PowderPattern:
+    """The validated pattern of a file's content. Its wavelength is ``wavelength`` (name or Å) where given, else
+    the file's own, else ``default_wavelength``; a first column in Q or d is turned into 2θ at that wavelength."""
+    x, intensity, file_wavelength, unit = parse_pattern_bytes(data, name)
+    if wavelength is not None:
+        lam = resolve_wavelength(wavelength)
+    elif file_wavelength is not None:
+        lam = resolve_wavelength(file_wavelength)
+    else:
+        lam = resolve_wavelength(default_wavelength)
+    two_theta, order = two_theta_from_axis(x, unit, lam, name)
+    return validate_pattern(two_theta, np.asarray(intensity, dtype=float)[order], lam, name, max_points)
 
 
 def read_pattern(
@@ -181,14 +258,7 @@ def read_pattern(
         data = path.read_bytes()
     except OSError as exc:
         raise PatternError(f"cannot read {path}: {exc.strerror}") from None
-    two_theta, intensity, header_wavelength = parse_pattern_bytes(data, path.name)
-    if wavelength is not None:
-        lam = resolve_wavelength(wavelength)
-    elif header_wavelength is not None:
-        lam = resolve_wavelength(header_wavelength)
-    else:
-        lam = resolve_wavelength("CuKa")
-    return validate_pattern(two_theta, intensity, lam, path.name, max_points)
+    return pattern_from_bytes(data, path.name, wavelength, "CuKa", max_points)
 
 
 def read_structure(path: str | Path, max_sites: int = 500) -> Structure:

@@ -22,9 +22,8 @@ PATTERN_SUFFIXES = tuple(sorted(READABLE_PATTERN_SUFFIXES))  # what the CLI read
 
 def _from_upload() -> tuple[PredictionInput, str]:
     from tasks.excluded_regions import parse_regions, take_out, validate_substrates
-    from tasks.patterns import PatternError, validate_pattern
-    from tasks.readers import StructureError, parse_pattern_bytes, read_pdcif, structure_from_text
-    from tasks.xrd import resolve_wavelength
+    from tasks.patterns import PatternError
+    from tasks.readers import StructureError, pattern_from_bytes, read_pdcif, structure_from_text
 
     s = state().settings
     upload = request.files.get("file")
@@ -49,9 +48,8 @@ def _from_upload() -> tuple[PredictionInput, str]:
             fmt = "cif" if lower.endswith(".cif") else "poscar"
             return PredictionInput("structure", name, structure_from_text(text, fmt, s.max_sites, name), digest), name
         if lower.endswith(PATTERN_SUFFIXES):
-            tt, y, file_wavelength = parse_pattern_bytes(data, name)
-            wl = resolve_wavelength(wavelength or file_wavelength or s.default_wavelength)
-            pattern, excluded = take_out(validate_pattern(tt, y, wl, name, s.max_pattern_points), excluded, substrates)
+            pattern = pattern_from_bytes(data, name, wavelength, s.default_wavelength, s.max_pattern_points)
+            pattern, excluded = take_out(pattern, excluded, substrates)
             return PredictionInput("xrd", name, pattern, digest, excluded), name
     except (PatternError, StructureError, ValueError) as exc:
         raise unprocessable(str(exc)) from None

@@ -131,6 +131,10 @@ def test_predict_file_uploads(live):
         assert answer["space_group"] == result["space_group"], name
     broken = live.request("POST", "/predict", files={"file": ("Si.brml", archive[:200])})
     assert broken.status_code == 422 and "not a readable BRML file" in broken.json()["detail"]
+    q = 4 * np.pi * np.sin(np.radians(tt) / 2) / 1.54184
+    q_file = ("# Wavelength: 7.2932e-11 m\n#  q_A^-1  I\n" + "".join(f"{a:.6e} {b:.6e}\n" for a, b in zip(q, y)))
+    answer = live.request("POST", "/predict", files={"file": ("Si_q.xy", q_file.encode())}, data={"top_k": "2"})
+    assert answer.json()["space_group"] == result["space_group"]
 
 
 @pytest.mark.parametrize("body,status,words", [

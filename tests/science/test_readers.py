@@ -12,6 +12,8 @@ from tasks.readers import (FormulaError, StructureError, parse_formula, parse_pa
                            read_structure, structure_from_text)
 from tests.conftest import shared_path
 
+EXAMPLES = Path(__file__).resolve().parents[2] / "tasks" / "examples"
+
 NACL_CIF = """data_NaCl
 _symmetry_space_group_name_H-M 'F m -3 m'
 _cell_length_a 5.64
@@ -72,7 +74,7 @@ def test_any_written_pattern_reads_back(tmp_path, pattern, sep, esd, header):
 @given(st.text(max_size=300))
 def test_arbitrary_text_never_crashes_the_parser(text):
     try:
-        x, y, _ = parse_pattern_text(text)
+        x, y, *_ = parse_pattern_text(text)
         validate_pattern(x, y, 1.54)
     except PatternError as exc:
         assert str(exc)
@@ -89,7 +91,7 @@ def test_start_step_stop_format(tmp_path):
     ("\n".join(f"{10 + i * 0.1} {i}" for i in range(20)), "only 20 points"),
     ("\n".join(f"{10 + i * 0.1} {'nan' if i == 30 else i}" for i in range(100)), "NaN"),
     ("\n".join(f"{10 + (i if i != 50 else 49) * 0.1:.1f} {i}" for i in range(100)), "appears twice"),
-    ("\n".join(f"{20 - i * 0.1} {i}" for i in range(100)), "falls throughout .* d-spacings in Å, convert them to 2θ"),
+    ("\n".join(f"{20 - i * 0.1} {i}" for i in range(100)), r"falls throughout .* d-spacings, name it 'd \(Å\)'"),
     ("\n".join(f"{10 + (i if i != 50 else 40) * 0.1:.1f} {i}" for i in range(100)),
      "not increasing.*14.9° is followed by 14°"),
     ("\n".join(f"{10 + i * 0.1} {-i - 5}" for i in range(100)), "negative"),
@@ -210,3 +212,47 @@ def test_a_structure_cif_is_not_a_powder_cif(tmp_path):
     assert not is_powder_cif(path)
     with pytest.raises(PatternError, match="no powder profile"):
         read_pdcif(path)
+
+
+@pytest.fixture(scope="module")
+def silicon_pattern():
+    return read_pattern(EXAMPLES / "Si_diamond_CuKa.xy")
+
+
+def _q_inv_angstrom(pattern, wavelength):
+    return 4 * np.pi * np.sin(np.radians(pattern.two_theta_deg) / 2) / wavelength
+
+
+@pytest.mark.parametrize("unit_line,scale", [("#         q_nm^-1             I ", 10.0), ("Q (1/A), Intensity", 1.0)])
+def test_a_pyfai_style_q_file_reads_as_the_same_peaks_in_two_theta(silicon_pattern, tmp_path, unit_line, scale):
+    lam = 0.72932  # a synchrotron wavelength, written in metres as pyFAI writes it
+    q = _q_inv_angstrom(silicon_pattern, 1.54184) * scale  # the Cu pattern's Q, so the 2θ at Cu Kα must come back
+    header = ["# == pyFAI calibration ==", "# Distance Sample to Detector: 0.2 m",
+              f"# Wavelength: {lam * 1e-10:.11e} m", "# --> /data/si_0001.edf", unit_line]
+    path = write(tmp_path, "si.xy", "\n".join(header + [f"{a:14.6e}  {b:14.6e}" for a, b in
+                                                        zip(q, silicon_pattern.intensity)]) + "\n")
+    pattern = read_pattern(path)
+    assert pattern.wavelength_angstrom == pytest.approx(lam)
+    np.testing.assert_allclose(pattern.q_inv_angstrom, q / scale, rtol=1e-5)
+    at_cu = read_pattern(path, wavelength="CuKa")
+    np.testing.assert_allclose(at_cu.two_theta_deg, silicon_pattern.two_theta_deg, atol=1e-4)
+
+
+def test_d_spacings_named_in_the_header_are_put_in_rising_two_theta(silicon_pattern, tmp_path):
+    d = 1.54184 / (2 * np.sin(np.radians(silicon_pattern.two_theta_deg) / 2))
+    rows = [f"{a:.7f} {b:.4f}" for a, b in zip(d, silicon_pattern.intensity)]
+    pattern = read_pattern(write(tmp_path, "si_d.xy", "d (Å)  intensity\n" + "\n".join(rows) + "\n"))
+    np.testing.assert_allclose(pattern.two_theta_deg, silicon_pattern.two_theta_deg, atol=1e-4)
+    np.testing.assert_allclose(pattern.intensity, silicon_pattern.intensity, atol=1e-3)
+    with pytest.raises(PatternError, match="reaches d = .* give the measurement's wavelength, at most"):
+        read_pattern(write(tmp_path, "short_d.xy", "d_A I\n" + "\n".join(
+            f"{0.5 + i * 0.01:.3f} {i}" for i in range(100)) + "\n"))  # d < λ/2 at Cu Kα
+
+
+def test_a_header_that_only_looks_like_an_axis_name_changes_nothing(silicon_pattern, tmp_path):
+    rows = "\n".join(f"{a:.4f} {b:.4f}" for a, b in zip(silicon_pattern.two_theta_deg, silicon_pattern.intensity))
+    for header in ("# D8 Advance, LynxEye", "# Quartz standard", "# Data collected 2026-11-30", "2-Theta  Counts"):
+        pattern = read_pattern(write(tmp_path, "p.xy", header + "\n" + rows + "\n"))
+        np.testing.assert_allclose(pattern.two_theta_deg, silicon_pattern.two_theta_deg, atol=1e-4)
+    with pytest.raises(PatternError, match="'chi_deg', not 2θ, Q or d"):
+        read_pattern(write(tmp_path, "chi.xy", "#  chi_deg  I\n" + rows + "\n"))
