@@ -41,7 +41,8 @@ def build_parser() -> argparse.ArgumentParser:
     predict.add_argument("--formula", action="append", default=[], help="a chemical formula (repeatable)")
     predict.add_argument("--formulas", type=Path, help="a file with one formula per line")
     predict.add_argument("--wavelength", default=None,
-                         help="CuKa, CuKa1, MoKa, CoKa, FeKa, CrKa, AgKa ... or a value in Å (default: file header, else CuKa)")
+                         help="CuKa, CuKa1, MoKa, CoKa, FeKa, CrKa, AgKa ..., a value in Å, or a photon energy "
+                              "such as 30keV (default: file header, else CuKa)")
     predict.add_argument("--exclude-two-theta", action="append", default=[], metavar="START-END",
                          help="a 2θ region (degrees) to take out of every pattern first, such as a substrate's or "
                               "sample holder's line: 26.3-26.9 (repeatable, or comma-separated)")

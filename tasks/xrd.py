@@ -25,6 +25,7 @@ Not modelled: absorption, extinction, anomalous dispersion, monochromator polari
 from __future__ import annotations
 
 import math
+import re
 from dataclasses import dataclass
 from functools import lru_cache
 
@@ -36,30 +37,46 @@ from pymatgen.core import Structure
 TWO_THETA_TOL_DEG = 1e-5  # peaks closer than this are one peak (pymatgen's TWO_THETA_TOL)
 SCALED_INTENSITY_TOL_PERCENT = 1e-3  # weaker peaks are dropped (pymatgen's SCALED_INTENSITY_TOL)
 _ANGSTROM_ALIASES = {"CuKalpha": "CuKa", "MoKalpha": "MoKa"}
+HC_KEV_ANGSTROM = 12.398419843320026  # h c in keV Å (CODATA 2018): λ[Å] = 12.3984 / E[keV]
+_ENERGY = re.compile(r"([0-9]*\.?[0-9]+(?:[eE][-+]?[0-9]+)?)\s*(keV|eV)", re.IGNORECASE)
 
 
 def resolve_wavelength(wavelength: str | float) -> float:
-    """Wavelength in Å from a named anode line (``CuKa``, ``MoKa1``, ``CoKa2``, ``AgKb1`` ...) or a number in Å.
+    """Wavelength in Å from a named anode line (``CuKa``, ``MoKa1``, ``CoKa2``, ``AgKb1`` ...), a number in Å, or
+    a photon energy as synchrotron users give it (``30keV``, ``17.48 keV``, ``8048 eV``: λ = hc/E).
 
     ``Ka`` is the weighted Kα average (2 Kα1 + Kα2)/3, as in pymatgen's table.
     """
+    energy = None
     if isinstance(wavelength, (int, float)) and not isinstance(wavelength, bool):
         value = float(wavelength)
     else:
         text = str(wavelength).strip()
         text = _ANGSTROM_ALIASES.get(text, text)
-        try:
-            value = float(text)
-        except ValueError:
+        energy = _ENERGY.fullmatch(text)
+        if energy:
+            kev = float(energy.group(1)) / (1000.0 if energy.group(2).lower() == "ev" else 1.0)
+            if not kev > 0:
+                raise ValueError(f"photon energy {text!r} must be positive")
+            value = HC_KEV_ANGSTROM / kev
+        else:
+            try:
+                value = float(text)
+            except ValueError:
+                value = None
+        if value is None:
             matches = {k.lower(): k for k in WAVELENGTHS}
             key = matches.get(text.lower())
             if key is None:
                 raise ValueError(
-                    f"unknown wavelength {wavelength!r}: give a value in Å (e.g. 0.7093) or one of "
+                    f"unknown wavelength {wavelength!r}: give a value in Å (e.g. 0.7093), a photon energy (e.g. "
+                    "30keV) or one of "
                     + ", ".join(sorted(WAVELENGTHS))
                 ) from None
             return float(WAVELENGTHS[key])
     if not (0.05 <= value <= 5.0) or not math.isfinite(value):
+        if energy:
+            raise ValueError(f"photon energy {text!r} gives {value:.4g} Å, outside 0.05-5 Å (2.48-248 keV)")
         raise ValueError(f"wavelength {value} Å is outside 0.05-5 Å; X-ray wavelengths are given in Å")
     return value
 

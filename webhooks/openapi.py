@@ -33,7 +33,8 @@ SCHEMAS = {
                       "description": "intensity at each 2θ (same length)"},
         "wavelength": {"oneOf": [{"type": "string", "examples": ["CuKa", "MoKa1"]},
                                  {"type": "number", "exclusiveMinimum": 0}],
-                       "description": "anode line name or wavelength in ångström (default CuKa)"},
+                       "description": "anode line name, wavelength in ångström, or photon energy such as 30keV "
+                                      "(default CuKa)"},
         "exclude_two_theta_deg": {
             "type": "array", "maxItems": 50, "examples": [[[26.3, 26.9], [37.6, 38.2]]],
             "items": {"type": "array", "items": {"type": "number"}, "minItems": 2, "maxItems": 2},

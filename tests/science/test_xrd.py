@@ -98,7 +98,8 @@ def test_partial_occupancy_matches_pymatgen():
 
 
 @pytest.mark.parametrize("name,expected", [("CuKa", 1.54184), ("CuKa1", 1.54056), ("MoKa", 0.71073),
-                                           ("cuka", 1.54184), (0.7, 0.7), ("1.2", 1.2)])
+                                           ("cuka", 1.54184), (0.7, 0.7), ("1.2", 1.2),
+                                           ("8.048keV", 1.54056), ("17.479 keV", 0.70932), ("30000eV", 0.41328)])
 def test_wavelength_names_and_values(name, expected):
     assert resolve_wavelength(name) == pytest.approx(expected, abs=1e-4)
 
@@ -106,6 +107,13 @@ def test_wavelength_names_and_values(name, expected):
 @pytest.mark.parametrize("bad", ["CuKz", "X-ray", -1.0, 0.0, 20.0, "nan"])
 def test_bad_wavelength_is_named(bad):
     with pytest.raises(ValueError, match="wavelength"):
+        resolve_wavelength(bad)
+
+
+@pytest.mark.parametrize("bad,words", [("0keV", "must be positive"), ("1keV", "gives 12.4 Å, outside .* keV"),
+                                       ("500 keV", "outside 0.05-5 Å")])
+def test_an_energy_out_of_the_x_ray_range_is_named(bad, words):
+    with pytest.raises(ValueError, match=words):
         resolve_wavelength(bad)
 
 
