@@ -30,8 +30,8 @@ from tasks.features import (AMORPHOUS_FWHM_DEG, FORMULA_FEATURE_VERSION, XRD_FEA
 from tasks.models import RankedPrediction, SpaceGroupClassifier
 from tasks.patterns import PatternError, PowderPattern
 from tasks.priors import SpaceGroupPrior, space_group_prior
-from tasks.readers import (FormulaError, StructureError, input_kind, is_powder_cif, parse_formula, read_pattern,
-                           read_pdcif, read_structure)
+from tasks.readers import (PATTERN_SUFFIXES, FormulaError, StructureError, input_kind, is_powder_cif, parse_formula,
+                           read_pattern, read_pdcif, read_structures)
 from tasks.symmetry import SymmetryError, disordered_site_count, symmetry_labels, tolerance_sweep
 
 
@@ -285,7 +285,9 @@ class Predictor:
                         yield from flush()
                 elif kind == "structure":
                     yield from flush()
-                    yield self.predict_structure(read_structure(path, self.max_sites), name)
+                    for block_name, structure in read_structures(path, self.max_sites):
+                        yield (self.predict_structure(structure, block_name) if not isinstance(structure, Exception)
+                               else {"input": block_name, "modality": "structure", "error": str(structure)})
                 elif kind == "pattern":
                     pending.append((name, *take_out(read_pattern(path, wavelength, self.max_pattern_points), excluded,
                                                     substrates)))
@@ -294,7 +296,7 @@ class Predictor:
                 else:
                     raise PredictionError(
                         f"{path.name}: unknown file type {path.suffix or '(none)'}; use a pattern "
-                        "(.xy .xye .csv .txt .dat .xrdml) or a structure (.cif, POSCAR)")
+                        f"({' '.join(sorted(PATTERN_SUFFIXES))}) or a structure (.cif, POSCAR)")
             except (PatternError, StructureError, PredictionError, ValueError) as exc:
                 yield from flush()
                 yield {"input": name, "modality": {"structure": "structure", "pattern": "xrd"}.get(kind, None),

@@ -275,6 +275,39 @@ def read_structure(path: str | Path, max_sites: int = 500) -> Structure:
     return check_structure(structure, path.name, max_sites)
 
 
+_ATOM_SITE_KEYS = ("_atom_site_fract_x", "_atom_site_cartn_x")
+
+
+def read_structures(path: str | Path, max_sites: int = 500) -> list[tuple[str, Structure | StructureError]]:
+    """Every structure in a file as ``(name, structure or the error that refused it)``: a POSCAR's one, and one per
+    CIF data block that lists atom sites (a journal CIF's publication block and a powder CIF's profile block list
+    none and are passed over). With one such block the name is the file's; with several it is ``file#block``, so
+    each phase of a multi-phase CIF gets its own answer."""
+    path = Path(path)
+    if path.suffix.lower() != ".cif" or not path.is_file():
+        return [(str(path), _structure_or_error(read_structure, path, max_sites))]
+    from pymatgen.io.cif import CifFile
+
+    try:
+        blocks = CifFile.from_str(path.read_text(encoding="utf-8", errors="replace")).data
+    except Exception:  # pymatgen's CIF tokenizer raises many types; the single-structure reader names the problem
+        blocks = {}
+    with_sites = [(name, block) for name, block in blocks.items()
+                  if any(key.lower() in _ATOM_SITE_KEYS for key in block.data)]
+    if len(with_sites) < 2:
+        return [(str(path), _structure_or_error(read_structure, path, max_sites))]
+    return [(f"{path}#{name}", _structure_or_error(structure_from_text, str(block), "cif", max_sites,
+                                                    f"{path.name}#{name}"))
+            for name, block in with_sites]
+
+
+def _structure_or_error(reader, *args) -> Structure | StructureError:
+    try:
+        return reader(*args)
+    except StructureError as exc:
+        return exc
+
+
 def _structure_reason(exc: Exception) -> str:
     """What a scientist can act on in a pymatgen parse error: its first line, or for the index errors of a
     truncated file (pymatgen's POSCAR reader says only "list index out of range") what a POSCAR must hold."""
@@ -294,7 +327,8 @@ def structure_from_text(text: str, fmt: str, max_sites: int = 500, source: str =
             warnings.simplefilter("ignore")
             structure = Structure.from_str(text, fmt=fmt, primitive=False)
     except Exception as exc:
-        raise StructureError(f"the {fmt.upper()} text is not a readable structure: {_structure_reason(exc)}") from None
+        what = source or f"the {fmt.upper()} text"
+        raise StructureError(f"{what} is not a readable structure: {_structure_reason(exc)}") from None
     return check_structure(structure, source or fmt.upper(), max_sites)
 
 

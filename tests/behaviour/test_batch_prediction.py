@@ -77,3 +77,18 @@ def test_a_glass_hump_is_named_but_crystals_on_glass_and_broad_film_peaks_are_an
     assert "amorphous" in glass_answer["error"]
     assert on_glass_answer["crystal_system"] == "cubic"
     assert "error" not in film_answer
+
+
+def test_a_directory_with_a_multi_phase_cif_gets_one_answer_per_phase(tmp_path):
+    from tests.science.test_readers import multi_phase_cif
+
+    shipped = {m.name: m for m in shipped_models()}["xrd_default"]
+    model = LoadedModel(SpaceGroupClassifier.from_bytes(shipped.artifact), None, "xrd_default", XRD_FEATURE_VERSION)
+    multi_phase_cif(tmp_path)
+    (tmp_path / "si.xy").write_bytes((EXAMPLES / "Si_diamond_CuKa.xy").read_bytes())
+    answers = {Path(r["input"]).name: r for r in Predictor(model).predict_paths([tmp_path])}
+    assert set(answers) == {"phases.cif#NaCl", "phases.cif#KCl", "phases.cif#broken", "si.xy"}
+    assert answers["phases.cif#NaCl"]["spglib"]["space_group_number"] == 225
+    assert answers["phases.cif#KCl"]["space_group"]["number"] == 225
+    assert answers["phases.cif#broken"]["modality"] == "structure" and "error" in answers["phases.cif#broken"]
+    assert answers["si.xy"]["modality"] == "xrd" and "space_group" in answers["si.xy"]

@@ -256,3 +256,28 @@ def test_a_header_that_only_looks_like_an_axis_name_changes_nothing(silicon_patt
         np.testing.assert_allclose(pattern.two_theta_deg, silicon_pattern.two_theta_deg, atol=1e-4)
     with pytest.raises(PatternError, match="'chi_deg', not 2θ, Q or d"):
         read_pattern(write(tmp_path, "chi.xy", "#  chi_deg  I\n" + rows + "\n"))
+
+
+def multi_phase_cif(tmp_path: Path) -> Path:
+    """A journal-style CIF: a publication block without sites, rock-salt NaCl and KCl, and a block whose sites
+    cannot be read."""
+    nacl = (EXAMPLES / "NaCl_rocksalt.cif").read_text()
+    body = nacl[nacl.index("\n", nacl.index("data_")) + 1:]
+    journal = "data_global\n_publ_section_title 'Two rock salts'\n_journal_name_full 'Test'\n\n"
+    broken = "data_broken\n_cell_length_a 5.6\n_cell_length_b 5.6\n_cell_length_c 5.6\n" \
+             "loop_\n_atom_site_label\n_atom_site_fract_x\n_atom_site_fract_y\nNa 0 0\n"
+    return write(tmp_path, "phases.cif", journal + "data_NaCl\n" + body + "\ndata_KCl\n"
+                 + body.replace("5.64", "6.29").replace("Na", "K") + "\n" + broken)
+
+
+def test_each_phase_of_a_multi_block_cif_is_its_own_structure(tmp_path):
+    from tasks.readers import read_structures
+
+    found = read_structures(multi_phase_cif(tmp_path))
+    assert [name.rsplit("#", 1)[1] for name, _ in found] == ["NaCl", "KCl", "broken"]  # the journal block has no sites
+    (_, nacl_structure), (_, kcl), (_, error) = found
+    assert nacl_structure.lattice.a == pytest.approx(5.64) and kcl.lattice.a == pytest.approx(6.29)
+    assert kcl.composition.reduced_formula == "KCl"
+    assert isinstance(error, StructureError) and "phases.cif#broken" in str(error)
+    single = read_structures(EXAMPLES / "NaCl_rocksalt.cif")
+    assert [name for name, _ in single] == [str(EXAMPLES / "NaCl_rocksalt.cif")]
