@@ -50,6 +50,9 @@ def build_parser() -> argparse.ArgumentParser:
                          help="take out the lines each pattern shows of a substrate or holder: "
                               "FTO, ITO, Si, Au, Pt or Al (repeatable)")
     predict.add_argument("--top-k", type=int, default=5)
+    predict.add_argument("--cell", action="store_true",
+                         help="also index each pattern: a cell of its answer's lattice (cubic, tetragonal, hexagonal "
+                              "or rhombohedral) refined with a zero shift, and de Wolff's M20 (a few ms per pattern)")
     predict.add_argument("--json", action="store_true", help="JSON Lines, one object per input")
     predict.add_argument("--prior", choices=PRIORS, default=None,
                          help="space-group prior of the answers: mp (how often each space group occurs among Materials "

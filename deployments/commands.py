@@ -88,7 +88,7 @@ def cmd_predict(args) -> int:
     n_errors = 0
     try:
         results = list(predictor.predict_paths(args.paths, args.wavelength, excluded_two_theta_deg=excluded,
-                                               substrates=substrates)) if args.paths else []
+                                               substrates=substrates, cells=args.cell)) if args.paths else []
         results += predictor.predict_formulas(formulas) if formulas else []
     finally:
         predictor.close()
@@ -110,7 +110,19 @@ def _human(result: dict) -> str:
     return (f"{result['input']} [{result['modality']}]: {result['space_group']['symbol']} "
             f"({result['space_group']['number']}), {result['crystal_system']} "
             f"(p={result['crystal_system_probability']:.2f}); extinction group {ext['id']} {ext['label']}; "
-            f"top: {top}{flag}")
+            f"top: {top}{flag}{_human_cell(result)}")
+
+
+def _human_cell(result: dict) -> str:
+    if "cell" not in result:
+        return ""
+    cell = result["cell"]
+    if cell is None:
+        return "; cell: none found for the answer's lattice"
+    c = f", c = {cell['c_angstrom']:.4f}" if cell["c_angstrom"] is not None else ""
+    return (f"; cell {cell['lattice']} a = {cell['a_angstrom']:.4f}{c} Å, "
+            f"zero {cell['zero_shift_two_theta_deg']:+.3f}°, {cell['peaks_indexed']}/{cell['peaks_used']} peaks "
+            f"indexed, M{cell['peaks_used']} = {cell['de_wolff_m']:.1f}")
 
 
 def cmd_train(args) -> int:

@@ -207,15 +207,17 @@ def peak_tolerance_s(q_inv_angstrom: np.ndarray, wavelength_angstrom: float,
     return 2.0 * np.sin(two_theta) / wavelength_angstrom ** 2 * np.radians(tolerance_two_theta_deg)
 
 
-def _s_and_tolerance(q_inv_angstrom: np.ndarray, wavelength_angstrom: float) -> tuple[np.ndarray, np.ndarray]:
+def _s_and_tolerance(q_inv_angstrom: np.ndarray, wavelength_angstrom: float,
+                     tolerance_two_theta_deg: float = TOLERANCE_TWO_THETA_DEG) -> tuple[np.ndarray, np.ndarray]:
     """``s = 1/d^2`` of the first ``N_PEAKS`` peaks and its tolerance (both Å⁻²): computed once per pattern."""
     q = np.ascontiguousarray(q_inv_angstrom[:N_PEAKS], dtype=np.float64)
-    return (q / (2.0 * np.pi)) ** 2, peak_tolerance_s(q, wavelength_angstrom)
+    return (q / (2.0 * np.pi)) ** 2, peak_tolerance_s(q, wavelength_angstrom, tolerance_two_theta_deg)
 
 
-def _best_cell(s_obs: np.ndarray, tol: np.ndarray, family: str, bound: bool) -> tuple[float, float, float, float]:
+def _best_cell(s_obs: np.ndarray, tol: np.ndarray, family: str, bound: bool,
+               centring: str = "P") -> tuple[float, float, float, float]:
     hits, lines, A, C, _ = search_cells(
-        s_obs, tol, metric_factor(family), allowed_line_counts(family), 1.0 / A_MAX_ANGSTROM ** 2,
+        s_obs, tol, metric_factor(family), allowed_line_counts(family, centring), 1.0 / A_MAX_ANGSTROM ** 2,
         1.0 / A_MIN_ANGSTROM ** 2, 1.0 / C_MAX_ANGSTROM ** 2, 1.0 / C_MIN_ANGSTROM ** 2, MAX_MISSING,
         MAX_LINES_PER_PEAK, STOP_RELATIVE_WIDTH, MAX_BOXES, bound)
     if hits < 0:
@@ -224,11 +226,15 @@ def _best_cell(s_obs: np.ndarray, tol: np.ndarray, family: str, bound: bool) -> 
 
 
 def index_by_dichotomy(q_inv_angstrom: np.ndarray, wavelength_angstrom: float, family: str,
-                       bound: bool = True) -> tuple[float, float, float, float]:
-    """Best primitive ``family`` cell for the first ``N_PEAKS`` peaks (Q, Å⁻¹, ascending):
-    (fraction of peaks indexed, calculated lines per peak, a, c in Å); (0, NaN, NaN, NaN) when no cell indexes
-    all but ``MAX_MISSING`` peaks."""
-    return _best_cell(*_s_and_tolerance(q_inv_angstrom, wavelength_angstrom), family, bound)
+                       bound: bool = True, tolerance_two_theta_deg: float = TOLERANCE_TWO_THETA_DEG,
+                       centring: str = "P") -> tuple[float, float, float, float]:
+    """Best ``family`` cell for the first ``N_PEAKS`` peaks (Q, Å⁻¹, ascending), primitive unless ``centring``
+    (I for tetragonal, R for hexagonal axes) is given: (fraction of peaks indexed, calculated lines per peak, a, c
+    in Å); (0, NaN, NaN, NaN) when no cell indexes all but ``MAX_MISSING`` peaks within
+    ``tolerance_two_theta_deg``. A centred cell with many lines (anatase, corundum) exceeds
+    ``MAX_LINES_PER_PEAK`` in its primitive setting and is found only by its own centring's search."""
+    s_obs, tol = _s_and_tolerance(q_inv_angstrom, wavelength_angstrom, tolerance_two_theta_deg)
+    return _best_cell(s_obs, tol, family, bound, centring)
 
 
 def _centred(s_obs: np.ndarray, tol: np.ndarray, family: str, a_angstrom: float, c_angstrom: float):

@@ -22,6 +22,7 @@ import numpy as np
 import spglib
 from threadpoolctl import threadpool_limits
 
+from tasks.cells import cell_for_answer
 from tasks.crystallography import space_group_type
 from tasks.excluded_regions import take_out, validate_regions, validate_substrates
 from tasks.extinction import extinction_group_by_index, extinction_group_of
@@ -153,7 +154,9 @@ class Predictor:
         yield from self._pool.map(featurize_patterns_in_worker, chunks)
 
     # -- patterns ---------------------------------------------------------------------------------------
-    def predict_patterns(self, patterns: list[PowderPattern], names: list[str]) -> list[dict]:
+    def predict_patterns(self, patterns: list[PowderPattern], names: list[str], cells: bool = False) -> list[dict]:
+        """Answers for ``patterns``; with ``cells``, each also carries a ``cell`` of its answer's lattice that
+        indexes its peaks (``tasks.cells``; None where none is found or the lattice is not searched)."""
         if self.xrd is None:
             raise ModelUnavailableError("no XRD model is registered; run `spacegroup train --modality xrd`")
         if not patterns:
@@ -182,11 +185,14 @@ class Predictor:
             elif count <= 2 and (width := strongest_feature_fwhm_deg(pattern)) > AMORPHOUS_FWHM_DEG:
                 out.append(_amorphous(name, width, pattern))
             else:
-                out.append(_result_from_ranking(name, "xrd", answer, self.xrd, self._xrd_prior))
+                result = _result_from_ranking(name, "xrd", answer, self.xrd, self._xrd_prior)
+                if cells:
+                    result["cell"] = cell_for_answer(pattern, result["space_group"]["number"])
+                out.append(result)
         return out
 
-    def predict_pattern(self, pattern: PowderPattern, name: str = "pattern") -> dict:
-        return self.predict_patterns([pattern], [name])[0]
+    def predict_pattern(self, pattern: PowderPattern, name: str = "pattern", cells: bool = False) -> dict:
+        return self.predict_patterns([pattern], [name], cells)[0]
 
     # -- formulas ---------------------------------------------------------------------------------------
     def predict_formulas(self, formulas: list[str]) -> list[dict]:
@@ -258,16 +264,16 @@ class Predictor:
     # -- files ------------------------------------------------------------------------------------------
     def predict_paths(self, paths: Iterable[str | Path], wavelength: str | float | None = None,
                       batch_size: int = 256, excluded_two_theta_deg: Sequence[tuple[float, float]] = (),
-                      substrates: Sequence[str] = ()) -> Iterator[dict]:
+                      substrates: Sequence[str] = (), cells: bool = False) -> Iterator[dict]:
         """Results for files and directories (recursed, sorted); patterns are batched through the model, each with
         the ``excluded_two_theta_deg`` regions and the lines it shows of ``substrates`` taken out first
-        (``tasks.excluded_regions``)."""
+        (``tasks.excluded_regions``), and with ``cells`` an indexed cell of its answer's lattice."""
         pending: list[tuple[str, PowderPattern, list]] = []
         excluded, substrates = validate_regions(excluded_two_theta_deg), validate_substrates(substrates)
 
         def flush():
             if pending:
-                results = self.predict_patterns([p for _, p, _ in pending], [n for n, _, _ in pending])
+                results = self.predict_patterns([p for _, p, _ in pending], [n for n, _, _ in pending], cells)
                 for (_, _, regions), result in zip(pending, results):
                     yield _with_excluded(result, regions)
                 pending.clear()

@@ -47,7 +47,15 @@ SCHEMAS = {
                   "properties": {"cif": {"type": "string"}, "poscar": {"type": "string"}}},
     "PredictRequest": {"type": "object", "description": "exactly one of xrd, formula, structure", "properties": {
         "xrd": _ref("XRD"), "formula": {"type": "string", "examples": ["Fe2O3"]}, "structure": _ref("Structure"),
-        "top_k": {"type": "integer", "minimum": 1, "maximum": 20, "default": 5}}},
+        "top_k": {"type": "integer", "minimum": 1, "maximum": 20, "default": 5},
+        "cell": {"type": "boolean", "default": False,
+                 "description": "for a pattern, also index it: a cell of the answer's lattice and de Wolff's M20"}}},
+    "Cell": {"type": ["object", "null"], "description": "a cell of the answer's lattice indexing the peaks; null "
+             "where none is found or the lattice is orthorhombic or lower", "properties": {
+                 "lattice": {"type": "string", "examples": ["tP"]}, "a_angstrom": {"type": "number"},
+                 "c_angstrom": {"type": ["number", "null"]}, "volume_angstrom3": {"type": "number"},
+                 "zero_shift_two_theta_deg": {"type": "number"}, "peaks_used": {"type": "integer"},
+                 "peaks_indexed": {"type": "integer"}, "de_wolff_m": {"type": "number"}}},
     "SpaceGroup": {"type": "object", "properties": {"number": {"type": "integer"}, "symbol": {"type": "string"},
                                                     "probability": {"type": "number"}}},
     "Prediction": {"type": "object", "required": ["space_group", "crystal_system", "top_k", "model_version"],
@@ -60,7 +68,8 @@ SCHEMAS = {
                        "prior": {"enum": ["mp", "training"],
                                  "description": "space-group prior the probabilities assume"},
                        "excluded_two_theta_deg": {"type": "array", "items": {"type": "array"},
-                                                  "description": "the 2θ regions taken out of the pattern, if any"}}},
+                                                  "description": "the 2θ regions taken out of the pattern, if any"},
+                       "cell": _ref("Cell")}},
     "BatchRequest": {"type": "object", "required": ["items"], "properties": {
         "items": {"type": "array", "items": _ref("PredictRequest"), "minItems": 1},
         "callback_url": {"type": "string", "format": "uri",
@@ -117,7 +126,7 @@ def openapi_document() -> dict:
                 "application/json": {"schema": _ref("PredictRequest")},
                 "multipart/form-data": {"schema": {"type": "object", "required": ["file"], "properties": {
                     "file": {"type": "string", "format": "binary"}, "wavelength": {"type": "string"},
-                    "top_k": {"type": "string"},
+                    "top_k": {"type": "string"}, "cell": {"type": "string", "examples": ["true"]},
                     "exclude_two_theta_deg": {"type": "string", "examples": ["26.3-26.9, 37.6-38.2"],
                                               "description": "2θ regions in degrees to take out of a pattern"},
                     "substrate": {"type": "string", "examples": ["FTO"],

@@ -64,12 +64,14 @@ def predict():
     start = time.perf_counter()
     if request.mimetype == "multipart/form-data":
         wanted = _form_top_k()
+        cell = _form_flag("cell")
         item, _ = _from_upload()
     else:
         body = json_body()
         wanted = _top_k(body)
+        cell = _flag(body, "cell")
         try:
-            item = parse_prediction_input({k: v for k, v in body.items() if k != "top_k"},
+            item = parse_prediction_input({k: v for k, v in body.items() if k not in ("top_k", "cell")},
                                           s.settings.default_wavelength, s.settings.max_pattern_points,
                                           s.settings.max_sites)
         except InputError as exc:
@@ -85,6 +87,10 @@ def predict():
         _record(None, item.input_hash, item.modality, result["error"], start)
         raise unprocessable(result["error"])
     result["top_k"] = result["top_k"][:wanted]
+    if cell and item.modality == "xrd":
+        from tasks.cells import cell_for_answer
+
+        result["cell"] = cell_for_answer(item.value, result["space_group"]["number"])
     result["inference_ms"] = round((time.perf_counter() - start) * 1000, 3)
     _record(result, item.input_hash, item.modality, None, start)
     return jsonify(result)
@@ -98,6 +104,20 @@ def _top_k(body: dict) -> int:
     if isinstance(top_k, bool) or not isinstance(top_k, int) or not 1 <= top_k <= MAX_TOP_K:
         raise Problem(400, "Bad request", f"'top_k' must be an integer from 1 to {MAX_TOP_K}")
     return top_k
+
+
+def _flag(body: dict, key: str) -> bool:
+    value = body.get(key, False)
+    if not isinstance(value, bool):
+        raise Problem(400, "Bad request", f"'{key}' must be true or false")
+    return value
+
+
+def _form_flag(key: str) -> bool:
+    raw = request.form.get(key, "false").strip().lower()
+    if raw not in ("true", "false", "1", "0", "yes", "no", ""):
+        raise Problem(400, "Bad request", f"'{key}' must be true or false")
+    return raw in ("true", "1", "yes")
 
 
 def _form_top_k() -> int:

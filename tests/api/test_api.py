@@ -94,6 +94,28 @@ def test_predict_pattern_formula_structure_match_the_cli_contract(live):
     assert live.request("POST", "/predict", json={"structure": {"poscar": poscar}}).json()["space_group"]["number"] == 136
 
 
+def test_a_cell_is_indexed_for_a_pattern_on_request(live):
+    from tasks.readers import read_pattern
+
+    pattern = read_pattern(EXAMPLES / "ZnO_wurtzite_CuKa.xy")
+    body = {"xrd": {"two_theta_deg": pattern.two_theta_deg.tolist(), "intensity": pattern.intensity.tolist()}}
+    plain = live.request("POST", "/predict", json=body).json()
+    assert "cell" not in plain
+    answer = live.request("POST", "/predict", json=body | {"cell": True}).json()
+    assert answer["crystal_system"] == "hexagonal", answer["crystal_system"]
+    cell = answer["cell"]
+    # the example's cell: ZnO's 3.250 / 5.207 Å under the -0.78 % strain it was simulated with (bench/make_examples.py)
+    assert cell["lattice"] == "hP" and abs(cell["a_angstrom"] - 3.2246) < 0.005
+    assert abs(cell["c_angstrom"] - 5.1663) < 0.01
+    with open(EXAMPLES / "ZnO_wurtzite_CuKa.xy", "rb") as fh:
+        uploaded = live.request("POST", "/predict", files={"file": ("ZnO.xy", fh)}, data={"cell": "true"}).json()
+    assert uploaded["cell"] == cell
+    bad = live.request("POST", "/predict", json=body | {"cell": "yes"})
+    assert bad.status_code == 400 and "'cell' must be true or false" in bad.json()["detail"]
+    formula = live.request("POST", "/predict", json={"formula": "ZnO", "cell": True}).json()
+    assert "cell" not in formula  # only patterns are indexed
+
+
 def test_predict_file_uploads(live):
     xy = EXAMPLES / "Si_diamond_CuKa.xy"
     with open(xy, "rb") as fh:

@@ -186,3 +186,12 @@ def _free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
+
+
+def test_cells_are_indexed_on_request_in_both_outputs(tmp_path):
+    rutile = str(EXAMPLES / "TiO2_rutile_CuKa.xy")
+    answer = json.loads(run_cli(tmp_path / "home", "predict", "--json", "--cell", rutile, check=True).stdout)
+    # rutile's 4.594 / 2.959 Å under the example's +0.61 % strain (bench/make_examples.py), primitive
+    assert answer["cell"]["lattice"] == "tP" and abs(answer["cell"]["a_angstrom"] - 4.622) < 0.005
+    human = run_cli(tmp_path / "home", "predict", "--cell", rutile, check=True).stdout
+    assert "cell tP a = 4.62" in human and "peaks indexed" in human

@@ -1,0 +1,298 @@
+"""The unit cell behind an XRD answer: a cell of the answer's lattice that indexes the pattern's peaks, with
+de Wolff's figure of merit, so that a crystallographer can check the answer and start a Pawley or Le Bail fit.
+
+Searched for the lattices whose cells have one or two parameters: cubic (P, I, F), tetragonal (P, I) and
+hexagonal axes (hP, and hR for rhombohedral groups). The tetragonal and hexagonal cells come from the
+dichotomy search the classifier's features use (``tasks.dichotomy_indexing``); a cubic cell from each of the first
+peaks read as each allowed line. A cell is then refined by linear least squares on ``s = 1/d^2``, which is linear
+in ``A = 1/a^2`` and ``C = 1/c^2``, over the peaks it indexes. Orthorhombic and lower cells are not searched (their
+ab-initio indexing is a project of its own: DICVOL, TREOR, McMaille).
+
+Figure of merit: de Wolff's ``M_N = s_N / (2 <|Δs|> N_calc)`` over the first ``N`` peaks (N = 20 where there are
+20; Journal of Applied Crystallography 1, 108, 1968), with ``N_calc`` the distinct lines of the cell up to the
+N-th peak. Values above about 10 with all peaks indexed usually mean a right cell; below 5, a doubtful one.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+from functools import lru_cache
+
+import numpy as np
+
+from tasks.crystallography import space_group_type
+from tasks.dichotomy_indexing import index_by_dichotomy, peak_tolerance_s
+
+M_PEAKS = 20  # de Wolff's M20
+MIN_PEAKS = {"cubic": 4, "tetragonal": 6, "hexagonal": 6}  # a one-parameter cell needs fewer lines to be checked
+CUBIC_MAX_M = 50  # h^2 + k^2 + l^2 of the lines a first peak may be
+SEARCH_TOLERANCE_DEG = 0.15  # 2θ: wide enough for an unknown zero shift of ~0.1°, which the refinement removes
+# 2θ: a peak is indexed within this of a line once the zero shift is out (broad, noisy or overlapping peaks are
+# found 0.05-0.1° off their line)
+FINAL_TOLERANCE_DEG = 0.1
+MAX_LINES_PER_PEAK = 4.0  # as tasks.dichotomy_indexing: more lines than this index any peaks
+# Chosen on bench/cell_indexing.py's tuning draw (600 CGCNN materials from index 1): of 0.6 / 0.75 and powers
+# 4 / 8 / 12, right cells 0.67 / 0.63 and 0.61 / 0.67 / 0.65; the figures in BENCHMARKS.md are from another draw.
+MIN_INDEXED_FRACTION = 0.6  # of the first peaks: impurity lines and merged doublets stay unindexed
+UNINDEXED_PENALTY_POWER = 8  # the cell reported maximises M x (fraction indexed)^8
+MAX_ZERO_SHIFT_DEG = 0.5  # a larger refined zero shift means the cell was not the pattern's
+FAMILY_OF_SYSTEM = {"cubic": "cubic", "tetragonal": "tetragonal", "trigonal": "hexagonal", "hexagonal": "hexagonal"}
+
+
+@dataclass(frozen=True)
+class IndexedCell:
+    """A cell of ``lattice`` (Pearson symbol: cP, cI, cF, tP, tI, hP, hR on hexagonal axes) for a pattern's
+    peaks; ``c_angstrom`` is None for cubic cells."""
+
+    lattice: str
+    a_angstrom: float
+    c_angstrom: float | None
+    volume_angstrom3: float
+    zero_shift_two_theta_deg: float  # refined with the cell: add it to the cell's 2θ to reach the peaks
+    peaks_used: int
+    peaks_indexed: int
+    de_wolff_m: float  # M_N with N = peaks_used
+
+    def to_dict(self) -> dict:
+        return {key: (round(value, 5) if isinstance(value, float) else value) for key, value in asdict(self).items()}
+
+
+def _allowed(h: np.ndarray, k: np.ndarray, l: np.ndarray, centring: str) -> np.ndarray:
+    if centring == "I":
+        return (h + k + l) % 2 == 0
+    if centring == "F":
+        return (h % 2 == k % 2) & (k % 2 == l % 2)
+    if centring == "R":
+        return (-h + k + l) % 3 == 0  # obverse setting on hexagonal axes
+    return np.ones_like(h, dtype=bool)
+
+
+def calculated_lines(family: str, centring: str, a_angstrom: float, c_angstrom: float | None,
+                     s_max: float) -> np.ndarray:
+    """Distinct ``s = 1/d^2`` (Å⁻², ascending) of a cell's allowed reflections up to ``s_max``."""
+    rows = _design(family, centring, a_angstrom, c_angstrom, s_max)
+    s = rows @ _metric(a_angstrom, c_angstrom)
+    s = np.sort(s[s <= s_max])
+    if not len(s):
+        return s
+    return s[np.concatenate([[True], np.diff(s) > 1e-9 * s_max])]
+
+
+def _metric(a_angstrom: float, c_angstrom: float | None) -> np.ndarray:
+    """``(A)`` or ``(A, C)`` = ``1/a^2``, ``1/c^2`` (Å⁻²), the parameters ``s`` is linear in."""
+    return np.array([1.0 / a_angstrom ** 2] + ([] if c_angstrom is None else [1.0 / c_angstrom ** 2]))
+
+
+def _discrepancy(s_obs: np.ndarray, s_calc: np.ndarray) -> np.ndarray:
+    """|s_obs - nearest s_calc| of each observed line (``s_calc`` ascending, not empty)."""
+    position = np.searchsorted(s_calc, s_obs)
+    below = s_calc[np.clip(position - 1, 0, len(s_calc) - 1)]
+    above = s_calc[np.clip(position, 0, len(s_calc) - 1)]
+    return np.minimum(np.abs(s_obs - below), np.abs(above - s_obs))
+
+
+def de_wolff_m(s_obs: np.ndarray, s_calc: np.ndarray, indexed: np.ndarray | None = None) -> float:
+    """de Wolff's ``M_N = s_N / (2 <|Δs|> N_calc)`` of observed lines ``s_obs`` (Å⁻², ascending) against a cell's
+    lines ``s_calc``; the mean discrepancy is over the ``indexed`` lines (all by default), as in de Wolff's
+    definition, which reports unindexed lines beside the figure rather than in it."""
+    if not len(s_calc) or not len(s_obs):
+        return 0.0
+    error = _discrepancy(s_obs, s_calc)
+    if indexed is not None:
+        if not indexed.any():
+            return 0.0
+        error = error[indexed]
+    n_calc = int(np.searchsorted(s_calc, s_obs[-1] * (1 + 1e-6), side="right"))
+    return float(s_obs[-1] / (2.0 * max(error.mean(), 1e-12) * max(n_calc, 1)))
+
+
+def _indexed(s_obs: np.ndarray, s_calc: np.ndarray, tol: np.ndarray) -> np.ndarray:
+    if not len(s_calc):
+        return np.zeros(len(s_obs), bool)
+    return _discrepancy(s_obs, s_calc) <= tol
+
+
+def _design(family: str, centring: str, a: float, c: float | None, s_max: float) -> np.ndarray:
+    """Rows ``(m)`` (cubic) or ``(m, l^2)`` with ``s = A m + C l^2`` (hexagonal m includes the 4/3) of the distinct
+    allowed lines up to ``s_max`` (and some beyond: the index box, not ``s``, bounds them)."""
+    cc = a if c is None else c
+    return _design_rows(family, centring, int(np.ceil(a * np.sqrt(s_max) * 1.2)) + 1,
+                        int(np.ceil(cc * np.sqrt(s_max))) + 1)
+
+
+@lru_cache(maxsize=512)
+def _design_rows(family: str, centring: str, h_max: int, l_max: int) -> np.ndarray:
+    h, k, l = (g.ravel() for g in np.meshgrid(np.arange(0, h_max + 1), np.arange(-h_max, h_max + 1),
+                                              np.arange(0, l_max + 1), indexing="ij"))
+    keep = _allowed(h, k, l, centring) & ~((h == 0) & (k == 0) & (l == 0))
+    h, k, l = h[keep], k[keep], l[keep]
+    if family == "cubic":
+        rows = np.unique(h * h + k * k + l * l)[:, None].astype(float)
+    else:
+        m = h * h + h * k + k * k if family == "hexagonal" else h * h + k * k
+        key = np.unique(m.astype(np.int64) * (4 * l_max * l_max + 1) + l * l)
+        m, l2 = np.divmod(key, 4 * l_max * l_max + 1)
+        rows = np.stack([m * (4.0 / 3.0 if family == "hexagonal" else 1.0), l2.astype(float)], axis=1)
+    rows.flags.writeable = False  # shared by the cache
+    return rows
+
+
+def _two_theta_deg(s: np.ndarray, wavelength_angstrom: float) -> np.ndarray:
+    return 2.0 * np.degrees(np.arcsin(np.clip(wavelength_angstrom * np.sqrt(np.maximum(s, 0.0)) / 2.0, 0.0, 1.0)))
+
+
+def _shifted(s_obs: np.ndarray, zero_deg: float, wavelength_angstrom: float) -> np.ndarray:
+    """``s`` of the peaks with the zero shift taken out of their 2θ."""
+    two_theta = _two_theta_deg(s_obs, wavelength_angstrom) - zero_deg
+    return (2.0 * np.sin(np.radians(two_theta) / 2.0) / wavelength_angstrom) ** 2
+
+
+def _refined(family: str, centring: str, a: float, c: float | None, s_obs: np.ndarray, tol: np.ndarray,
+             wavelength_angstrom: float) -> tuple[float, float | None, float]:
+    """``(a, c, zero shift in degrees 2θ)`` refined by least squares in 2θ on the peaks within ``tol`` (Å⁻²) of a
+    line of the cell (each assigned its nearest allowed line, then again after the fit). The zero shift is refined
+    because a displaced sample or an offset goniometer moves every peak by about the same angle, which no cell absorbs.
+    Gauss-Newton with the analytic derivative ``d2θ/ds = (360/π) λ / (4 √s cos θ)``: a few 3-column solves, 20x
+    faster than scipy's general least_squares on the same problem."""
+    design = _design(family, centring, a, c, s_obs[-1] * 1.1)
+    two_theta_obs = _two_theta_deg(s_obs, wavelength_angstrom)
+    params = _metric(a, c)
+    design = design[design @ params <= s_obs[-1] * 1.1]
+    zero = 0.0
+    for _ in range(2):
+        s_calc = design @ params
+        order = np.argsort(s_calc)
+        s_sorted = s_calc[order]
+        if not len(s_sorted):
+            break
+        s_shifted = _shifted(s_obs, zero, wavelength_angstrom)
+        position = np.clip(np.searchsorted(s_sorted, s_shifted), 1, max(len(s_sorted) - 1, 1))
+        lower = np.clip(position - 1, 0, len(s_sorted) - 1)
+        upper = np.clip(position, 0, len(s_sorted) - 1)
+        pick = np.where(np.abs(s_shifted - s_sorted[lower]) <= np.abs(s_sorted[upper] - s_shifted), lower, upper)
+        near = np.abs(s_shifted - s_sorted[pick]) <= tol
+        rows = design[order[pick[near]]]
+        if near.sum() < rows.shape[1] + 2 or np.linalg.matrix_rank(rows) < rows.shape[1]:
+            break
+        x, observed = np.concatenate([params, [zero]]), two_theta_obs[near]
+        for _ in range(5):
+            s = rows @ x[:-1]
+            if np.any(s <= 0) or np.any(wavelength_angstrom * np.sqrt(s) / 2.0 >= 1.0):
+                break
+            cos_theta = np.sqrt(1.0 - wavelength_angstrom ** 2 * s / 4.0)
+            slope = 360.0 / np.pi * wavelength_angstrom / (4.0 * np.sqrt(s) * cos_theta)
+            jacobian = np.column_stack([rows * slope[:, None], np.ones(len(s))])
+            residual = observed - (_two_theta_deg(s, wavelength_angstrom) + x[-1])
+            x = x + np.linalg.lstsq(jacobian, residual, rcond=None)[0]
+        if np.any(x[:-1] <= 0) or not abs(x[-1]) <= MAX_ZERO_SHIFT_DEG:
+            break
+        params, zero = x[:-1], float(x[-1])
+    a_fit = float(1.0 / np.sqrt(params[0]))
+    return a_fit, (None if c is None else float(1.0 / np.sqrt(params[1]))), zero
+
+
+@lru_cache(maxsize=None)
+def _cubic_m(centring: str) -> np.ndarray:
+    """The distinct ``h^2 + k^2 + l^2`` a cubic lattice allows, up to 3 ``CUBIC_MAX_M``."""
+    return np.unique(_design("cubic", centring, 1.0, None, 3.0 * CUBIC_MAX_M)[:, 0]).astype(float)
+
+
+def _cubic_cell(s_obs: np.ndarray, tol: np.ndarray, centring: str) -> float | None:
+    """The cubic ``a`` whose allowed lines index most peaks, with the fewest lines among those; each of the first
+    three peaks read as each allowed line up to ``CUBIC_MAX_M`` gives a trial ``a``."""
+    m = _cubic_m(centring)
+    trial_a = np.sqrt(m[m <= CUBIC_MAX_M][None, :] / s_obs[:3, None]).ravel()
+    trial_a = trial_a[(trial_a >= 2.0) & (trial_a <= 30.0)]
+    if not len(trial_a):
+        return None
+    s_calc = m[None, :] / trial_a[:, None] ** 2  # (trials, lines)
+    error = np.abs(s_obs[None, :, None] - s_calc[:, None, :]).min(axis=2)
+    n_indexed = (error <= tol[None, :]).sum(axis=1)
+    n_lines = (s_calc <= s_obs[-1] * (1 + 1e-6)).sum(axis=1)
+    n_indexed = np.where(n_lines <= MAX_LINES_PER_PEAK * len(s_obs), n_indexed, -1)  # big cells index anything
+    best = np.lexsort((n_lines, -n_indexed))[0]
+    return float(trial_a[best]) if n_indexed[best] >= 0 else None
+
+
+# Related cells tried beside each one the search finds (a factor, c factor): the sub- and supercells that index
+# nearly the same lines, the classic trap of powder indexing (weak superstructure lines unseen, or an impurity
+# line "indexed" by a cell with twice the lines).
+RELATED_CELLS = {
+    "cubic": ((1.0, None), (0.5, None), (2.0, None), (np.sqrt(2.0), None), (1 / np.sqrt(2.0), None)),
+    "tetragonal": ((1.0, 1.0), (1.0, 0.5), (1.0, 2.0), (0.5, 1.0), (2.0, 1.0), (np.sqrt(2.0), 1.0),
+                   (1 / np.sqrt(2.0), 1.0)),
+    "hexagonal": ((1.0, 1.0), (1.0, 0.5), (1.0, 2.0), (1.0, 1 / 3), (1.0, 3.0), (0.5, 1.0), (2.0, 1.0),
+                  (np.sqrt(3.0), 1.0), (1 / np.sqrt(3.0), 1.0)),
+}
+
+
+def _evaluated(family: str, centring: str, a: float, c: float | None, s_obs: np.ndarray, search_tol: np.ndarray,
+               tol: np.ndarray, wavelength_angstrom: float) -> tuple[int, float, str, float, float | None, float]:
+    """``(peaks indexed, M, centring, a, c, zero)`` of a trial cell once refined with its zero shift."""
+    a_fit, c_fit, zero = _refined(family, centring, a, c, s_obs, search_tol, wavelength_angstrom)
+    s_fit = _shifted(s_obs, zero, wavelength_angstrom)
+    lines = calculated_lines(family, centring, a_fit, c_fit, s_fit[-1] * 1.02)
+    indexed = _indexed(s_fit, lines, tol)
+    return int(indexed.sum()), de_wolff_m(s_fit, lines, indexed), centring, a_fit, c_fit, zero
+
+
+def index_answer(q_inv_angstrom: np.ndarray, wavelength_angstrom: float, space_group_number: int) -> IndexedCell | None:
+    """A cell of the answer's lattice for peaks at ``q_inv_angstrom`` (Å⁻¹, ascending), or None where the lattice
+    is not searched (orthorhombic and lower), there are too few peaks (``MIN_PEAKS``), or no cell indexes
+    ``MIN_INDEXED_FRACTION`` of them.
+
+    The search's cell for the answer's centring and for the primitive lattice, and their ``RELATED_CELLS``, are
+    each refined; of those indexing the most peaks (or one fewer, from 10 peaks on: an impurity line), the one
+    with the highest figure of merit is reported. So a primitive cell is reported where the answer's centring
+    explains no more (its centring is then doubtful), and a sub-cell where a supercell's extra lines are unseen.
+    """
+    group = space_group_type(space_group_number)
+    family = FAMILY_OF_SYSTEM.get(group.crystal_system)
+    q = np.sort(np.asarray(q_inv_angstrom, dtype=float))[:M_PEAKS]
+    if family is None or len(q) < MIN_PEAKS[family]:
+        return None
+    s_obs = (q / (2.0 * np.pi)) ** 2
+    # searched and assigned with a wide tolerance (the zero shift is not known yet), judged with a narrow one
+    search_tol = peak_tolerance_s(q, wavelength_angstrom, SEARCH_TOLERANCE_DEG)
+    tol = peak_tolerance_s(q, wavelength_angstrom, FINAL_TOLERANCE_DEG)
+    candidates = []
+    for centring in dict.fromkeys((group.bravais_lattice[1], "P")):
+        starts = set()
+        for width_deg, width in ((SEARCH_TOLERANCE_DEG, search_tol), (FINAL_TOLERANCE_DEG, tol)):
+            # the wide search survives a zero shift; the narrow one is less often misled by impurity lines
+            if family == "cubic":
+                a, c = _cubic_cell(s_obs, width, centring), None
+            else:
+                found, _, a, c = index_by_dichotomy(q, wavelength_angstrom, family,
+                                                    tolerance_two_theta_deg=width_deg, centring=centring)
+                a = a if found > 0 else None
+            if a is not None:
+                starts.add((round(a, 4), None if c is None else round(c, 4)))
+        for a, c in starts:
+            for a_factor, c_factor in RELATED_CELLS[family]:
+                trial_c = None if c is None else c * c_factor
+                candidates.append(_evaluated(family, centring, a * a_factor, trial_c, s_obs, search_tol, tol,
+                                             wavelength_angstrom))
+    if not candidates:
+        return None
+    n_indexed, figure, centring, a_fit, c_fit, zero = max(
+        candidates, key=lambda x: x[1] * (x[0] / len(s_obs)) ** UNINDEXED_PENALTY_POWER)
+    if n_indexed < MIN_INDEXED_FRACTION * len(s_obs):
+        return None
+    if family == "cubic":
+        volume = a_fit ** 3
+    elif family == "tetragonal":
+        volume = a_fit ** 2 * c_fit
+    else:
+        volume = np.sqrt(3.0) / 2.0 * a_fit ** 2 * c_fit
+    letter = {"cubic": "c", "tetragonal": "t", "hexagonal": "h"}[family]
+    return IndexedCell(f"{letter}{centring}", a_fit, c_fit, float(volume), zero, len(s_obs), n_indexed, figure)
+
+
+def cell_for_answer(pattern, space_group_number: int) -> dict | None:
+    """``index_answer`` on a pattern's own peaks (``tasks.features.find_pattern_peaks``), as an answer's ``cell``."""
+    from tasks.features import find_pattern_peaks
+
+    peaks = find_pattern_peaks(pattern)
+    cell = index_answer(peaks.q_inv_angstrom, pattern.wavelength_angstrom, space_group_number)
+    return None if cell is None else cell.to_dict()

@@ -1,0 +1,83 @@
+"""Cells behind XRD answers: the answer's lattice indexed on measured-like patterns of known cells, with the
+zero shift refined; de Wolff's figure of merit; the lattices that are not searched."""
+
+import dataclasses
+
+import numpy as np
+import pytest
+from pymatgen.core import Lattice, Structure
+
+from tasks.augment import MeasuredLikeAugmenter
+from tasks.cells import calculated_lines, cell_for_answer, de_wolff_m, index_answer
+from tasks.xrd import PowderXRDSimulator
+
+STRUCTURES = {  # textbook cells: (structure, space group, a, c)
+    "NaCl": (Structure.from_spacegroup("Fm-3m", Lattice.cubic(5.640), ["Na", "Cl"], [[0, 0, 0], [0.5, 0.5, 0.5]]),
+             225, 5.640, None),
+    "CsCl": (Structure.from_spacegroup("Pm-3m", Lattice.cubic(4.123), ["Cs", "Cl"], [[0, 0, 0], [0.5, 0.5, 0.5]]),
+             221, 4.123, None),
+    "W": (Structure.from_spacegroup("Im-3m", Lattice.cubic(3.165), ["W"], [[0, 0, 0]]), 229, 3.165, None),
+    "rutile": (Structure.from_spacegroup("P4_2/mnm", Lattice.tetragonal(4.594, 2.959), ["Ti", "O"],
+                                         [[0, 0, 0], [0.3048, 0.3048, 0]]), 136, 4.594, 2.959),
+    "anatase": (Structure.from_spacegroup("I4_1/amd", Lattice.tetragonal(3.785, 9.514), ["Ti", "O"],
+                                          [[0, 0.75, 0.125], [0, 0.75, 0.3333]]), 141, 3.785, 9.514),
+    "ZnO": (Structure.from_spacegroup("P6_3mc", Lattice.hexagonal(3.250, 5.207), ["Zn", "O"],
+                                      [[1 / 3, 2 / 3, 0], [1 / 3, 2 / 3, 0.382]]), 186, 3.250, 5.207),
+    "corundum": (Structure.from_spacegroup("R-3c", Lattice.hexagonal(4.759, 12.991), ["Al", "O"],
+                                           [[0, 0, 0.3521], [0.3064, 0, 0.25]]), 167, 4.759, 12.991),
+}
+
+
+def measured_like(structure: Structure, strain: float, zero_shift_deg: float, seed: int = 0):
+    augmenter = MeasuredLikeAugmenter()
+    rng = np.random.default_rng(seed)
+    sample = augmenter.sample(rng, wavelength="CuKa")
+    sample = dataclasses.replace(sample, strain=strain, zero_shift_deg=zero_shift_deg, displacement_mm=0.0,
+                                 texture_axis=None, impurity_positions_deg=np.zeros(0),
+                                 impurity_fractions=np.zeros(0), two_theta_range_deg=(10.0, 90.0), step_deg=0.02)
+    reflections = PowderXRDSimulator(two_theta_range_deg=(0, 150)).reflections(structure)
+    return augmenter.render(reflections, sample, rng)
+
+
+@pytest.mark.parametrize("name", sorted(STRUCTURES))
+def test_the_cell_of_the_answer_and_the_zero_shift_come_back(name):
+    structure, number, a, c = STRUCTURES[name]
+    strain, zero = 0.004, -0.06
+    cell = cell_for_answer(measured_like(structure, strain, zero), number)
+    assert cell is not None, name
+    assert cell["a_angstrom"] == pytest.approx(a * (1 + strain), rel=1e-3)
+    if c is not None:
+        assert cell["c_angstrom"] == pytest.approx(c * (1 + strain), rel=1e-3)
+    assert cell["zero_shift_two_theta_deg"] == pytest.approx(zero, abs=0.02)
+    assert cell["lattice"] == {225: "cF", 221: "cP", 229: "cI", 136: "tP", 141: "tI", 186: "hP", 167: "hR"}[number]
+    assert cell["peaks_indexed"] >= cell["peaks_used"] - 1 and cell["de_wolff_m"] > 10
+
+
+def test_a_centring_the_peaks_refute_falls_back_to_the_primitive_lattice():
+    structure, _, a, c = STRUCTURES["rutile"]
+    cell = cell_for_answer(measured_like(structure, 0.0, 0.0), 139)  # I4/mmm: rutile's (111) breaks I-centring
+    assert cell["lattice"] == "tP" and cell["a_angstrom"] == pytest.approx(a, rel=1e-3)
+
+
+def test_lattices_that_are_not_searched_and_too_few_peaks_give_none():
+    q = np.linspace(1.5, 5.0, 12)
+    assert index_answer(q, 1.54184, 62) is None  # orthorhombic Pnma
+    assert index_answer(q, 1.54184, 14) is None  # monoclinic
+    assert index_answer(q[:3], 1.54184, 225) is None
+
+
+def test_allowed_lines_follow_the_centring():
+    a = 4.0
+    m = np.round(calculated_lines("cubic", "F", a, None, 20 / a ** 2) * a ** 2).astype(int)
+    assert list(m) == [3, 4, 8, 11, 12, 16, 19, 20]
+    m = np.round(calculated_lines("cubic", "I", a, None, 12 / a ** 2) * a ** 2).astype(int)
+    assert list(m) == [2, 4, 6, 8, 10, 12]
+    rhombohedral = calculated_lines("hexagonal", "R", 5.0, 13.0, 0.2)
+    primitive = calculated_lines("hexagonal", "P", 5.0, 13.0, 0.2)
+    assert set(np.round(rhombohedral, 9)) < set(np.round(primitive, 9)) and len(rhombohedral) < len(primitive) / 2
+
+
+def test_de_wolff_m_by_hand():
+    s_calc = np.array([1.0, 2.0, 3.0, 4.0, 5.0])
+    s_obs = np.array([1.01, 1.99, 3.02, 4.0])  # mean |Δs| 0.01, 4 lines up to the last peak
+    assert de_wolff_m(s_obs, s_calc) == pytest.approx(4.0 / (2 * 0.01 * 4))
