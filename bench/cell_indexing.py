@@ -20,7 +20,7 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from bench._common import CGCNN_MATERIALS, mp_structures, write_section  # noqa: E402
+from bench._common import CGCNN_MATERIALS, SHARED, mp_structures, write_section  # noqa: E402
 
 TOLERANCE = 0.003
 TUNING_STEP = CGCNN_MATERIALS // 600
@@ -71,6 +71,41 @@ def _related(found, truth) -> bool:
     a_ok = any(abs(a / (a_true * r) - 1) < TOLERANCE for r in ratios)
     return a_ok and (c_true is None or (c is not None and any(abs(c / (c_true * r) - 1) < TOLERANCE
                                                               for r in ratios)))
+
+
+def measured_table() -> list[str]:
+    """The measured IUCr powder CIFs whose lattice is searched: indexed cell against the Rietveld-refined one."""
+    import csv
+    import re
+
+    from tasks.cells import FAMILY_OF_SYSTEM, cell_for_answer
+    from tasks.crystallography import space_group_type
+    from tasks.readers import read_pdcif
+
+    root = SHARED / "iucr_rietveld_pxrd_cifs"
+    if not (root / "labels.csv").exists():
+        return []
+    lines = ["| measured pattern | space group | Rietveld a, c (Å) | indexed a, c (Å) | largest error | "
+             "peaks indexed | M |", "|---|---|---|---|---|---|---|"]
+    for row in csv.DictReader(open(root / "labels.csv")):
+        number = int(row["space_group_number"] or 0)
+        if not number or space_group_type(number).crystal_system not in FAMILY_OF_SYSTEM:
+            continue
+        text = (root / row["file"]).read_text(errors="replace")
+        a = float(re.search(r"_cell_length_a\s+([0-9.]+)", text).group(1))
+        c = None if number >= 195 else float(re.search(r"_cell_length_c\s+([0-9.]+)", text).group(1))
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            cell = cell_for_answer(read_pdcif(root / row["file"], float(row["wavelength_A"])), number)
+        truth = f"{a:.4f}" + ("" if c is None else f", {c:.4f}")
+        if cell is None:
+            lines.append(f"| {row['file']} | {number} | {truth} | none found | | | |")
+            continue
+        found = f"{cell['a_angstrom']:.4f}" + ("" if c is None else f", {cell['c_angstrom']:.4f}")
+        error = max(abs(cell["a_angstrom"] / a - 1), 0.0 if c is None else abs(cell["c_angstrom"] / c - 1))
+        lines.append(f"| {row['file']} | {number} | {truth} | {found} ({cell['lattice']}) | {error:.2%} | "
+                     f"{cell['peaks_indexed']}/{cell['peaks_used']} | {cell['de_wolff_m']:.0f} |")
+    return lines
 
 
 def main() -> None:
@@ -143,6 +178,8 @@ def main() -> None:
         *lines, "",
         f"Time per pattern (peaks given): {times['cells'] / n * 1000:.1f} ms refined, "
         f"{times['baseline'] / n * 1000:.1f} ms baseline ({times['cells'] / max(times['baseline'], 1e-9):.1f}x).",
+        "", "Measured patterns (the IUCr Rietveld powder CIFs of ../shared/data whose lattice is searched), indexed "
+        "for their published space group, against the cell the authors refined:", "", *measured_table(),
     ])
     print(body)
     write_section("cell_indexing", body)

@@ -17,6 +17,7 @@ from sqlmodel import Session
 from storage.artifacts import ArtifactStore
 from storage.engine import session_scope
 from storage.tables import BatchJob, Prediction, utcnow
+from tasks.cells import cell_for_answer
 from tasks.inputs import InputError, input_hash, parse_prediction_input
 from tasks.predict import ModelUnavailableError, Predictor
 
@@ -98,6 +99,8 @@ def _answer(predictor: Predictor, items: list, settings) -> list[tuple[str, str 
                 out[i] = (input_hash(item), result.get("modality"), None if "error" in result else result,
                           result.get("error"), 0.0)
                 continue
+            if isinstance(item, dict) and not isinstance(item.get("cell", False), bool):
+                raise InputError("'cell' must be true or false")
             parsed.append((i, parse_prediction_input(item, settings.default_wavelength, settings.max_pattern_points,
                                                      settings.max_sites, name=f"item {i}")))
         except InputError as exc:
@@ -112,6 +115,8 @@ def _answer(predictor: Predictor, items: list, settings) -> list[tuple[str, str 
         per_item_ms = (time.perf_counter() - start) * 1000 / len(parsed)
         for (i, p), result in zip(parsed, results):
             error = result.get("error")
+            if not error and p.modality == "xrd" and items[i].get("cell") is True:
+                result["cell"] = cell_for_answer(p.value, result["space_group"]["number"])
             out[i] = (p.input_hash, p.modality, None if error else result, error, per_item_ms)
     return out  # type: ignore[return-value]
 
