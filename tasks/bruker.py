@@ -2,7 +2,8 @@
 
 UXD: ``;`` comments and ``_KEY=value`` lines, then one block per range opened by a data marker that says what its
 lines hold: ``_COUNTS`` / ``_CPS`` (intensities only, several per line allowed, on the grid ``_START`` +
-i ``_STEPSIZE``) or ``_2THETACOUNTS`` / ``_2THETACPS`` (angle and intensity pairs). ``_DRIVE`` names the scanned
+i ``_STEPSIZE``), ``_2THETACOUNTS`` / ``_2THETACPS`` (angle and intensity pairs) or ``_2THETACOUNTSTIME`` (angle,
+counts and counting time, read as counts per second). ``_DRIVE`` names the scanned
 axis: ``COUPLED`` (θ-2θ) or ``2THETA`` is a powder pattern; ``THETA``, ``OMEGA``, ``PHI``, ``CHI`` and the like are
 rocking curves and texture scans, whatever the marker says. The tube lines are ``_WL1``, ``_WL2`` and ``_WLRATIO``.
 
@@ -30,7 +31,8 @@ from tasks.patterns import PatternError
 from tasks.scans import ScanRange, header_number, join_scan_ranges, kalpha_wavelength_angstrom
 
 POWDER_DRIVES = ("COUPLED", "2THETA", "TWOTHETA", "DETECTOR", "2THETA/THETA", "THETA/2THETA")
-_UXD_MARKERS = {"_COUNTS": False, "_CPS": False, "_2THETACOUNTS": True, "_2THETACPS": True}
+# data marker -> numbers per point: intensity only; 2θ and intensity; 2θ, counts and the point's counting time
+_UXD_MARKERS = {"_COUNTS": 1, "_CPS": 1, "_2THETACOUNTS": 2, "_2THETACPS": 2, "_2THETACOUNTSTIME": 3}
 MAX_BRML_MEMBER_BYTES = 256 * 2**20  # an uncompressed RawData file larger than this is refused (zip bombs)
 _KEY = re.compile(r"^_([A-Z0-9_\-]+)\s*=\s*(.*)$", re.IGNORECASE)
 
@@ -39,16 +41,22 @@ def _value(text: str) -> str:
     return text.strip().strip("'\"").strip()
 
 
-def _uxd_range(header: dict[str, str], paired: bool, cps: bool, numbers: list[float], index: int,
+def _uxd_range(header: dict[str, str], columns: int, cps: bool, numbers: list[float], index: int,
                source: str) -> ScanRange | None:
     drive = header.get("DRIVE", "COUPLED").upper().replace(" ", "")
     if drive not in POWDER_DRIVES:
         return None
-    if paired:
-        if len(numbers) % 2:
-            raise PatternError(f"{source}: range {index} lists 2θ and intensity pairs but has an odd count of numbers")
-        pairs = np.asarray(numbers, dtype=float).reshape(-1, 2)
-        two_theta, intensity = pairs[:, 0], pairs[:, 1]
+    if columns > 1:
+        if len(numbers) % columns:
+            what = "2θ and intensity pairs" if columns == 2 else "2θ, counts and counting time per point"
+            raise PatternError(f"{source}: range {index} lists {what} but its count of numbers does not divide "
+                               f"by {columns}")
+        table = np.asarray(numbers, dtype=float).reshape(-1, columns)
+        two_theta, intensity = table[:, 0], table[:, 1]
+        if columns == 3:
+            if np.any(table[:, 2] <= 0):
+                raise PatternError(f"{source}: range {index} has a counting time that is not positive")
+            intensity, cps = intensity / table[:, 2], True  # counts per second, point by point
     else:
         start = header_number(header, "START")
         start = header_number(header, "2THETA") if start is None else start
@@ -89,7 +97,7 @@ def parse_uxd(data: bytes, source: str = "") -> tuple[np.ndarray, np.ndarray, fl
         marker = line.upper().split("=")[0].strip()
         if marker in _UXD_MARKERS:
             close()
-            block, numbers = (dict(header), _UXD_MARKERS[marker], marker.endswith("CPS")), []
+            block, numbers = (dict(header), _UXD_MARKERS[marker], "CPS" in marker), []
         elif line.startswith("_"):
             if block is not None:
                 close()

@@ -120,6 +120,10 @@ def test_a_uxd_range_reads_the_same_in_both_layouts_with_its_wavelength(silicon,
     two_theta, intensity, _ = parse_uxd(paired.encode(), "paired.uxd")
     np.testing.assert_allclose(two_theta, tt, atol=1e-4)
     np.testing.assert_allclose(intensity, y, rtol=1e-4, atol=1e-3)
+    timed = UXD_HEADER + "_2THETACOUNTSTIME\n" + "".join(f"{a:.4f} {2.5 * b:.3f} 2.5\n" for a, b in zip(tt, y))
+    two_theta, intensity, _ = parse_uxd(timed.encode(), "timed.uxd")  # counts over 2.5 s a point: back to cps
+    np.testing.assert_allclose(two_theta, tt, atol=1e-4)
+    np.testing.assert_allclose(intensity, y, rtol=1e-4, atol=1e-3)
 
 
 def test_uxd_ranges_with_different_counting_times_join_in_counts_per_second(silicon):
@@ -136,7 +140,8 @@ def test_uxd_ranges_with_different_counting_times_join_in_counts_per_second(sili
     (uxd_counts([(10.0, 0.02, [1.0, 2.0, 3.0], 1.0)] * 3), "3 scans over overlapping 2θ ranges"),
     (UXD_HEADER.encode(), "no data block"),
     (b"10 5\n10.02 6\n", "neither a _KEY=value line nor data"),
-    ((UXD_HEADER + "_2THETACOUNTS\n10 5\n10.02\n").encode(), "odd count of numbers"),
+    ((UXD_HEADER + "_2THETACOUNTS\n10 5\n10.02\n").encode(), "does not divide by 2"),
+    ((UXD_HEADER + "_2THETACOUNTSTIME\n10 5 1\n10.02 6 0\n").encode(), "counting time that is not positive"),
     ((UXD_HEADER + "_COUNTS\n5 6 7\n").encode(), "no _START and positive _STEPSIZE"),
 ])
 def test_what_is_not_a_uxd_powder_scan_is_named(data, message):
