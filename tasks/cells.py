@@ -248,10 +248,12 @@ def index_answer(q_inv_angstrom: np.ndarray, wavelength_angstrom: float, space_g
     is not searched (orthorhombic and lower), there are too few peaks (``MIN_PEAKS``), or no cell indexes
     ``MIN_INDEXED_FRACTION`` of them.
 
-    The search's cell for the answer's centring and for the primitive lattice, and their ``RELATED_CELLS``, are
-    each refined; of those indexing the most peaks (or one fewer, from 10 peaks on: an impurity line), the one
-    with the highest figure of merit is reported. So a primitive cell is reported where the answer's centring
-    explains no more (its centring is then doubtful), and a sub-cell where a supercell's extra lines are unseen.
+    The searches' cells for the answer's centring and for the primitive lattice, and their ``RELATED_CELLS``, are
+    each refined, and the one maximising ``M x (fraction indexed)^UNINDEXED_PENALTY_POWER`` is reported. So a
+    primitive cell is reported where the answer's centring explains no more (its centring is then doubtful), and
+    a sub-cell where a supercell's extra lines are unseen. Refining every trial costs ~40 ms a pattern; refining
+    only the 3 or 5 best by their unrefined score halved that but lost 3 points of right cells on the tuning
+    draw (0.670 -> 0.639 / 0.646), so all are refined.
     """
     group = space_group_type(space_group_number)
     family = FAMILY_OF_SYSTEM.get(group.crystal_system)
