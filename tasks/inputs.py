@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from tasks.excluded_regions import SUBSTRATES, take_out, validate_substrates
-from tasks.patterns import PatternError, PowderPattern, validate_pattern
+from tasks.patterns import PatternError, PowderPattern, two_theta_from_axis, validate_pattern
 from tasks.readers import FormulaError, StructureError, parse_formula, structure_from_text
 from tasks.xrd import resolve_wavelength
 
@@ -36,7 +36,10 @@ class PredictionInput:
 _NUMBER_TYPES = frozenset((int, float))
 
 
-def _numbers(values: list) -> np.ndarray:
+X_AXES = {"two_theta_deg": "2theta_deg", "q_inv_angstrom": "q_inv_angstrom", "d_angstrom": "d_angstrom"}
+
+
+def _numbers(values: list, axis: str = "two_theta_deg") -> np.ndarray:
     """A JSON array of numbers as float64; booleans, strings, nulls and nested arrays are refused."""
     # fast path: numpy's own type inference settles strings, nulls and nesting; a bool mixed with numbers
     # becomes 0 or 1, so only those entries need a look (checking every entry's type cost 2x as much)
@@ -49,7 +52,7 @@ def _numbers(values: list) -> np.ndarray:
         if not any(type(values[i]) is bool for i in suspects):
             return array.astype(np.float64, copy=False)
     if not set(map(type, values)) <= _NUMBER_TYPES:  # type(), not isinstance: True is not a number here
-        raise InputError("'xrd.two_theta_deg' and 'xrd.intensity' must contain only numbers")
+        raise InputError(f"'xrd.{axis}' and 'xrd.intensity' must contain only numbers")
     return np.array(values, dtype=np.float64)
 
 
@@ -94,13 +97,18 @@ def parse_prediction_input(item: Any, default_wavelength: str | float = "CuKa", 
     spec = item["xrd"]
     if not isinstance(spec, dict):
         raise InputError("'xrd' must be an object with 'two_theta_deg' and 'intensity' arrays")
-    missing = [k for k in ("two_theta_deg", "intensity") if k not in spec]
+    axes = [key for key in X_AXES if key in spec]
+    if len(axes) > 1:
+        raise InputError(f"'xrd' gives {' and '.join(repr(a) for a in axes)}: give the positions once")
+    axis = axes[0] if axes else "two_theta_deg"
+    missing = [k for k in (axis, "intensity") if k not in spec]
     if missing:
-        raise InputError(f"'xrd' is missing {', '.join(repr(m) for m in missing)}")
-    tt, y = spec["two_theta_deg"], spec["intensity"]
+        hint = " (the peak positions as 'two_theta_deg', 'q_inv_angstrom' or 'd_angstrom')" if axis in missing else ""
+        raise InputError(f"'xrd' is missing {', '.join(repr(m) for m in missing)}{hint}")
+    tt, y = spec[axis], spec["intensity"]
     if not isinstance(tt, list) or not isinstance(y, list):
-        raise InputError("'xrd.two_theta_deg' and 'xrd.intensity' must be arrays of numbers")
-    tt, y = _numbers(tt), _numbers(y)
+        raise InputError(f"'xrd.{axis}' and 'xrd.intensity' must be arrays of numbers")
+    tt, y = _numbers(tt, axis), _numbers(y, axis)
     wavelength = spec.get("wavelength", default_wavelength)
     if wavelength is None:
         wavelength = default_wavelength
@@ -115,6 +123,11 @@ def parse_prediction_input(item: Any, default_wavelength: str | float = "CuKa", 
         raise InputError(f"'xrd.substrate' must be a name or an array of names: {', '.join(SUBSTRATES)}")
     try:
         wavelength_angstrom = resolve_wavelength(wavelength)
+        if axis != "two_theta_deg":
+            if len(tt) != len(y):
+                raise PatternError(f"{axis} has {len(tt)} values but intensity has {len(y)}")
+            tt, order = two_theta_from_axis(tt, X_AXES[axis], wavelength_angstrom)
+            y = y[order]
         pattern: PowderPattern = validate_pattern(tt, y, wavelength_angstrom, source="", max_points=max_points)
         pattern, regions = take_out(pattern, regions, validate_substrates(substrates))
     except (PatternError, ValueError) as exc:

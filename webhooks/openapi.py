@@ -26,9 +26,17 @@ def _id_param(name: str, what: str) -> dict:
 
 
 SCHEMAS = {
-    "XRD": {"type": "object", "required": ["two_theta_deg", "intensity"], "properties": {
+    "XRD": {"type": "object", "required": ["intensity"],
+            "description": "the peak positions as exactly one of two_theta_deg, q_inv_angstrom or d_angstrom",
+            "oneOf": [{"required": ["two_theta_deg"]}, {"required": ["q_inv_angstrom"]}, {"required": ["d_angstrom"]}],
+            "properties": {
         "two_theta_deg": {"type": "array", "items": {"type": "number"}, "minItems": 50,
                           "description": "2θ in degrees, strictly increasing"},
+        "q_inv_angstrom": {"type": "array", "items": {"type": "number", "exclusiveMinimum": 0}, "minItems": 50,
+                           "description": "Q = 4π sin θ / λ in Å⁻¹, as integrated synchrotron data come; put in "
+                                          "2θ at the wavelength"},
+        "d_angstrom": {"type": "array", "items": {"type": "number", "exclusiveMinimum": 0}, "minItems": 50,
+                       "description": "d-spacings in Å; put in 2θ at the wavelength"},
         "intensity": {"type": "array", "items": {"type": "number", "minimum": 0},
                       "description": "intensity at each 2θ (same length)"},
         "wavelength": {"oneOf": [{"type": "string", "examples": ["CuKa", "MoKa1"]},

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import numpy as np
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -72,3 +73,21 @@ def test_pattern_arrays_take_numbers_only(values):
         assert only_numbers or "only numbers" in str(exc)
     else:
         assert only_numbers
+
+
+@pytest.mark.parametrize("axis", ["q_inv_angstrom", "d_angstrom"])
+def test_peak_positions_may_come_as_q_or_d_spacings(axis):
+    two_theta = np.linspace(10, 80, 400)
+    intensity = 1 + 100 * np.exp(-((two_theta - 31.7) / 0.1) ** 2)
+    q = 4 * np.pi * np.sin(np.radians(two_theta) / 2) / 1.54184
+    positions = q if axis == "q_inv_angstrom" else 2 * np.pi / q
+    parsed = parse_prediction_input({"xrd": {axis: positions.tolist(), "intensity": intensity.tolist()}})
+    np.testing.assert_allclose(parsed.value.two_theta_deg, two_theta, atol=1e-9)
+    np.testing.assert_allclose(parsed.value.intensity, intensity)  # d-spacings fall: put in rising 2θ
+    both = {"xrd": {"two_theta_deg": two_theta.tolist(), axis: positions.tolist(), "intensity": intensity.tolist()}}
+    with pytest.raises(InputError, match="give the positions once"):
+        parse_prediction_input(both)
+    with pytest.raises(InputError, match="reaches d = .* at most"):
+        parse_prediction_input({"xrd": {axis: positions.tolist(), "intensity": intensity.tolist(), "wavelength": 4.5}})
+    with pytest.raises(InputError, match=f"'xrd.{axis}' and 'xrd.intensity' must contain only numbers"):
+        parse_prediction_input({"xrd": {axis: ["x"] * 400, "intensity": intensity.tolist()}})
