@@ -118,7 +118,12 @@ def _human_cell(result: dict) -> str:
         return ""
     cell = result["cell"]
     if cell is None:
-        return "; cell: none found for the answer's lattice"
+        from tasks.crystallography import crystal_system_of
+
+        system = crystal_system_of(result["space_group"]["number"])  # the cell is the top group's lattice
+        if system in ("triclinic", "monoclinic", "orthorhombic"):
+            return f"; cell: not searched for {system} lattices"
+        return "; cell: none indexes the peaks for the answer's lattice"
     c = f", c = {cell['c_angstrom']:.4f}" if cell["c_angstrom"] is not None else ""
     return (f"; cell {cell['lattice']} a = {cell['a_angstrom']:.4f}{c} Å, "
             f"zero {cell['zero_shift_two_theta_deg']:+.3f}°, {cell['peaks_indexed']}/{cell['peaks_used']} peaks "
