@@ -59,9 +59,16 @@ class IndexedCell:
     peaks_used: int
     peaks_indexed: int
     de_wolff_m: float  # M_N with N = peaks_used
+    # per peak used: (2θ measured, d measured in Å, (h, k, l) or None where unindexed, 2θ measured - calculated)
+    peaks: tuple[tuple[float, float, tuple[int, int, int] | None, float | None], ...] = ()
 
     def to_dict(self) -> dict:
-        return {key: (round(value, 5) if isinstance(value, float) else value) for key, value in asdict(self).items()}
+        out = {key: (round(value, 5) if isinstance(value, float) else value) for key, value in asdict(self).items()
+               if key != "peaks"}
+        out["peaks"] = [{"two_theta_deg": round(tt, 4), "d_angstrom": round(d, 5), "hkl": None if hkl is None else
+                         list(hkl), "delta_two_theta_deg": None if delta is None else round(delta, 4)}
+                        for tt, d, hkl, delta in self.peaks]
+        return out
 
 
 def _allowed(h: np.ndarray, k: np.ndarray, l: np.ndarray, centring: str) -> np.ndarray:
@@ -295,7 +302,52 @@ def index_answer(q_inv_angstrom: np.ndarray, wavelength_angstrom: float, space_g
     else:
         volume = np.sqrt(3.0) / 2.0 * a_fit ** 2 * c_fit
     letter = {"cubic": "c", "tetragonal": "t", "hexagonal": "h"}[family]
-    return IndexedCell(f"{letter}{centring}", a_fit, c_fit, float(volume), zero, len(s_obs), n_indexed, figure)
+    peaks = _labelled_peaks(family, centring, a_fit, c_fit, zero, s_obs, tol, wavelength_angstrom)
+    return IndexedCell(f"{letter}{centring}", a_fit, c_fit, float(volume), zero, len(s_obs), n_indexed, figure,
+                       peaks)
+
+
+def _reflections(family: str, centring: str, a: float, c: float | None, s_max: float) -> tuple[np.ndarray, np.ndarray]:
+    """``(s, hkl)`` of one representative reflection per distinct line up to ``s_max`` (the smallest indices,
+    non-negative where the lattice allows): what a peak is labelled with."""
+    cc = a if c is None else c
+    h_max, l_max = int(np.ceil(a * np.sqrt(s_max) * 1.2)) + 1, int(np.ceil(cc * np.sqrt(s_max))) + 1
+    h, k, l = (g.ravel() for g in np.meshgrid(np.arange(-h_max, h_max + 1), np.arange(-h_max, h_max + 1),
+                                              np.arange(-l_max, l_max + 1), indexing="ij"))
+    keep = _allowed(h, k, l, centring) & ~((h == 0) & (k == 0) & (l == 0))
+    hkl = np.stack([h[keep], k[keep], l[keep]], axis=1)
+    rows = hkl.astype(float) ** 2
+    if family == "cubic":
+        s = rows.sum(axis=1) / a ** 2
+    elif family == "tetragonal":
+        s = (rows[:, 0] + rows[:, 1]) / a ** 2 + rows[:, 2] / cc ** 2
+    else:
+        s = 4.0 / 3.0 * (rows[:, 0] + hkl[:, 0] * hkl[:, 1] + rows[:, 1]) / a ** 2 + rows[:, 2] / cc ** 2
+    negative = (hkl < 0).sum(axis=1)
+    order = np.lexsort((-hkl[:, 2], -hkl[:, 1], -hkl[:, 0], np.abs(hkl).sum(axis=1), negative, np.round(s, 10)))
+    s, hkl = s[order], hkl[order]
+    first = np.concatenate([[True], np.diff(s) > 1e-9 * s_max])
+    keep = first & (s <= s_max)
+    return s[keep], hkl[keep]
+
+
+def _labelled_peaks(family: str, centring: str, a: float, c: float | None, zero: float, s_obs: np.ndarray,
+                    tol: np.ndarray, wavelength_angstrom: float) -> tuple:
+    """Each peak with its measured 2θ and d, and the (h k l) of its line and 2θ measured - calculated where the
+    cell indexes it (within ``tol`` once the zero shift is out)."""
+    s_fit = _shifted(s_obs, zero, wavelength_angstrom)
+    s_line, hkl = _reflections(family, centring, a, c, s_fit[-1] * 1.02)
+    out = []
+    for s_measured, s_corrected, width in zip(s_obs, s_fit, tol):
+        i = int(np.abs(s_line - s_corrected).argmin()) if len(s_line) else -1
+        two_theta = float(_two_theta_deg(np.array([s_measured]), wavelength_angstrom)[0])
+        d = float(1.0 / np.sqrt(s_measured))
+        if i < 0 or abs(s_line[i] - s_corrected) > width:
+            out.append((two_theta, d, None, None))
+            continue
+        calculated = float(_two_theta_deg(s_line[i:i + 1], wavelength_angstrom)[0]) + zero
+        out.append((two_theta, d, tuple(int(x) for x in hkl[i]), two_theta - calculated))
+    return tuple(out)
 
 
 def cell_for_answer(pattern, space_group_number: int) -> dict | None:

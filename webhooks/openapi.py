@@ -63,7 +63,10 @@ SCHEMAS = {
                  "lattice": {"type": "string", "examples": ["tP"]}, "a_angstrom": {"type": "number"},
                  "c_angstrom": {"type": ["number", "null"]}, "volume_angstrom3": {"type": "number"},
                  "zero_shift_two_theta_deg": {"type": "number"}, "peaks_used": {"type": "integer"},
-                 "peaks_indexed": {"type": "integer"}, "de_wolff_m": {"type": "number"}}},
+                 "peaks_indexed": {"type": "integer"}, "de_wolff_m": {"type": "number"},
+                 "peaks": {"type": "array", "description": "each peak used: two_theta_deg, d_angstrom, hkl (null "
+                           "where unindexed) and delta_two_theta_deg (measured - calculated)",
+                           "items": {"type": "object"}}}},
     "SpaceGroup": {"type": "object", "properties": {"number": {"type": "integer"}, "symbol": {"type": "string"},
                                                     "probability": {"type": "number"}}},
     "Prediction": {"type": "object", "required": ["space_group", "crystal_system", "top_k", "model_version"],

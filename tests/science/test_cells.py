@@ -53,6 +53,18 @@ def test_the_cell_of_the_answer_and_the_zero_shift_come_back(name):
     assert cell["peaks_indexed"] >= cell["peaks_used"] - 1 and cell["de_wolff_m"] > 10
 
 
+def test_each_peak_is_labelled_with_its_reflection():
+    structure, number, _, _ = STRUCTURES["rutile"]
+    cell = cell_for_answer(measured_like(structure, 0.0, 0.03), number)
+    labels = [tuple(peak["hkl"]) for peak in cell["peaks"][:6]]
+    assert labels == [(1, 1, 0), (1, 0, 1), (2, 0, 0), (1, 1, 1), (2, 1, 0), (2, 1, 1)]
+    assert all(abs(peak["delta_two_theta_deg"]) < 0.05 for peak in cell["peaks"] if peak["hkl"] is not None)
+    structure, number, _, _ = STRUCTURES["corundum"]
+    cell = cell_for_answer(measured_like(structure, 0.0, 0.0), number)
+    assert cell["lattice"] == "hR" and tuple(cell["peaks"][0]["hkl"]) == (0, 1, 2)  # corundum's first line, (012)
+    assert all((-h + k + l) % 3 == 0 for h, k, l in (p["hkl"] for p in cell["peaks"] if p["hkl"] is not None))
+
+
 def test_a_centring_the_peaks_refute_falls_back_to_the_primitive_lattice():
     structure, _, a, c = STRUCTURES["rutile"]
     cell = cell_for_answer(measured_like(structure, 0.0, 0.0), 139)  # I4/mmm: rutile's (111) breaks I-centring
