@@ -134,7 +134,7 @@ def _design(family: str, centring: str, a: float, c: float | None, s_max: float)
                         int(np.ceil(cc * np.sqrt(s_max))) + 1)
 
 
-@lru_cache(maxsize=512)
+@lru_cache(maxsize=128)  # ~20 MB at most: rows of the large cells run to ~10k
 def _design_rows(family: str, centring: str, h_max: int, l_max: int) -> np.ndarray:
     h, k, l = (g.ravel() for g in np.meshgrid(np.arange(0, h_max + 1), np.arange(-h_max, h_max + 1),
                                               np.arange(0, l_max + 1), indexing="ij"))
