@@ -97,12 +97,17 @@ def _metric(a_angstrom: float, c_angstrom: float | None) -> np.ndarray:
     return np.array([1.0 / a_angstrom ** 2] + ([] if c_angstrom is None else [1.0 / c_angstrom ** 2]))
 
 
+def _nearest(s_calc: np.ndarray, s_obs: np.ndarray) -> np.ndarray:
+    """Index of the nearest ``s_calc`` (ascending, not empty) to each observed line; the lower one on a tie."""
+    position = np.searchsorted(s_calc, s_obs)
+    below = np.clip(position - 1, 0, len(s_calc) - 1)
+    above = np.clip(position, 0, len(s_calc) - 1)
+    return np.where(np.abs(s_obs - s_calc[below]) <= np.abs(s_calc[above] - s_obs), below, above)
+
+
 def _discrepancy(s_obs: np.ndarray, s_calc: np.ndarray) -> np.ndarray:
     """|s_obs - nearest s_calc| of each observed line (``s_calc`` ascending, not empty)."""
-    position = np.searchsorted(s_calc, s_obs)
-    below = s_calc[np.clip(position - 1, 0, len(s_calc) - 1)]
-    above = s_calc[np.clip(position, 0, len(s_calc) - 1)]
-    return np.minimum(np.abs(s_obs - below), np.abs(above - s_obs))
+    return np.abs(s_obs - s_calc[_nearest(s_calc, s_obs)])
 
 
 def de_wolff_m(s_obs: np.ndarray, s_calc: np.ndarray, indexed: np.ndarray | None = None) -> float:
@@ -129,9 +134,13 @@ def _indexed(s_obs: np.ndarray, s_calc: np.ndarray, tol: np.ndarray) -> np.ndarr
 def _design(family: str, centring: str, a: float, c: float | None, s_max: float) -> np.ndarray:
     """Rows ``(m)`` (cubic) or ``(m, l^2)`` with ``s = A m + C l^2`` (hexagonal m includes the 4/3) of the distinct
     allowed lines up to ``s_max`` (and some beyond: the index box, not ``s``, bounds them)."""
-    cc = a if c is None else c
-    return _design_rows(family, centring, int(np.ceil(a * np.sqrt(s_max) * 1.2)) + 1,
-                        int(np.ceil(cc * np.sqrt(s_max))) + 1)
+    return _design_rows(family, centring, *_index_bounds(a, c, s_max))
+
+
+def _index_bounds(a: float, c: float | None, s_max: float) -> tuple[int, int]:
+    """``(h_max, l_max)``: |h|, |k| <= h_max and |l| <= l_max hold every reflection with ``s <= s_max`` (the 1.2
+    covers hexagonal axes, where |h| can reach 2/√3 a √s)."""
+    return int(np.ceil(a * np.sqrt(s_max) * 1.2)) + 1, int(np.ceil((a if c is None else c) * np.sqrt(s_max))) + 1
 
 
 @lru_cache(maxsize=128)  # ~20 MB at most: rows of the large cells run to ~10k
@@ -180,10 +189,7 @@ def _refined(family: str, centring: str, a: float, c: float | None, s_obs: np.nd
         if not len(s_sorted):
             break
         s_shifted = _shifted(s_obs, zero, wavelength_angstrom)
-        position = np.clip(np.searchsorted(s_sorted, s_shifted), 1, max(len(s_sorted) - 1, 1))
-        lower = np.clip(position - 1, 0, len(s_sorted) - 1)
-        upper = np.clip(position, 0, len(s_sorted) - 1)
-        pick = np.where(np.abs(s_shifted - s_sorted[lower]) <= np.abs(s_sorted[upper] - s_shifted), lower, upper)
+        pick = _nearest(s_sorted, s_shifted)
         near = np.abs(s_shifted - s_sorted[pick]) <= tol
         rows = design[order[pick[near]]]
         if near.sum() < rows.shape[1] + 2 or np.linalg.matrix_rank(rows) < rows.shape[1]:
@@ -311,7 +317,7 @@ def _reflections(family: str, centring: str, a: float, c: float | None, s_max: f
     """``(s, hkl)`` of one representative reflection per distinct line up to ``s_max`` (the smallest indices,
     non-negative where the lattice allows): what a peak is labelled with."""
     cc = a if c is None else c
-    h_max, l_max = int(np.ceil(a * np.sqrt(s_max) * 1.2)) + 1, int(np.ceil(cc * np.sqrt(s_max))) + 1
+    h_max, l_max = _index_bounds(a, c, s_max)
     h, k, l = (g.ravel() for g in np.meshgrid(np.arange(-h_max, h_max + 1), np.arange(-h_max, h_max + 1),
                                               np.arange(-l_max, l_max + 1), indexing="ij"))
     keep = _allowed(h, k, l, centring) & ~((h == 0) & (k == 0) & (l == 0))
