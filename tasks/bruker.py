@@ -28,7 +28,7 @@ import zipfile
 import numpy as np
 
 from tasks.patterns import PatternError
-from tasks.scans import ScanRange, header_number, join_scan_ranges, kalpha_wavelength_angstrom
+from tasks.scans import ScanRange, header_number, join_scan_ranges, kalpha_wavelength_angstrom, local_name
 
 POWDER_DRIVES = ("COUPLED", "2THETA", "TWOTHETA", "DETECTOR", "2THETA/THETA", "THETA/2THETA")
 # data marker -> numbers per point: intensity only; 2θ and intensity; 2θ, counts and the point's counting time
@@ -120,10 +120,6 @@ def parse_uxd(data: bytes, source: str = "") -> tuple[np.ndarray, np.ndarray, fl
     return two_theta, intensity, wavelength
 
 
-def _local(tag: str) -> str:
-    return tag.rsplit("}", 1)[-1]
-
-
 def _element_number(element) -> float | None:
     text = element.get("Value") if element.get("Value") is not None else element.text
     try:
@@ -135,7 +131,7 @@ def _element_number(element) -> float | None:
 
 def _first_number(root, name: str) -> float | None:
     for element in root.iter():
-        if _local(element.tag) == name:
+        if local_name(element.tag) == name:
             number = _element_number(element)
             if number is not None:
                 return number
@@ -145,12 +141,12 @@ def _first_number(root, name: str) -> float | None:
 def _two_theta_axis(root) -> tuple[float, float, float] | None:
     """``(start, stop, increment)`` of the scanned 2θ axis of a RawData file, or None if 2θ was not scanned."""
     for info in root.iter():
-        if _local(info.tag) != "ScanAxisInfo":
+        if local_name(info.tag) != "ScanAxisInfo":
             continue
         name = re.sub(r"[^a-z0-9]", "", (info.get("AxisId") or info.get("AxisName") or "").lower())
         if name not in ("twotheta", "2theta"):
             continue
-        values = {_local(child.tag): _element_number(child) for child in info}
+        values = {local_name(child.tag): _element_number(child) for child in info}
         start, stop, increment = values.get("Start"), values.get("Stop"), values.get("Increment")
         if start is not None and stop is not None and stop != start:
             return start, stop, increment if increment else (stop - start)
@@ -164,7 +160,7 @@ def _brml_range(root, source: str) -> ScanRange | None:
     start, stop, increment = axis
     rows = []
     for datum in root.iter():
-        if _local(datum.tag) == "Datum":
+        if local_name(datum.tag) == "Datum":
             try:
                 rows.append([float(part) for part in (datum.text or "").split(",")])
             except ValueError:

@@ -1,7 +1,7 @@
-"""What instrument files share once their format is read: the wavelength of a Kα doublet, and joining a
-measurement's 2θ ranges into one pattern.
+"""What instrument files share: the wavelength of a Kα doublet, joining a measurement's 2θ ranges into one
+pattern, header numbers, and XML tag names without their namespace.
 
-Used by the vendor readers (``tasks.xrdml``, ``tasks.rigaku``, ``tasks.bruker``); knows nothing of file formats.
+Used by the vendor readers (``tasks.xrdml``, ``tasks.rigaku``, ``tasks.bruker``); knows no one file format.
 """
 
 from __future__ import annotations
@@ -13,6 +13,11 @@ import numpy as np
 from tasks.patterns import PatternError
 
 DEFAULT_KALPHA2_RATIO = 0.5  # I(Kα2)/I(Kα1) where a file records both lines but not their ratio
+
+
+def local_name(tag: str) -> str:
+    """An XML tag without its ``{namespace}``: vendors change the namespace with each schema version."""
+    return tag.rsplit("}", 1)[-1]
 
 
 def header_number(header: dict[str, str], key: str) -> float | None:

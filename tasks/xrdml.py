@@ -16,15 +16,11 @@ from __future__ import annotations
 import numpy as np
 
 from tasks.patterns import PatternError
-from tasks.scans import kalpha_wavelength_angstrom
-
-
-def _local(tag: str) -> str:
-    return tag.rsplit("}", 1)[-1]  # the schema's namespace changes with its version: match on local names
+from tasks.scans import kalpha_wavelength_angstrom, local_name
 
 
 def _children(element, name: str) -> list:
-    return [child for child in element if _local(child.tag) == name]
+    return [child for child in element if local_name(child.tag) == name]
 
 
 def _numbers(text: str | None, what: str, source: str) -> np.ndarray:
@@ -35,10 +31,10 @@ def _numbers(text: str | None, what: str, source: str) -> np.ndarray:
 
 
 def _wavelength_angstrom(root) -> float | None:
-    used = next((e for e in root.iter() if _local(e.tag) == "usedWavelength"), None)
+    used = next((e for e in root.iter() if local_name(e.tag) == "usedWavelength"), None)
     if used is None:
         return None
-    values = {_local(child.tag): child.text for child in used}
+    values = {local_name(child.tag): child.text for child in used}
     try:
         alpha1 = float(values["kAlpha1"])
     except (KeyError, TypeError, ValueError):
@@ -62,7 +58,7 @@ def parse_xrdml(data: bytes, source: str = "") -> tuple[np.ndarray, np.ndarray, 
         root = fromstring(data)
     except (ParseError, DefusedXmlException) as exc:
         raise PatternError(f"{source} is not a readable XRDML file: {exc}") from None
-    for points in (e for e in root.iter() if _local(e.tag) == "dataPoints"):
+    for points in (e for e in root.iter() if local_name(e.tag) == "dataPoints"):
         axes = [p for p in _children(points, "positions") if p.get("axis", "").lower() in ("2theta", "2theta-omega")]
         counts = _children(points, "intensities") or _children(points, "counts")
         if not axes or not counts:
