@@ -26,6 +26,19 @@ label-matched, 300 crystals: 6.3 %, 28.7 %, 16 %). Measured on real MP patterns 
 with 4,000 or 8,000 crystals, so the default stays ``"wyckoff-rows"`` (it also keeps the shipped model
 reproducible).
 
+Structure types (``GeneratorConfig.prototype_fraction``): a share of the crystals is not placed at random but
+built from a known structure type of the AFLOW prototype library (Mehl et al. 2017; the 288 types pymatgen ships),
+because random placements in real Wyckoff occupations still do not arrange atoms the way real materials do (a
+classifier separates their patterns from MP's; BENCHMARKS.md). Each such crystal gets new elements (MP frequencies,
+in the type's electronegativity order), is perturbed in its free
+coordinates, lowered with ``subgroup_probability`` to a random maximal subgroup (PyXtal's ``subgroup_once``, the
+way tilted perovskites and ordered rock salts derive from their aristotypes), strained within its crystal system
+and scaled so that its closest contact is 0.75-1.0 of the sum of the atomic radii; spglib labels it. Models
+trained on such crystals also search them by structure type (``tasks.pipeline.SYNTHETIC_TYPES_MODEL_OPTIONS``):
+with half the crystals from structure types, SG top-1 on held-out MP patterns rises from 0.19 to 0.25
+(``bench/synthetic_sources.py``). Off by default (``spacegroup train --structure-types``): the search halves the
+batch throughput, and rhombohedral types outvote the one diamond type on silicon's pattern (BENCHMARKS.md notes).
+
 Every crystal ``i`` of a run is drawn from its own generator seeded by ``(seed, i)``, so the output is the
 same for any number of worker processes.
 """
@@ -46,7 +59,7 @@ from importlib import resources
 
 import numpy as np
 import pandas as pd
-from pymatgen.core import Element, Structure
+from pymatgen.core import Element, Lattice, Structure
 
 from tasks.symmetry import SymmetryError, symmetry_labels
 
@@ -55,6 +68,7 @@ log = logging.getLogger(__name__)
 MIN_DISTANCE_FRACTION = 0.6
 DENSITY_RANGE_G_CM3 = (0.8, 23.0)
 SAMPLING_MODES = ("wyckoff-rows", "label-matched")
+SUBGROUP_DISPLACEMENT_ANGSTROM = (0.02, 0.15)  # PyXtal's eps: split orbits move by up to half of it (Å)
 SPECIES_COUNT_WEIGHTS = {1: 0.03, 2: 0.22, 3: 0.45, 4: 0.23, 5: 0.07}
 
 ELEMENT_FREQUENCY: dict[str, int] = {
@@ -92,17 +106,24 @@ class GeneratorConfig:
     max_tries: int = 20
     pyxtal_max_count: int = 3  # PyXtal's own placement attempts per draw (its default 10 mostly burns time)
     pyxtal_timeout_s: float = 0.5  # CPU s; median placement takes 0.03 s, the rare 2-7 s ones are abandoned
-    sampling: str = "wyckoff-rows"  # or "label-matched": see the module docstring
+    sampling: str = "wyckoff-rows"  # or "label-matched" (random placements only): see the module docstring
+    prototype_fraction: float = 0.0  # share of crystals built from known structure types (see the module docstring)
+    subgroup_probability: float = 0.5  # of those, the share lowered to a random maximal subgroup first
 
     def __post_init__(self):
         if self.sampling not in SAMPLING_MODES:
             raise ValueError(f"sampling must be one of {', '.join(SAMPLING_MODES)}, not {self.sampling!r}")
+        for name in ("prototype_fraction", "subgroup_probability"):
+            if not 0.0 <= getattr(self, name) <= 1.0:
+                raise ValueError(f"{name} must lie between 0 and 1, not {getattr(self, name)!r}")
 
     @property
     def tag(self) -> str:
-        """Every setting (all of them decide which crystals a seed gives), for naming cached feature sets."""
+        """Every setting that decides which crystals a seed gives, for naming cached feature sets (the structure-type
+        settings only when structure types are used, so earlier names stay valid)."""
+        unused = () if self.prototype_fraction > 0 else ("prototype_fraction", "subgroup_probability")
         return "-".join(f"{f.name}{getattr(self, f.name):g}" if isinstance(getattr(self, f.name), float)
-                        else f"{f.name}{getattr(self, f.name)}" for f in fields(self))
+                        else f"{f.name}{getattr(self, f.name)}" for f in fields(self) if f.name not in unused)
 
 
 @lru_cache(maxsize=1)
@@ -172,12 +193,25 @@ def _plausible(structure: Structure) -> bool:
     return bool(np.all(dist >= limit))
 
 
+def _labels_if_plausible(structure: Structure):
+    """spglib's labels of a plausible crystal; ``None`` for an implausible one or one spglib cannot label."""
+    if not _plausible(structure):
+        return None
+    try:
+        return symmetry_labels(structure)
+    except SymmetryError:
+        return None
+
+
 def generate_one(index: int, seed: int, config: GeneratorConfig = GeneratorConfig()) -> SyntheticCrystal | None:
     """Crystal number ``index`` of the run seeded ``seed``; ``None`` when every try was rejected."""
     from pyxtal import pyxtal
     from pyxtal.symmetry import Group
 
     rng = np.random.default_rng([seed, index])
+    # drawn only when asked for, so that runs without structure types keep the random stream (and the shipped model)
+    if config.prototype_fraction > 0 and rng.random() < config.prototype_fraction:
+        return _from_structure_type(rng, seed, index, config)
     if config.sampling == "label-matched":
         groups, group_p, rows_by_group = _group_probabilities(config)
         table, probs = rows_by_group[int(groups[rng.choice(len(groups), p=group_p)])]
@@ -218,17 +252,137 @@ def generate_one(index: int, seed: int, config: GeneratorConfig = GeneratorConfi
             structure = crystal.to_pymatgen()
         except Exception:  # PyXtal signals impossible placements with several exception types
             continue
-        if not _plausible(structure):
-            continue
-        try:
-            labels = symmetry_labels(structure)
-        except SymmetryError:
-            continue
-        if config.sampling == "label-matched" and labels.space_group_number != spg:
+        labels = _labels_if_plausible(structure)
+        if labels is None or (config.sampling == "label-matched" and labels.space_group_number != spg):
             continue
         return SyntheticCrystal(structure, spg, labels.space_group_number, labels.crystal_system,
                                 labels.extinction_group, (seed, index))
     return None
+
+
+@lru_cache(maxsize=1)
+def structure_types() -> tuple:
+    """The AFLOW prototype library's structure types (288, as pymatgen ships them) as PyXtal crystals.
+
+    M. J. Mehl et al., Comput. Mater. Sci. 136, S1 (2017): the library's part 1, read from
+    ``pymatgen.analysis.prototypes``. Returned as (PyXtal crystal, AFLOW label) pairs; copy before changing one.
+    """
+    from pymatgen.analysis.prototypes import AFLOW_PROTOTYPE_LIBRARY
+    from pyxtal import pyxtal
+
+    out = []
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        for entry in AFLOW_PROTOTYPE_LIBRARY:
+            crystal = pyxtal()
+            try:
+                crystal.from_seed(entry["snl"].structure, tol=0.01)
+            except Exception:  # a type PyXtal cannot read in its standard setting is simply not offered
+                continue
+            out.append((crystal, entry["tags"].get("aflow", "")))
+    return tuple(out)
+
+
+def _from_structure_type(rng: np.random.Generator, seed: int, index: int,
+                         config: GeneratorConfig) -> SyntheticCrystal | None:
+    """A crystal of a known structure type: new elements on its sites, its cell and free coordinates perturbed.
+
+    With ``config.subgroup_probability`` the type is first lowered to a random maximal subgroup (PyXtal's
+    ``subgroup_once``: translationengleiche or klassengleiche, at most a doubled cell), the way many real structures
+    are distortions of an aristotype (tilted perovskites, ordered rock salts). New elements come from
+    :func:`_substitutes`, and the cell is scaled so that the closest contact is 0.75-1.0 of the sum of the atomic
+    radii. The label is what spglib finds.
+    """
+    import copy
+
+    types = [t for t in structure_types() if config.min_atoms <= sum(t[0].numIons) <= config.max_atoms]
+    # PyXtal's site perturbation draws from numpy's global generator: seed it per crystal, then restore it
+    state = np.random.get_state()
+    np.random.seed(int(rng.integers(2**31)))
+    try:
+        for _ in range(config.max_tries):
+            crystal = copy.deepcopy(types[int(rng.integers(len(types)))][0])
+            crystal.random_state = np.random.default_rng(int(rng.integers(2**31)))
+            requested = crystal.group.number
+            try:
+                with warnings.catch_warnings(), _time_limit(4 * config.pyxtal_timeout_s):
+                    warnings.simplefilter("ignore")
+                    # coordinates first: the subgroup's own coordinates differ between calls in the last bit,
+                    # which a perturbation after it can turn into a different crystal
+                    crystal.apply_perturbation(d_lat=0.0, d_coor=float(rng.uniform(0.0, 0.1)))
+                    if rng.random() < config.subgroup_probability:
+                        # PyXtal's own cell mutation here draws from an unseeded generator: the cell is strained below
+                        crystal = crystal.subgroup_once(eps=float(rng.uniform(*SUBGROUP_DISPLACEMENT_ANGSTROM)),
+                                                        mut_lat=False,
+                                                        group_type="t" if rng.random() < 0.7 else "k", max_cell=2)
+                        if crystal is None:
+                            continue
+                        requested = crystal.group.number
+                    structure = _rounded(_strained(crystal.to_pymatgen(), crystal.lattice.ltype, rng,
+                                                   float(rng.uniform(0.0, 0.1))))
+            except Exception:  # PyXtal signals impossible subgroups and placements with several exception types
+                continue
+            if len(structure) > 2 * config.max_atoms:
+                continue
+            structure.replace_species(_substitutes(sorted({sp.symbol for sp in structure.species}), rng))
+            if len(structure) > 1:
+                distances = structure.distance_matrix
+                np.fill_diagonal(distances, np.inf)
+                radii = np.array([_atomic_radius_angstrom(site.specie.symbol) for site in structure])
+                contact = float((distances / (radii[:, None] + radii[None, :])).min())
+                structure.scale_lattice(structure.volume * (float(rng.uniform(0.75, 1.0)) / contact) ** 3)
+            labels = _labels_if_plausible(structure)
+            if labels is None:
+                continue
+            return SyntheticCrystal(structure, requested, labels.space_group_number, labels.crystal_system,
+                                    labels.extinction_group, (seed, index))
+    finally:
+        np.random.set_state(state)
+    return None
+
+
+def _substitutes(old: list[str], rng: np.random.Generator) -> dict[str, str]:
+    """New, distinct elements for a structure type's elements ``old``: drawn by MP frequency and put on the type's
+    sites in its electronegativity order.
+
+    Drawing each near the element it replaces on Pettifor's scale instead (weights ``exp(-|Δ Mendeleev| / 10)``)
+    was measured no better (BENCHMARKS.md, synthetic_sources notes).
+    """
+    symbols, element_p, chi = _elements()
+    new = sorted((str(e) for e in rng.choice(symbols, size=len(old), replace=False, p=element_p)),
+                 key=lambda e: -chi[e])
+    return dict(zip(sorted(old, key=lambda e: -chi.get(e, 1.5)), new))
+
+
+def _strained(structure: Structure, lattice_type: str, rng: np.random.Generator, degree: float) -> Structure:
+    """The crystal in a cell whose free parameters (those ``lattice_type`` leaves free, in PyXtal's standard
+    setting) are each scaled by a random factor within ``1 ± degree / 2``; fractional coordinates kept."""
+    a, b, c, alpha, beta, gamma = structure.lattice.parameters
+    f = 1.0 + degree * (rng.random(6) - 0.5)
+    if lattice_type == "cubic":
+        a = b = c = a * f[0]
+    elif lattice_type in ("tetragonal", "hexagonal", "trigonal"):
+        a = b = a * f[0]
+        c *= f[2]
+    else:
+        a, b, c = a * f[0], b * f[1], c * f[2]
+        if lattice_type == "monoclinic":
+            # the unique axis's angle is the one off 90 degrees (beta when the cell happens to be rectangular)
+            if abs(alpha - 90) > 1e-6:
+                alpha *= f[3]
+            elif abs(gamma - 90) > 1e-6:
+                gamma *= f[5]
+            else:
+                beta *= f[4]
+        elif lattice_type == "triclinic":
+            alpha, beta, gamma = alpha * f[3], beta * f[4], gamma * f[5]
+    return Structure(Lattice.from_parameters(a, b, c, alpha, beta, gamma), structure.species, structure.frac_coords)
+
+
+def _rounded(structure: Structure, decimals: int = 6) -> Structure:
+    """The same crystal with its cell (Å) and fractional coordinates rounded, so that repeated builds compare equal."""
+    return Structure(np.round(structure.lattice.matrix, decimals), structure.species,
+                     np.round(structure.frac_coords, decimals) % 1.0)
 
 
 class _PlacementTimeout(Exception):
