@@ -132,6 +132,7 @@ def _human_cell(result: dict) -> str:
 
 def cmd_train(args) -> int:
     from tasks.pipeline import train_and_maybe_promote
+    from tasks.synthetic import GeneratorConfig
 
     if args.modality == "formula":
         return _train_formula(args)
@@ -139,13 +140,16 @@ def cmd_train(args) -> int:
         return _train_xrd_on_dataset(args)
     if args.source != "synthetic":
         raise UserFacingError("XRD models train on --source synthetic, mp or dataset")
+    if not 0.0 <= args.structure_types <= 1.0:
+        raise UserFacingError(f"--structure-types is a share between 0 and 1, not {args.structure_types:g}")
     settings, engine, store = _registry()
     update, bars = _progress_bar(args.crystals, args.crystals * args.augment)
     report, model = train_and_maybe_promote(
         engine, store, settings.reports_dir, n_crystals=args.crystals, n_augment=args.augment, seed=args.seed,
         n_trials=args.trials, n_estimators=args.estimators,
         margin=args.margin if args.margin is not None else settings.promotion_margin,
-        allow_promotion=not args.no_promote, progress=update)
+        allow_promotion=not args.no_promote, progress=update,
+        generator=GeneratorConfig(prototype_fraction=args.structure_types))
     for bar in bars.values():
         bar.close()
     if args.export:
@@ -272,6 +276,10 @@ def _train_formula(args) -> int:
     return 0
 
 
+def _structure_types(args) -> float:
+    return getattr(args, "structure_types", 0.0)
+
+
 def _export(path: Path, report, model, args, modality: str = "xrd", dataset: str | None = None,
             metrics_key: str = "frozen_synthetic", command: str | None = None) -> None:
     """Write the artifact and its metadata JSON, as shipped in tasks/pretrained/."""
@@ -287,10 +295,13 @@ def _export(path: Path, report, model, args, modality: str = "xrd", dataset: str
         "feature_version": model.feature_version,
         "parameters": {"model": model.get_params(), "search_trials": getattr(args, "trials", 0)},
         "metrics": {metrics_key: _headline(report.candidate_metrics)},
-        "dataset": dataset or synthetic_dataset_description(args.crystals, args.augment, args.seed, GeneratorConfig()),
+        "dataset": dataset or synthetic_dataset_description(
+            args.crystals, args.augment, args.seed, GeneratorConfig(prototype_fraction=_structure_types(args))),
         "command": command or f"spacegroup train --modality xrd --source synthetic --crystals {args.crystals} "
                               f"--augment {args.augment} --seed {args.seed} --trials {args.trials} "
-                              f"--estimators {args.estimators} --export {path}",
+                              f"--estimators {args.estimators}"
+                              + (f" --structure-types {_structure_types(args):g}" if _structure_types(args) else "")
+                              + f" --export {path}",
     }
     if modality == "xrd" and getattr(args, "trials", 0) > 0:
         # the Optuna-searched values, reused by later `--trials 0` runs (tasks.pipeline.default_parameters)

@@ -30,7 +30,7 @@ SEARCH_SPACE = {
 }
 FROZEN_SYNTHETIC_SEED = 20261128  # the frozen synthetic evaluation set: never used for training
 # The frozen set keeps the generator settings it was made with, so scores on it stay comparable across retrains.
-FROZEN_SYNTHETIC_GENERATOR = GeneratorConfig(sampling="wyckoff-rows", flatten=0.3, max_atoms=32)
+FROZEN_SYNTHETIC_GENERATOR = GeneratorConfig(sampling="wyckoff-rows", flatten=0.3, max_atoms=32, prototype_fraction=0.0)
 
 
 @dataclass
@@ -44,44 +44,55 @@ class TrainingResult:
 
 def synthetic_xrd_features(n_crystals: int, n_augment: int, seed: int, n_jobs: int = 0,
                            progress: Callable[[str, int], None] | None = None, use_cache: bool = True,
-                           config: GeneratorConfig = GeneratorConfig()) -> FeatureSet:
+                           config: GeneratorConfig = GeneratorConfig(), with_lines: bool = False) -> FeatureSet:
     """Synthetic crystals (PyXtal, MP Wyckoff statistics) rendered as measured-like patterns.
 
-    The result is fully determined by ``(n_crystals, n_augment, seed)``, the generator's settings
-    (``config.tag``) and the feature version, so it is cached under ``$SPACEGROUP_HOME/cache`` by those keys.
+    ``with_lines`` also keeps the crystals' lines (``reference_lines``, each row's crystal in ``line_rows``), which a
+    model with the structure-type search refines its neighbours' cells with. The result is fully determined by
+    ``(n_crystals, n_augment, seed)``, the generator's settings (``config.tag``) and the feature version, so it is
+    cached under ``$SPACEGROUP_HOME/cache`` by those keys.
     """
+    from tasks.isotype_refinement import LineTable
     from tasks.settings import get_settings
 
     settings = get_settings()
     path = settings.cache_dir / f"synthetic-{XRD_FEATURE_VERSION}-{config.tag}-{n_crystals}x{n_augment}-seed{seed}.npz"
     if use_cache and path.exists():
         with np.load(path, allow_pickle=False) as data:
-            log.info("synthetic features from cache %s", path)
-            return FeatureSet(data["X"], data["y"], data["g"], XRD_FEATURE_VERSION)
-    features = _make_synthetic_xrd_features(n_crystals, n_augment, seed, n_jobs, progress, config)
+            if not with_lines or "lines_hkl" in data:
+                log.info("synthetic features from cache %s", path)
+                lines = LineTable.from_arrays(data) if with_lines else None
+                return FeatureSet(data["X"], data["y"], data["g"], XRD_FEATURE_VERSION, lines,
+                                  data["g"] if with_lines else None)
+    features = _make_synthetic_xrd_features(n_crystals, n_augment, seed, n_jobs, progress, config, with_lines)
     if use_cache:
         settings.ensure_dirs()
         tmp = path.with_suffix(".tmp.npz")
-        np.savez_compressed(tmp, X=features.X, y=features.space_group, g=features.groups)
+        lines = features.reference_lines.to_arrays() if with_lines else {}
+        np.savez_compressed(tmp, X=features.X, y=features.space_group, g=features.groups, **lines)
         tmp.replace(path)
     return features
 
 
 def synthetic_dataset_description(n_crystals: int, n_augment: int, seed: int, config: GeneratorConfig) -> str:
     """How a synthetic training set was made, as recorded with the models trained on it."""
+    types = (f"; {config.prototype_fraction:.0%} built from AFLOW structure types instead, "
+             f"{config.subgroup_probability:.0%} of those lowered to a subgroup"
+             if config.prototype_fraction > 0 else "")
     return (f"{n_crystals} synthetic PyXtal crystals (MP Wyckoff statistics, {config.sampling} sampling, "
-            f"flatten {config.flatten:g}, at most {config.max_atoms} atoms per cell) x {n_augment} "
+            f"flatten {config.flatten:g}, at most {config.max_atoms} atoms per cell{types}) x {n_augment} "
             f"measured-like patterns, seed {seed}")
 
 
-def _make_synthetic_xrd_features(n_crystals, n_augment, seed, n_jobs, progress, config) -> FeatureSet:
+def _make_synthetic_xrd_features(n_crystals, n_augment, seed, n_jobs, progress, config,
+                                 with_lines: bool = False) -> FeatureSet:
     crystals = []
     for crystal in generate_crystals(n_crystals, seed=seed, config=config, n_jobs=n_jobs):
         crystals.append(crystal)
         if progress:
             progress("crystals", 1)
     return xrd_feature_set([c.structure for c in crystals], [c.space_group_number for c in crystals],
-                           n_augment=n_augment, seed=seed, n_jobs=n_jobs,
+                           n_augment=n_augment, seed=seed, n_jobs=n_jobs, with_reference_lines=with_lines,
                            progress=(lambda n: progress("patterns", n)) if progress else None)
 
 
