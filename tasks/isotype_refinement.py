@@ -94,8 +94,15 @@ def _invariant_metric_basis(rotations: np.ndarray) -> np.ndarray:
         unit[i, j] = unit[j, i] = 1.0
         mean = np.mean([r @ unit @ r.T for r in rotations], axis=0)  # the Reynolds projection
         images.append([mean[a, b] for a, b in _PAIRS])
-    _, singular, vt = np.linalg.svd(np.array(images))
-    return vt[: int((singular > 1e-8 * singular[0]).sum())]
+    # Gram-Schmidt over the images in a fixed order, not an SVD: a tetragonal cell's a* and c* terms have equal
+    # singular values, which LAPACK builds return in either order, and the refinement's extra starts move one
+    # coordinate of this basis (a numpy upgrade flipped them and lost the distorted rutile of the tests)
+    basis: list[np.ndarray] = []
+    for image in np.array(images):
+        residual = image - sum((image @ b) * b for b in basis) if basis else image
+        if np.linalg.norm(residual) > 1e-8 * max(1.0, np.linalg.norm(image)):
+            basis.append(residual / np.linalg.norm(residual))
+    return np.array(basis).reshape(-1, 6)
 
 
 def reference_lines(structure: Structure, symprec: float = DEFAULT_SYMPREC) -> ReferenceLines:
