@@ -49,7 +49,8 @@ from tasks.xrd import compute_reflections, lorentz_polarization
 
 log = logging.getLogger(__name__)
 
-LINES_VERSION = "lines-1"  # what reference_lines keeps; change it with MAX_LINES, LINE_MIN_INTENSITY or D_MIN
+LINES_VERSION = "lines-2"  # what reference_lines keeps; change it with MAX_LINES, LINE_MIN_INTENSITY, D_MIN or
+# the metric basis (2: built in a fixed order, not by an SVD)
 MAX_LINES = 64
 LINE_MIN_INTENSITY = 0.005  # of the strongest line: weaker lines are never seen among 26 peaks
 CU_KALPHA_ANGSTROM = 1.5406

@@ -52,14 +52,14 @@ def synthetic_xrd_features(n_crystals: int, n_augment: int, seed: int, n_jobs: i
     ``(n_crystals, n_augment, seed)``, the generator's settings (``config.tag``) and the feature version, so it is
     cached under ``$SPACEGROUP_HOME/cache`` by those keys.
     """
-    from tasks.isotype_refinement import LineTable
+    from tasks.isotype_refinement import LINES_VERSION, LineTable
     from tasks.settings import get_settings
 
     settings = get_settings()
     path = settings.cache_dir / f"synthetic-{XRD_FEATURE_VERSION}-{config.tag}-{n_crystals}x{n_augment}-seed{seed}.npz"
     if use_cache and path.exists():
         with np.load(path, allow_pickle=False) as data:
-            if not with_lines or "lines_hkl" in data:
+            if not with_lines or ("lines_version" in data and str(data["lines_version"]) == LINES_VERSION):
                 log.info("synthetic features from cache %s", path)
                 lines = LineTable.from_arrays(data) if with_lines else None
                 return FeatureSet(data["X"], data["y"], data["g"], XRD_FEATURE_VERSION, lines,
@@ -68,7 +68,7 @@ def synthetic_xrd_features(n_crystals: int, n_augment: int, seed: int, n_jobs: i
     if use_cache:
         settings.ensure_dirs()
         tmp = path.with_suffix(".tmp.npz")
-        lines = features.reference_lines.to_arrays() if with_lines else {}
+        lines = features.reference_lines.to_arrays() | {"lines_version": np.array(LINES_VERSION)} if with_lines else {}
         np.savez_compressed(tmp, X=features.X, y=features.space_group, g=features.groups, **lines)
         tmp.replace(path)
     return features
