@@ -276,10 +276,6 @@ def _train_formula(args) -> int:
     return 0
 
 
-def _structure_types(args) -> float:
-    return getattr(args, "structure_types", 0.0)
-
-
 def _export(path: Path, report, model, args, modality: str = "xrd", dataset: str | None = None,
             metrics_key: str = "frozen_synthetic", command: str | None = None) -> None:
     """Write the artifact and its metadata JSON, as shipped in tasks/pretrained/."""
@@ -287,6 +283,7 @@ def _export(path: Path, report, model, args, modality: str = "xrd", dataset: str
     from tasks.synthetic import GeneratorConfig
     from tasks.training import synthetic_dataset_description
 
+    structure_types = getattr(args, "structure_types", 0.0)  # formula exports have no such option
     data = model.to_bytes()
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_bytes(data)
@@ -296,11 +293,11 @@ def _export(path: Path, report, model, args, modality: str = "xrd", dataset: str
         "parameters": {"model": model.get_params(), "search_trials": getattr(args, "trials", 0)},
         "metrics": {metrics_key: _headline(report.candidate_metrics)},
         "dataset": dataset or synthetic_dataset_description(
-            args.crystals, args.augment, args.seed, GeneratorConfig(prototype_fraction=_structure_types(args))),
+            args.crystals, args.augment, args.seed, GeneratorConfig(prototype_fraction=structure_types)),
         "command": command or f"spacegroup train --modality xrd --source synthetic --crystals {args.crystals} "
                               f"--augment {args.augment} --seed {args.seed} --trials {args.trials} "
                               f"--estimators {args.estimators}"
-                              + (f" --structure-types {_structure_types(args):g}" if _structure_types(args) else "")
+                              + (f" --structure-types {structure_types:g}" if structure_types else "")
                               + f" --export {path}",
     }
     if modality == "xrd" and getattr(args, "trials", 0) > 0:

@@ -184,13 +184,17 @@ def _plausible(structure: Structure) -> bool:
     density = float(structure.density)
     if not DENSITY_RANGE_G_CM3[0] <= density <= DENSITY_RANGE_G_CM3[1]:
         return False
+    return _closest_contact(structure) >= MIN_DISTANCE_FRACTION
+
+
+def _closest_contact(structure: Structure) -> float:
+    """The shortest interatomic distance as a fraction of its pair's summed atomic radii (inf for one atom)."""
     if len(structure) < 2:
-        return True
+        return float("inf")
     dist = structure.distance_matrix
     radii = np.array([_atomic_radius_angstrom(site.specie.symbol) for site in structure])
-    limit = MIN_DISTANCE_FRACTION * (radii[:, None] + radii[None, :])
     np.fill_diagonal(dist, np.inf)
-    return bool(np.all(dist >= limit))
+    return float((dist / (radii[:, None] + radii[None, :])).min())
 
 
 def _labels_if_plausible(structure: Structure):
@@ -326,10 +330,7 @@ def _from_structure_type(rng: np.random.Generator, seed: int, index: int,
                 continue
             structure.replace_species(_substitutes(sorted({sp.symbol for sp in structure.species}), rng))
             if len(structure) > 1:
-                distances = structure.distance_matrix
-                np.fill_diagonal(distances, np.inf)
-                radii = np.array([_atomic_radius_angstrom(site.specie.symbol) for site in structure])
-                contact = float((distances / (radii[:, None] + radii[None, :])).min())
+                contact = _closest_contact(structure)
                 structure.scale_lattice(structure.volume * (float(rng.uniform(0.75, 1.0)) / contact) ** 3)
             labels = _labels_if_plausible(structure)
             if labels is None:
