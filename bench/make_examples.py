@@ -17,7 +17,9 @@ OUT = Path(__file__).resolve().parents[1] / "tasks" / "examples"
 STRUCTURES = {
     # textbook structures (lattice parameters from standard references)
     "NaCl_rocksalt": Structure.from_spacegroup("Fm-3m", Lattice.cubic(5.640), ["Na", "Cl"], [[0, 0, 0], [0.5, 0.5, 0.5]]),
-    "Si_diamond": Structure.from_spacegroup("Fd-3m", Lattice.cubic(5.431), ["Si"], [[0.125, 0.125, 0.125]]),
+    # pymatgen's Fd-3m is origin choice 1, where diamond's 8a site is at the origin ((1/8, 1/8, 1/8) there is 16c:
+    # twice the atoms, no 220 line)
+    "Si_diamond": Structure.from_spacegroup("Fd-3m", Lattice.cubic(5.431), ["Si"], [[0, 0, 0]]),
     "TiO2_rutile": Structure.from_spacegroup("P4_2/mnm", Lattice.tetragonal(4.594, 2.959), ["Ti", "O"],
                                              [[0, 0, 0], [0.3048, 0.3048, 0]]),
     "ZnO_wurtzite": Structure.from_spacegroup("P6_3mc", Lattice.hexagonal(3.250, 5.207), ["Zn", "O"],
