@@ -27,7 +27,7 @@ within ±5 % of its own but for the corner where c/a is 7-8 % smaller (tests); f
 first assignment goes wrong beyond ~4.5 % in c/a, so tetragonal, hexagonal and orthorhombic references (up to
 ``MULTI_START_MAX_RANK`` free parameters) are refined from extra starts as well and the best fit is kept (8,000 /
 800 draw, re-ranked model: SG top-1 0.449 -> 0.452, +0.1 ms per pattern).
-Cost: ~45 µs per (pattern, neighbour), compiled with numba: ~1 ms per pattern for 20 neighbours.
+Cost: ~45 µs per (pattern, distinct neighbour structure), compiled with numba: ~1 ms per pattern for 20 neighbours.
 
 Intensities are computed at Cu Kα (Lorentz-polarisation with θ held below 75°): the lines' positions decide the
 fit, their intensities only which lines must be seen.
@@ -353,7 +353,14 @@ def _fits(ln_s_obs, weight, n_obs, ln_s_high, reference_rows, hkl, intensity, n_
         n = n_obs[row]
         for k in range(reference_rows.shape[1]):
             ref = reference_rows[row, k]
-            if ref >= 0:
+            # a structure's several patterns are often neighbours together: its lines are refined once per pattern
+            # (a quarter of the neighbours of a synthetic model's search; the same fits, 0.61 -> 0.45 ms per pattern)
+            earlier = 0
+            while earlier < k and reference_rows[row, earlier] != ref:
+                earlier += 1
+            if earlier < k:
+                out[row, k] = out[row, earlier]
+            elif ref >= 0:
                 out[row, k] = _fit_one(ln_s_obs[row, :n], weight[row, :n], ln_s_high[row], hkl[ref], intensity[ref],
                                        n_lines[ref], basis[ref], metric[ref], rank[ref])
     return out

@@ -60,3 +60,13 @@ def test_a_line_table_round_trips_through_arrays():
     again = LineTable.from_arrays(table.to_arrays())
     for name, values in table.to_arrays().items():
         np.testing.assert_array_equal(again.to_arrays()[name], values)
+
+
+def test_a_reference_repeated_among_the_neighbours_gets_the_fit_it_gets_alone():
+    table = LineTable.of([reference_lines(rutile(4.59, 2.96, "Ti")), reference_lines(rock_salt(5.64, "Na", "Cl"))])
+    q, intensity = sticks(rutile(4.59 * 1.03, 2.96 * 0.97, "Sn"), rock_salt(5.70, "K", "Br"))
+    alone = refined_fits(q, intensity, np.array([[0, 1], [0, 1]]), table, n_first=16)
+    repeated = refined_fits(q, intensity, np.array([[1, 0, 1, -1, 0], [0, 0, 1, 1, -1]]), table, n_first=16)
+    np.testing.assert_array_equal(repeated[0], alone[0][[1, 0, 1]].tolist() + [0.0, alone[0][0]])
+    np.testing.assert_array_equal(repeated[1], alone[1][[0, 0, 1, 1]].tolist() + [0.0])
+    assert alone[0, 0] > 0.9 and alone[1, 1] > 0.9  # each its own type
