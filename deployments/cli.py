@@ -36,8 +36,8 @@ def build_parser() -> argparse.ArgumentParser:
     _add_common(run)
 
     predict = sub.add_parser("predict", help="predict space groups for pattern files, structures, directories, formulas")
-    predict.add_argument("paths", nargs="*", help="pattern files (.xy .xye .csv .txt .dat .asc .xrdml .ras .uxd "
-                         ".brml), CIF/POSCAR, or directories")
+    predict.add_argument("paths", nargs="*", help="pattern files (.xy .xye .csv .txt .dat .asc .xrdml .ras .uxd .brml "
+                         ".gsa .gss .gsas .fxye .raw), CIF/POSCAR, or directories")
     predict.add_argument("--formula", action="append", default=[], help="a chemical formula (repeatable)")
     predict.add_argument("--formulas", type=Path, help="a file with one formula per line")
     predict.add_argument("--wavelength", default=None,

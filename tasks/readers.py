@@ -21,7 +21,10 @@ _VENDOR_READERS = {  # suffix -> (module, function) of the instrument formats, i
     ".ras": ("tasks.rigaku", "parse_ras"),
     ".uxd": ("tasks.bruker", "parse_uxd"),
     ".brml": ("tasks.bruker", "parse_brml"),
+    **dict.fromkeys((".gsa", ".gss", ".gsas", ".fxye", ".raw"), ("tasks.gsas", "parse_gsas")),
 }
+#: formats that do not record the wavelength: no Cu Kα is assumed for them (GSAS keeps it in the instrument file)
+WAVELENGTH_REQUIRED_SUFFIXES = {".gsa", ".gss", ".gsas", ".fxye", ".raw"}
 PATTERN_SUFFIXES = {".xy", ".xye", ".csv", ".txt", ".dat", ".asc", *_VENDOR_READERS}
 STRUCTURE_SUFFIXES = {".cif", ".vasp", ".poscar"}
 _SEPARATORS = re.compile(r"[,;\t ]+")
@@ -218,8 +221,8 @@ def parse_pattern_text(text: str, source: str = "") -> tuple[np.ndarray, np.ndar
 def parse_pattern_bytes(data: bytes, name: str) -> tuple[np.ndarray, np.ndarray, float | None, str]:
     """``(x, intensity, wavelength from the file or None, x_unit)`` of a pattern file's content, read by its
     name's suffix: Panalytical ``.xrdml`` (``tasks.xrdml``), Rigaku ``.ras`` (``tasks.rigaku``), Bruker ``.uxd``
-    and ``.brml`` (``tasks.bruker``), all in 2θ degrees, anything else as text columns
-    (:func:`parse_pattern_text`)."""
+    and ``.brml`` (``tasks.bruker``), GSAS ``.gsa``, ``.gss``, ``.gsas``, ``.fxye`` and ``.raw`` (``tasks.gsas``),
+    all in 2θ degrees, anything else as text columns (:func:`parse_pattern_text`)."""
     reader = _VENDOR_READERS.get(Path(name).suffix.lower())
     if reader is not None:
         module, function = reader
@@ -241,6 +244,10 @@ def pattern_from_bytes(
         lam = resolve_wavelength(wavelength)
     elif file_wavelength is not None:
         lam = resolve_wavelength(file_wavelength)
+    elif Path(name).suffix.lower() in WAVELENGTH_REQUIRED_SUFFIXES:
+        raise PatternError(f"{name} does not say its wavelength (a GSAS data file leaves it to the instrument "
+                           "parameter file, and such data is often synchrotron data): give it, e.g. 0.4138 (Å) "
+                           "or CuKa")
     else:
         lam = resolve_wavelength(default_wavelength)
     two_theta, order = two_theta_from_axis(x, unit, lam, name)

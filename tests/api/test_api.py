@@ -157,6 +157,13 @@ def test_predict_file_uploads(live):
     q_file = ("# Wavelength: 7.2932e-11 m\n#  q_A^-1  I\n" + "".join(f"{a:.6e} {b:.6e}\n" for a, b in zip(q, y)))
     answer = live.request("POST", "/predict", files={"file": ("Si_q.xy", q_file.encode())}, data={"top_k": "2"})
     assert answer.json()["space_group"] == result["space_group"]
+    from tests.science.test_gsas import gsas_fxye
+
+    fxye = gsas_fxye(tt, y).encode()  # a GSAS file does not say its wavelength: it is asked for, not assumed
+    silent = live.request("POST", "/predict", files={"file": ("Si.fxye", fxye)})
+    assert silent.status_code == 422 and "does not say its wavelength" in silent.json()["detail"]
+    answer = live.request("POST", "/predict", files={"file": ("Si.fxye", fxye)}, data={"wavelength": "CuKa"})
+    assert answer.json()["space_group"] == result["space_group"]
 
 
 @pytest.mark.parametrize("body,status,words", [
