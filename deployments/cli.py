@@ -49,6 +49,9 @@ def build_parser() -> argparse.ArgumentParser:
     predict.add_argument("--substrate", action="append", default=[], metavar="NAME",
                          help="take out the lines each pattern shows of a substrate or holder: "
                               "FTO, ITO, Si, Au, Pt or Al (repeatable)")
+    predict.add_argument("--composition", default=None, metavar="FORMULA",
+                         help="the samples' composition (e.g. Fe2O3): each pattern is answered by the XRD and the "
+                              "formula model together")
     predict.add_argument("--top-k", type=int, default=5)
     predict.add_argument("--cell", action="store_true",
                          help="also index each pattern: a cell of its answer's lattice (cubic, tetragonal, hexagonal "

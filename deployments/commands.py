@@ -84,11 +84,21 @@ def cmd_predict(args) -> int:
         substrates = validate_substrates(args.substrate)
     except PatternError as exc:
         raise UserFacingError(f"--substrate: {exc}") from None
+    if args.composition is not None:
+        from tasks.readers import FormulaError, parse_formula
+
+        try:
+            parse_formula(args.composition)
+        except FormulaError as exc:
+            raise UserFacingError(f"--composition: {exc}") from None
+        if not args.paths:
+            raise UserFacingError("--composition is the composition of the patterns given: give pattern paths")
     predictor = load_predictor(args.top_k, args.prior)
     n_errors = 0
     try:
         results = list(predictor.predict_paths(args.paths, args.wavelength, excluded_two_theta_deg=excluded,
-                                               substrates=substrates, cells=args.cell)) if args.paths else []
+                                               substrates=substrates, cells=args.cell,
+                                               composition=args.composition)) if args.paths else []
         results += predictor.predict_formulas(formulas) if formulas else []
     finally:
         predictor.close()

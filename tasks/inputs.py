@@ -31,6 +31,7 @@ class PredictionInput:
     value: Any  # PowderPattern | str (formula) | pymatgen Structure
     input_hash: str
     excluded_two_theta_deg: list[tuple[float, float]] = field(default_factory=list)  # taken out of a pattern
+    composition: str | None = None  # a pattern's sample's formula, read by the formula model too (tasks.combine)
 
 
 _NUMBER_TYPES = frozenset((int, float))
@@ -62,8 +63,8 @@ def input_hash(item: Any) -> str:
 
 def parse_prediction_input(item: Any, default_wavelength: str | float = "CuKa", max_points: int | None = None,
                            max_sites: int = 500, name: str | None = None) -> PredictionInput:
-    """Exactly one of ``xrd`` {two_theta_deg, intensity, wavelength, exclude_two_theta_deg, substrate},
-    ``formula``, ``structure`` {cif|poscar}."""
+    """Exactly one of ``xrd`` {two_theta_deg, intensity, wavelength, exclude_two_theta_deg, substrate,
+    composition}, ``formula``, ``structure`` {cif|poscar}."""
     if not isinstance(item, dict):
         raise InputError("the request must be a JSON object with one of 'xrd', 'formula' or 'structure'")
     given = [key for key in MODALITIES if key in item]
@@ -117,6 +118,14 @@ def parse_prediction_input(item: Any, default_wavelength: str | float = "CuKa", 
     regions = spec.get("exclude_two_theta_deg") or []
     if not isinstance(regions, list):
         raise InputError("'xrd.exclude_two_theta_deg' must be an array of [start, end] pairs in degrees 2θ")
+    composition = spec.get("composition")
+    if composition is not None:
+        if not isinstance(composition, str):
+            raise InputError("'xrd.composition' must be the sample's formula as a string, such as \"Fe2O3\"")
+        try:
+            composition = parse_formula(composition).reduced_formula
+        except FormulaError as exc:
+            raise InputError(f"'xrd.composition': {exc}") from None
     substrates = spec.get("substrate") or []
     substrates = [substrates] if isinstance(substrates, str) else substrates
     if not isinstance(substrates, list):
@@ -133,5 +142,6 @@ def parse_prediction_input(item: Any, default_wavelength: str | float = "CuKa", 
     except (PatternError, ValueError) as exc:
         raise InputError(str(exc)) from None
     digest = hashlib.sha256(pattern.two_theta_deg.tobytes() + pattern.intensity.tobytes()
-                            + str(pattern.wavelength_angstrom).encode()).hexdigest()
-    return PredictionInput("xrd", label, pattern, digest, regions)
+                            + str(pattern.wavelength_angstrom).encode()
+                            + (f"|{composition}".encode() if composition else b"")).hexdigest()
+    return PredictionInput("xrd", label, pattern, digest, regions, composition)

@@ -4,7 +4,9 @@ One result per input: ``input``, ``modality`` (xrd | formula | structure), ``spa
 ``crystal_system``, ``extinction_group`` {id, label, space_groups}, ``top_k`` [{number, symbol,
 probability}], ``model_version``, ``prior`` (the space-group prior the probabilities assume: ``mp`` or
 ``training``, see ``tasks.priors``); structures also carry ``spglib`` (the exact answer and a tolerance
-sweep). A bad input yields ``{"input": ..., "error": "..."}`` and the others still succeed.
+sweep). A pattern given with its sample's composition is answered by both models together (``tasks.combine``):
+it carries ``composition`` (the reduced formula), ``formula_model_version``, and ``prior`` is ``composition``.
+A bad input yields ``{"input": ..., "error": "..."}`` and the others still succeed.
 """
 
 from __future__ import annotations
@@ -23,12 +25,13 @@ import spglib
 from threadpoolctl import threadpool_limits
 
 from tasks.cells import cell_for_answer
+from tasks.combine import combine_with_formula
 from tasks.crystallography import space_group_type
 from tasks.excluded_regions import take_out, validate_regions, validate_substrates
 from tasks.extinction import extinction_group_by_index, extinction_group_of
 from tasks.features import (AMORPHOUS_FWHM_DEG, FORMULA_FEATURE_VERSION, XRD_FEATURE_VERSION, XRDPatternFeaturizer,
                             featurize_patterns_in_worker, strongest_feature_fwhm_deg)
-from tasks.models import RankedPrediction, SpaceGroupClassifier
+from tasks.models import RankedPrediction, SpaceGroupClassifier, rank_rows
 from tasks.patterns import PatternError, PowderPattern
 from tasks.priors import SpaceGroupPrior, space_group_prior
 from tasks.readers import (PATTERN_SUFFIXES, FormulaError, StructureError, input_kind, is_powder_cif, parse_formula,
@@ -36,6 +39,7 @@ from tasks.readers import (PATTERN_SUFFIXES, FormulaError, StructureError, input
 from tasks.symmetry import SymmetryError, disordered_site_count, symmetry_labels, tolerance_sweep
 
 
+ALL_SPACE_GROUPS = np.arange(1, 231)
 #: batches at least this large are featurised in worker processes when the predictor has ``n_jobs != 1``
 PARALLEL_MIN_PATTERNS = 128
 _PARALLEL_CHUNK = 32
@@ -154,13 +158,44 @@ class Predictor:
         yield from self._pool.map(featurize_patterns_in_worker, chunks)
 
     # -- patterns ---------------------------------------------------------------------------------------
-    def predict_patterns(self, patterns: list[PowderPattern], names: list[str], cells: bool = False) -> list[dict]:
+    def _composition_answer(self, composition: str) -> tuple[str, np.ndarray]:
+        """The reduced formula of a sample's ``composition`` and the formula model's answer for it (as trained)."""
+        try:
+            parsed = parse_formula(composition)
+        except FormulaError as exc:
+            raise PredictionError(f"composition: {exc}") from None
+        if self.formula is None:
+            raise ModelUnavailableError("a composition is read by the formula model, and none is registered; run "
+                                        "`spacegroup train --modality formula`")
+        return parsed.reduced_formula, self.formula.model.predict_proba(self._formula_features([parsed]))
+
+    def _formula_features(self, compositions: list) -> np.ndarray:
+        if self._formula_featurizer is None:
+            from tasks.features import FormulaFeaturizer
+
+            self._formula_featurizer = FormulaFeaturizer()
+        return self._formula_featurizer.featurize_many(compositions)
+
+    def _rank_patterns(self, X: np.ndarray, formula_answer: np.ndarray | None) -> list[RankedPrediction]:
+        model = self.xrd.model
+        if formula_answer is None:
+            return model.rank(X, self.top_k, self._xrd_prior)
+        training = model.class_prior_ if model.knows_training_prior else np.ones(len(model.classes_))
+        proba = combine_with_formula(model.predict_proba(X), model.classes_, training, formula_answer,
+                                     self.formula.model.classes_)
+        return rank_rows(proba, ALL_SPACE_GROUPS, self.top_k, model.abstain_threshold)
+
+    def predict_patterns(self, patterns: list[PowderPattern], names: list[str], cells: bool = False,
+                         composition: str | None = None) -> list[dict]:
         """Answers for ``patterns``; with ``cells``, each also carries a ``cell`` of its answer's lattice that
-        indexes its peaks (``tasks.cells``; None where none is found or the lattice is not searched)."""
+        indexes its peaks (``tasks.cells``; None where none is found or the lattice is not searched); with
+        ``composition`` (a formula, the samples'), the formula model's answer for it is combined with each
+        pattern's (``tasks.combine``)."""
         if self.xrd is None:
             raise ModelUnavailableError("no XRD model is registered; run `spacegroup train --modality xrd`")
         if not patterns:
             return []
+        reduced, formula_answer = self._composition_answer(composition) if composition else (None, None)
         ranked: list[RankedPrediction] = []
         waiting: list[np.ndarray] = []
         peak_counts: list[np.ndarray] = []
@@ -173,10 +208,10 @@ class Predictor:
                 waiting.append(block)
                 peak_counts.append(block[:, self._n_peaks_column])
                 if sum(len(b) for b in waiting) >= _RANK_BLOCK:
-                    ranked += self.xrd.model.rank(np.vstack(waiting), self.top_k, self._xrd_prior)
+                    ranked += self._rank_patterns(np.vstack(waiting), formula_answer)
                     waiting = []
             if waiting:
-                ranked += self.xrd.model.rank(np.vstack(waiting), self.top_k, self._xrd_prior)
+                ranked += self._rank_patterns(np.vstack(waiting), formula_answer)
         n_peaks = np.concatenate(peak_counts)
         out = []
         for pattern, name, answer, count in zip(patterns, names, ranked, n_peaks):
@@ -186,13 +221,17 @@ class Predictor:
                 out.append(_amorphous(name, width, pattern))
             else:
                 result = _result_from_ranking(name, "xrd", answer, self.xrd, self._xrd_prior)
+                if reduced is not None:
+                    result |= {"prior": "composition", "composition": reduced,
+                               "formula_model_version": self.formula.describe()}
                 if cells:
                     result["cell"] = cell_for_answer(pattern, result["space_group"]["number"])
                 out.append(result)
         return out
 
-    def predict_pattern(self, pattern: PowderPattern, name: str = "pattern", cells: bool = False) -> dict:
-        return self.predict_patterns([pattern], [name], cells)[0]
+    def predict_pattern(self, pattern: PowderPattern, name: str = "pattern", cells: bool = False,
+                        composition: str | None = None) -> dict:
+        return self.predict_patterns([pattern], [name], cells, composition)[0]
 
     # -- formulas ---------------------------------------------------------------------------------------
     def predict_formulas(self, formulas: list[str]) -> list[dict]:
@@ -210,11 +249,7 @@ class Predictor:
                     out[i] = {"input": formulas[i], "modality": "formula",
                               "error": "no formula model is registered; run `spacegroup train --modality formula`"}
             else:
-                if self._formula_featurizer is None:
-                    from tasks.features import FormulaFeaturizer
-
-                    self._formula_featurizer = FormulaFeaturizer()
-                X = self._formula_featurizer.featurize_many(comps)
+                X = self._formula_features(comps)
                 for i, ranked in zip(good, self.formula.model.rank(X, self.top_k, self._formula_prior)):
                     out[i] = _result_from_ranking(formulas[i], "formula", ranked, self.formula, self._formula_prior)
         return out  # type: ignore[return-value]
@@ -245,9 +280,16 @@ class Predictor:
         """Answers for :class:`tasks.inputs.PredictionInput` items, patterns batched through the model."""
         out: list[dict | None] = [None] * len(inputs)
         patterns = [(i, item) for i, item in enumerate(inputs) if item.modality == "xrd"]
-        if patterns:
-            for (i, item), result in zip(patterns, self.predict_patterns([p.value for _, p in patterns],
-                                                                         [p.name for _, p in patterns])):
+        for composition in dict.fromkeys(item.composition for _, item in patterns):
+            group = [(i, item) for i, item in patterns if item.composition == composition]
+            try:
+                results = self.predict_patterns([p.value for _, p in group], [p.name for _, p in group],
+                                                composition=composition)
+            except PredictionError as exc:
+                if isinstance(exc, ModelUnavailableError):
+                    raise
+                results = [{"input": p.name, "modality": "xrd", "error": str(exc)} for _, p in group]
+            for (i, item), result in zip(group, results):
                 out[i] = _with_excluded(result, item.excluded_two_theta_deg)
         formulas = [(i, item) for i, item in enumerate(inputs) if item.modality == "formula"]
         if formulas:
@@ -264,16 +306,21 @@ class Predictor:
     # -- files ------------------------------------------------------------------------------------------
     def predict_paths(self, paths: Iterable[str | Path], wavelength: str | float | None = None,
                       batch_size: int = 256, excluded_two_theta_deg: Sequence[tuple[float, float]] = (),
-                      substrates: Sequence[str] = (), cells: bool = False) -> Iterator[dict]:
+                      substrates: Sequence[str] = (), cells: bool = False,
+                      composition: str | None = None) -> Iterator[dict]:
         """Results for files and directories (recursed, sorted); patterns are batched through the model, each with
         the ``excluded_two_theta_deg`` regions and the lines it shows of ``substrates`` taken out first
-        (``tasks.excluded_regions``), and with ``cells`` an indexed cell of its answer's lattice."""
+        (``tasks.excluded_regions``), with ``cells`` an indexed cell of its answer's lattice, and with
+        ``composition`` answered together with the formula model (every pattern is of that composition)."""
+        if composition:
+            self._composition_answer(composition)  # a bad composition is refused before any file is read
         pending: list[tuple[str, PowderPattern, list]] = []
         excluded, substrates = validate_regions(excluded_two_theta_deg), validate_substrates(substrates)
 
         def flush():
             if pending:
-                results = self.predict_patterns([p for _, p, _ in pending], [n for n, _, _ in pending], cells)
+                results = self.predict_patterns([p for _, p, _ in pending], [n for n, _, _ in pending], cells,
+                                                composition)
                 for (_, _, regions), result in zip(pending, results):
                     yield _with_excluded(result, regions)
                 pending.clear()

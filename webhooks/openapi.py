@@ -50,7 +50,10 @@ SCHEMAS = {
                            "or sample holder's lines): bridged by a straight line; echoed in the answer"},
         "substrate": {"oneOf": [{"type": "string"}, {"type": "array", "items": {"type": "string"}}],
                       "examples": ["FTO"], "description": "FTO, ITO, Si, Au, Pt or Al: the lines of it the pattern "
-                                                          "shows are excluded (listed in the answer's regions)"}}},
+                                                          "shows are excluded (listed in the answer's regions)"},
+        "composition": {"type": "string", "examples": ["Fe2O3"],
+                        "description": "the sample's formula: the pattern is answered by the XRD and the formula "
+                                       "model together (the answer's prior is then 'composition')"}}},
     "Structure": {"type": "object", "description": "exactly one of cif or poscar (the file's text)",
                   "properties": {"cif": {"type": "string"}, "poscar": {"type": "string"}}},
     "PredictRequest": {"type": "object", "description": "exactly one of xrd, formula, structure", "properties": {
@@ -76,8 +79,12 @@ SCHEMAS = {
                        "crystal_system_probability": {"type": "number"}, "extinction_group": {"type": "object"},
                        "top_k": {"type": "array", "items": _ref("SpaceGroup")}, "abstained": {"type": "boolean"},
                        "model_version": {"type": "object"}, "inference_ms": {"type": "number"},
-                       "prior": {"enum": ["mp", "training"],
-                                 "description": "space-group prior the probabilities assume"},
+                       "prior": {"enum": ["mp", "training", "composition"],
+                                 "description": "space-group prior the probabilities assume ('composition': the "
+                                                "formula model's answer for the given composition)"},
+                       "composition": {"type": "string", "description": "the reduced formula the pattern was "
+                                                                        "answered with, if one was given"},
+                       "formula_model_version": {"type": "object"},
                        "excluded_two_theta_deg": {"type": "array", "items": {"type": "array"},
                                                   "description": "the 2θ regions taken out of the pattern, if any"},
                        "cell": _ref("Cell")}},
@@ -141,7 +148,9 @@ def openapi_document() -> dict:
                     "exclude_two_theta_deg": {"type": "string", "examples": ["26.3-26.9, 37.6-38.2"],
                                               "description": "2θ regions in degrees to take out of a pattern"},
                     "substrate": {"type": "string", "examples": ["FTO"],
-                                  "description": "substrates whose lines to take out (comma-separated)"}}}}}},
+                                  "description": "substrates whose lines to take out (comma-separated)"},
+                    "composition": {"type": "string", "examples": ["Fe2O3"],
+                                    "description": "the sample's formula, read by the formula model too"}}}}}},
             "responses": {"200": _ok("prediction", _ref("Prediction")), "400": PROBLEM, "413": PROBLEM,
                           "415": PROBLEM, "422": PROBLEM, "503": PROBLEM, **AUTH_ERRORS}}},
         "/predict/batch": {"post": {

@@ -43,14 +43,18 @@ def _from_upload() -> tuple[PredictionInput, str]:
                 path = Path(tmp) / name
                 path.write_bytes(data)
                 pattern, excluded = take_out(read_pdcif(path, wavelength, s.max_pattern_points), excluded, substrates)
-            return PredictionInput("xrd", name, pattern, digest, excluded), name
+            composition = _form_composition()
+            digest = input_hash(data.hex() + f"|{composition}") if composition else digest
+            return PredictionInput("xrd", name, pattern, digest, excluded, composition), name
         if lower.endswith(".cif") or lower.startswith(("poscar", "contcar")) or lower.endswith((".vasp", ".poscar")):
             fmt = "cif" if lower.endswith(".cif") else "poscar"
             return PredictionInput("structure", name, structure_from_text(text, fmt, s.max_sites, name), digest), name
         if lower.endswith(PATTERN_SUFFIXES):
             pattern = pattern_from_bytes(data, name, wavelength, s.default_wavelength, s.max_pattern_points)
             pattern, excluded = take_out(pattern, excluded, substrates)
-            return PredictionInput("xrd", name, pattern, digest, excluded), name
+            composition = _form_composition()
+            digest = input_hash(data.hex() + f"|{composition}") if composition else digest
+            return PredictionInput("xrd", name, pattern, digest, excluded, composition), name
     except (PatternError, StructureError, ValueError) as exc:
         raise unprocessable(str(exc)) from None
     raise unprocessable(f"{name}: unknown file type; send a pattern ({', '.join(PATTERN_SUFFIXES)}), a CIF "
@@ -111,6 +115,19 @@ def _flag(body: dict, key: str) -> bool:
     if not isinstance(value, bool):
         raise Problem(400, "Bad request", f"'{key}' must be true or false")
     return value
+
+
+def _form_composition() -> str | None:
+    """The reduced formula of the upload form's ``composition`` (the sample's), or None where none is given."""
+    from tasks.readers import FormulaError, parse_formula
+
+    raw = request.form.get("composition", "").strip()
+    if not raw:
+        return None
+    try:
+        return parse_formula(raw).reduced_formula
+    except FormulaError as exc:
+        raise unprocessable(f"'composition': {exc}") from None
 
 
 def _form_flag(key: str) -> bool:

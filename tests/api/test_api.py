@@ -85,6 +85,12 @@ def test_predict_pattern_formula_structure_match_the_cli_contract(live):
     assert excluded["top_k"] != xrd["top_k"]
     on_silicon = live.request("POST", "/predict", json={"xrd": _pattern() | {"substrate": ["Si"]}, "top_k": 3}).json()
     assert "excluded_two_theta_deg" not in on_silicon and on_silicon["top_k"] == xrd["top_k"]  # no Si lines in it
+    with_composition = live.request("POST", "/predict", json={"xrd": _pattern() | {"composition": "Fe2O3"},
+                                                               "top_k": 3}).json()
+    assert keys <= set(with_composition) and with_composition["composition"] == "Fe2O3"
+    assert with_composition["prior"] == "composition" and with_composition["top_k"] != xrd["top_k"]
+    bad = live.request("POST", "/predict", json={"xrd": _pattern() | {"composition": ["Fe", "O"]}})
+    assert bad.status_code == 422 and "'xrd.composition' must be the sample's formula" in bad.json()["detail"]
     formula = live.request("POST", "/predict", json={"formula": "Fe2O3"}).json()
     assert keys <= set(formula) and len(formula["top_k"]) == 5
     cif = (EXAMPLES / "NaCl_rocksalt.cif").read_text()
@@ -164,6 +170,14 @@ def test_predict_file_uploads(live):
     assert silent.status_code == 422 and "does not say its wavelength" in silent.json()["detail"]
     answer = live.request("POST", "/predict", files={"file": ("Si.fxye", fxye)}, data={"wavelength": "CuKa"})
     assert answer.json()["space_group"] == result["space_group"]
+    with open(xy, "rb") as fh:
+        with_composition = live.request("POST", "/predict", files={"file": (xy.name, fh)},
+                                        data={"composition": "Si"}).json()
+    assert with_composition["composition"] == "Si" and with_composition["prior"] == "composition"
+    assert with_composition["space_group"] == result["space_group"]  # Fd-3m, with or without it
+    bad_composition = live.request("POST", "/predict", files={"file": ("Si.fxye", fxye)},
+                                   data={"wavelength": "CuKa", "composition": "Xq2"})
+    assert bad_composition.status_code == 422 and "'composition'" in bad_composition.json()["detail"]
 
 
 @pytest.mark.parametrize("body,status,words", [

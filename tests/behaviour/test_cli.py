@@ -125,6 +125,8 @@ def test_formulas_are_answered_per_input_by_the_shipped_formula_model(tmp_path):
     (("predict", "--top-k", "0", "x.xy"), "--top-k"),
     (("predict", "--exclude-two-theta", "27.9-26.9", "x.xy"), "--exclude-two-theta: .*start must be below its end"),
     (("predict", "--substrate", "glass", "x.xy"), "--substrate: unknown substrate 'glass'; known: FTO"),
+    (("predict", "--composition", "Xq2", "x.xy"), "--composition: 'Xq' in formula 'Xq2' is not a chemical element"),
+    (("predict", "--composition", "Si", "--formula", "NaCl"), "--composition is the composition of the patterns"),
     (("models", "promote", "42"), "no model version with id 42"),
     (("models", "rollback"), "no predecessor|no xrd champion"),
     (("symmetry", "missing.cif"), "does not exist"),
@@ -148,6 +150,14 @@ def test_tampered_champion_is_refused_without_traceback(tmp_path):
     proc = run_cli(home, "predict", str(EXAMPLES / "Si_diamond_CuKa.xy"))
     assert proc.returncode == 2
     assert "modified" in proc.stderr and "Traceback" not in proc.stderr
+
+
+def test_a_composition_is_read_with_every_pattern(tmp_path):
+    rutile = str(EXAMPLES / "TiO2_rutile_CuKa.xy")
+    answer = json.loads(run_cli(tmp_path / "home", "predict", "--json", "--composition", "TiO2", rutile,
+                                check=True).stdout)
+    assert answer["composition"] == "TiO2" and answer["prior"] == "composition"
+    assert answer["space_group"]["symbol"] == "P4_2/mnm"
 
 
 def test_prior_can_be_chosen_and_a_wrong_one_is_named(tmp_path):

@@ -1,0 +1,63 @@
+"""A pattern given with its sample's composition is answered by the XRD and the formula model together."""
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from tasks.features import FORMULA_FEATURE_VERSION, XRD_FEATURE_VERSION
+from tasks.inputs import InputError, parse_prediction_input
+from tasks.models import SpaceGroupClassifier
+from tasks.predict import LoadedModel, ModelUnavailableError, PredictionError, Predictor
+from tasks.pretrained import shipped_models
+from tasks.readers import read_pattern
+
+EXAMPLES = Path(__file__).resolve().parents[2] / "tasks" / "examples"
+
+
+@pytest.fixture(scope="module")
+def predictor():
+    shipped = {m.name: m for m in shipped_models()}
+    return Predictor(
+        LoadedModel(SpaceGroupClassifier.from_bytes(shipped["xrd_default"].artifact), None, "xrd_default",
+                    XRD_FEATURE_VERSION),
+        LoadedModel(SpaceGroupClassifier.from_bytes(shipped["formula_default"].artifact), None, "formula_default",
+                    FORMULA_FEATURE_VERSION), top_k=230)
+
+
+def test_the_composition_joins_the_patterns_evidence(predictor):
+    rutile = read_pattern(EXAMPLES / "TiO2_rutile_CuKa.xy")
+    alone = predictor.predict_pattern(rutile, "rutile")
+    with_formula = predictor.predict_pattern(rutile, "rutile", composition="TiO2")
+    assert alone["space_group"]["symbol"] == "I4/mmm" and alone["prior"] == "mp"  # the synthetic model errs here
+    assert with_formula["space_group"]["symbol"] == "P4_2/mnm"  # rutile, with TiO2's structure types
+    assert with_formula["composition"] == "TiO2" and with_formula["prior"] == "composition"
+    assert with_formula["formula_model_version"]["name"] == "formula_default"
+    assert with_formula["crystal_system"] == "tetragonal"
+    assert sum(t["probability"] for t in with_formula["top_k"]) == pytest.approx(1.0, abs=1e-4)
+    # the pattern still counts: the formula model alone answers Si with a hexagonal polymorph's group, silicon's
+    # pattern with that formula stays Fd-3m
+    silicon = read_pattern(EXAMPLES / "Si_diamond_CuKa.xy")
+    assert predictor.predict_formulas(["Si"])[0]["space_group"]["symbol"] != "Fd-3m"
+    si_alone, si_both = (predictor.predict_pattern(silicon, "si", composition=c) for c in (None, "Si"))
+    assert si_both["space_group"]["symbol"] == si_alone["space_group"]["symbol"] == "Fd-3m"
+
+
+def test_a_bad_composition_is_named_and_other_inputs_are_still_answered(predictor):
+    silicon = read_pattern(EXAMPLES / "Si_diamond_CuKa.xy")
+    with pytest.raises(PredictionError, match="composition: 'Xq' in formula 'Xq2' is not a chemical element"):
+        predictor.predict_pattern(silicon, "si", composition="Xq2")
+    with pytest.raises(ModelUnavailableError, match="formula model"):
+        Predictor(predictor.xrd, None).predict_pattern(silicon, "si", composition="Si")
+    spec = {"two_theta_deg": silicon.two_theta_deg.tolist(), "intensity": silicon.intensity.tolist()}
+    with pytest.raises(InputError, match="'xrd.composition'"):
+        parse_prediction_input({"xrd": spec | {"composition": "Si(("}})
+    with pytest.raises(InputError, match="must be the sample's formula"):
+        parse_prediction_input({"xrd": spec | {"composition": 14}})
+    items = [parse_prediction_input({"xrd": spec | {"composition": "Si"}}), parse_prediction_input({"xrd": spec}),
+             parse_prediction_input({"formula": "NaCl"})]
+    assert items[0].composition == "Si" and items[0].input_hash != items[1].input_hash
+    answers = predictor.predict_inputs(items)
+    assert answers[0]["composition"] == "Si" and "composition" not in answers[1]
+    assert answers[2]["modality"] == "formula"
+    assert not np.isclose(answers[0]["top_k"][0]["probability"], answers[1]["top_k"][0]["probability"])
