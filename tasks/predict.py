@@ -283,12 +283,13 @@ class Predictor:
         for composition in dict.fromkeys(item.composition for _, item in patterns):
             group = [(i, item) for i, item in patterns if item.composition == composition]
             try:
+                if composition:  # its problems are its patterns' alone, not the other requests' in this batch
+                    self._composition_answer(composition)
+            except PredictionError as exc:
+                results = [{"input": p.name, "modality": "xrd", "error": str(exc)} for _, p in group]
+            else:
                 results = self.predict_patterns([p.value for _, p in group], [p.name for _, p in group],
                                                 composition=composition)
-            except PredictionError as exc:
-                if isinstance(exc, ModelUnavailableError):
-                    raise
-                results = [{"input": p.name, "modality": "xrd", "error": str(exc)} for _, p in group]
             for (i, item), result in zip(group, results):
                 out[i] = _with_excluded(result, item.excluded_two_theta_deg)
         formulas = [(i, item) for i, item in enumerate(inputs) if item.modality == "formula"]

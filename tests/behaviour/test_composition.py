@@ -61,3 +61,6 @@ def test_a_bad_composition_is_named_and_other_inputs_are_still_answered(predicto
     assert answers[0]["composition"] == "Si" and "composition" not in answers[1]
     assert answers[2]["modality"] == "formula"
     assert not np.isclose(answers[0]["top_k"][0]["probability"], answers[1]["top_k"][0]["probability"])
+    # without a formula model, the patterns given a composition get an error each and the others their answers
+    without = Predictor(predictor.xrd, None).predict_inputs(items[:2])
+    assert "formula model" in without[0]["error"] and without[1]["space_group"] == answers[1]["space_group"]
