@@ -117,7 +117,8 @@ def _human(result: dict) -> str:
     top = ", ".join(f"{t['symbol']} ({t['number']}) {t['probability']:.2f}" for t in result["top_k"])
     ext = result["extinction_group"]
     flag = "  [abstained: low confidence]" if result.get("abstained") else ""
-    return (f"{result['input']} [{result['modality']}]: {result['space_group']['symbol']} "
+    given = f", with {result['composition']}" if result.get("composition") else ""
+    return (f"{result['input']} [{result['modality']}{given}]: {result['space_group']['symbol']} "
             f"({result['space_group']['number']}), {result['crystal_system']} "
             f"(p={result['crystal_system_probability']:.2f}); extinction group {ext['id']} {ext['label']}; "
             f"top: {top}{flag}{_human_cell(result)}")
@@ -343,6 +344,9 @@ def _print_training_report(report, settings) -> None:
         print(f"  {name}: {path}")
 
 
+EXAMPLE_COMPOSITIONS = {"Si_diamond_CuKa.xy": "Si", "TiO2_rutile_CuKa.xy": "TiO2", "ZnO_wurtzite_CuKa.xy": "ZnO"}
+
+
 def cmd_run(args) -> int:
     """The main job: synthetic crystals -> train -> evaluate -> champion -> predict the examples -> report."""
     from tasks.pipeline import train_and_maybe_promote
@@ -365,6 +369,10 @@ def cmd_run(args) -> int:
     predictor = load_predictor(3)
     for result in predictor.predict_paths([examples]):
         print("  " + _human(result))
+    print("\nthe example patterns with their samples' compositions (`spacegroup predict --composition`):")
+    for name, composition in EXAMPLE_COMPOSITIONS.items():
+        for result in predictor.predict_paths([examples / name], composition=composition):
+            print("  " + _human(result))
     print(f"\nregistry:  {settings.registry_url}")
     print(f"artifacts: {settings.artifacts_url or settings.artifacts_dir}")
     print(f"plots:     {settings.reports_dir}")
