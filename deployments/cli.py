@@ -52,6 +52,9 @@ def build_parser() -> argparse.ArgumentParser:
     predict.add_argument("--composition", default=None, metavar="FORMULA",
                          help="the samples' composition (e.g. Fe2O3): each pattern is answered by the XRD and the "
                               "formula model together")
+    predict.add_argument("--compositions", type=Path, default=None, metavar="FILE",
+                         help="each pattern's composition: a table of two columns, pattern file and formula "
+                              "(files it does not list are answered from the pattern alone)")
     predict.add_argument("--top-k", type=int, default=5)
     predict.add_argument("--cell", action="store_true",
                          help="also index each pattern: a cell of its answer's lattice (cubic, tetragonal, hexagonal "

@@ -84,13 +84,20 @@ def cmd_predict(args) -> int:
         substrates = validate_substrates(args.substrate)
     except PatternError as exc:
         raise UserFacingError(f"--substrate: {exc}") from None
-    if args.composition is not None:
-        from tasks.readers import FormulaError, parse_formula
+    composition = args.composition
+    if args.composition is not None or args.compositions is not None:
+        from tasks.readers import FormulaError, parse_formula, read_compositions
 
+        if args.composition is not None and args.compositions is not None:
+            raise UserFacingError("give --composition (every pattern's) or --compositions (a table), not both")
         try:
-            parse_formula(args.composition)
+            if args.composition is not None:
+                parse_formula(args.composition)
+            else:
+                composition = read_compositions(args.compositions)
         except FormulaError as exc:
-            raise UserFacingError(f"--composition: {exc}") from None
+            option = "--composition" if args.composition is not None else "--compositions"
+            raise UserFacingError(f"{option}: {exc}") from None
         if not args.paths:
             raise UserFacingError("--composition is the composition of the patterns given: give pattern paths")
     predictor = load_predictor(args.top_k, args.prior)
@@ -98,7 +105,7 @@ def cmd_predict(args) -> int:
     try:
         results = list(predictor.predict_paths(args.paths, args.wavelength, excluded_two_theta_deg=excluded,
                                                substrates=substrates, cells=args.cell,
-                                               composition=args.composition)) if args.paths else []
+                                               composition=composition)) if args.paths else []
         results += predictor.predict_formulas(formulas) if formulas else []
     finally:
         predictor.close()

@@ -34,8 +34,8 @@ from tasks.features import (AMORPHOUS_FWHM_DEG, FORMULA_FEATURE_VERSION, XRD_FEA
 from tasks.models import RankedPrediction, SpaceGroupClassifier, rank_rows
 from tasks.patterns import PatternError, PowderPattern
 from tasks.priors import SpaceGroupPrior, space_group_prior
-from tasks.readers import (PATTERN_SUFFIXES, FormulaError, StructureError, input_kind, is_powder_cif, parse_formula,
-                           read_pattern, read_pdcif, read_structures)
+from tasks.readers import (PATTERN_SUFFIXES, FormulaError, StructureError, composition_of, input_kind, is_powder_cif,
+                           parse_formula, read_pattern, read_pdcif, read_structures)
 from tasks.symmetry import SymmetryError, disordered_site_count, symmetry_labels, tolerance_sweep
 
 
@@ -308,21 +308,27 @@ class Predictor:
     def predict_paths(self, paths: Iterable[str | Path], wavelength: str | float | None = None,
                       batch_size: int = 256, excluded_two_theta_deg: Sequence[tuple[float, float]] = (),
                       substrates: Sequence[str] = (), cells: bool = False,
-                      composition: str | None = None) -> Iterator[dict]:
+                      composition: str | dict[str, str] | None = None) -> Iterator[dict]:
         """Results for files and directories (recursed, sorted); patterns are batched through the model, each with
         the ``excluded_two_theta_deg`` regions and the lines it shows of ``substrates`` taken out first
-        (``tasks.excluded_regions``), with ``cells`` an indexed cell of its answer's lattice, and with
-        ``composition`` answered together with the formula model (every pattern is of that composition)."""
-        if composition:
-            self._composition_answer(composition)  # a bad composition is refused before any file is read
-        pending: list[tuple[str, PowderPattern, list]] = []
+        (``tasks.excluded_regions``), with ``cells`` an indexed cell of its answer's lattice, and with a
+        ``composition`` answered together with the formula model: one formula for every pattern, or a table of
+        each file's (``tasks.readers.read_compositions``; files it does not list are answered from the pattern)."""
+        for formula in ([composition] if isinstance(composition, str) else (composition or {}).values()):
+            self._composition_answer(formula)  # a bad composition is refused before any file is read
+        pending: list[tuple[str, PowderPattern, list, str | None]] = []
         excluded, substrates = validate_regions(excluded_two_theta_deg), validate_substrates(substrates)
 
         def flush():
             if pending:
-                results = self.predict_patterns([p for _, p, _ in pending], [n for n, _, _ in pending], cells,
-                                                composition)
-                for (_, _, regions), result in zip(pending, results):
+                results: list[dict | None] = [None] * len(pending)
+                for formula in dict.fromkeys(entry[3] for entry in pending):  # one model call per composition
+                    rows = [i for i, entry in enumerate(pending) if entry[3] == formula]
+                    answers = self.predict_patterns([pending[i][1] for i in rows], [pending[i][0] for i in rows],
+                                                    cells, formula)
+                    for i, answer in zip(rows, answers):
+                        results[i] = answer
+                for (_, _, regions, _), result in zip(pending, results):
                     yield _with_excluded(result, regions)
                 pending.clear()
 
@@ -334,7 +340,7 @@ class Predictor:
             try:
                 if kind == "pattern" and path.suffix.lower() == ".cif":
                     pending.append((name, *take_out(read_pdcif(path, wavelength, self.max_pattern_points), excluded,
-                                                    substrates)))
+                                                    substrates), composition_of(composition, path)))
                     if len(pending) >= batch_size:
                         yield from flush()
                 elif kind == "structure":
@@ -344,7 +350,7 @@ class Predictor:
                                else {"input": block_name, "modality": "structure", "error": str(structure)})
                 elif kind == "pattern":
                     pending.append((name, *take_out(read_pattern(path, wavelength, self.max_pattern_points), excluded,
-                                                    substrates)))
+                                                    substrates), composition_of(composition, path)))
                     if len(pending) >= batch_size:
                         yield from flush()
                 else:

@@ -392,6 +392,44 @@ def parse_formula(text: str) -> Composition:
     return composition
 
 
+def read_compositions(path: str | Path) -> dict[str, str]:
+    """Each pattern's sample composition from a table of two columns, a pattern file and its formula (comma, tab
+    or spaces between them; ``#`` comments and a header line allowed). Keys are the resolved path of a file named
+    relative to the table's folder where it exists there, else the name as written; values reduced formulas."""
+    path = Path(path)
+    if not path.is_file():
+        raise FormulaError(f"{path} does not exist or is not a file")
+    out: dict[str, str] = {}
+    for number, raw in enumerate(path.read_text(encoding="utf-8", errors="replace").splitlines(), start=1):
+        line = raw.split("#", 1)[0].strip()
+        if not line:
+            continue
+        fields = [f.strip().strip('"') for f in (line.split(",") if "," in line else line.split("\t") if "\t" in line
+                                                  else line.rsplit(None, 1))]
+        if len(fields) != 2 or not all(fields):
+            raise FormulaError(f"{path.name}: line {number} has {len(fields)} field(s); expected a pattern file and "
+                               "its sample's formula, such as 'sample1.xy, Fe2O3'")
+        if not out and fields[1].lower() in ("formula", "composition"):
+            continue  # a header
+        try:
+            formula = parse_formula(fields[1]).reduced_formula
+        except FormulaError as exc:
+            raise FormulaError(f"{path.name}: line {number}: {exc}") from None
+        named = path.parent / fields[0]
+        out[str(named.resolve()) if named.exists() else fields[0]] = formula
+    if not out:
+        raise FormulaError(f"{path.name} lists no pattern file with its formula")
+    return out
+
+
+def composition_of(compositions: str | dict[str, str] | None, path: Path) -> str | None:
+    """A pattern file's composition: the one for every file, or its entry in a ``read_compositions`` table (by
+    resolved path, then as given, then by name); None where it has none."""
+    if compositions is None or isinstance(compositions, str):
+        return compositions
+    return compositions.get(str(path.resolve())) or compositions.get(str(path)) or compositions.get(path.name)
+
+
 def input_kind(path: Path) -> str:
     """``pattern``, ``structure`` or ``unknown`` from a file name (POSCAR/CONTCAR names count as structures)."""
     name = path.name.upper()

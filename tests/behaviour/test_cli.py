@@ -127,6 +127,8 @@ def test_formulas_are_answered_per_input_by_the_shipped_formula_model(tmp_path):
     (("predict", "--substrate", "glass", "x.xy"), "--substrate: unknown substrate 'glass'; known: FTO"),
     (("predict", "--composition", "Xq2", "x.xy"), "--composition: 'Xq' in formula 'Xq2' is not a chemical element"),
     (("predict", "--composition", "Si", "--formula", "NaCl"), "--composition is the composition of the patterns"),
+    (("predict", "--composition", "Si", "--compositions", "c.csv", "x.xy"), "not both"),
+    (("predict", "--compositions", "missing.csv", "x.xy"), "--compositions: missing.csv does not exist"),
     (("models", "promote", "42"), "no model version with id 42"),
     (("models", "rollback"), "no predecessor|no xrd champion"),
     (("symmetry", "missing.cif"), "does not exist"),

@@ -64,3 +64,31 @@ def test_a_bad_composition_is_named_and_other_inputs_are_still_answered(predicto
     # without a formula model, the patterns given a composition get an error each and the others their answers
     without = Predictor(predictor.xrd, None).predict_inputs(items[:2])
     assert "formula model" in without[0]["error"] and without[1]["space_group"] == answers[1]["space_group"]
+
+
+def test_a_table_gives_each_pattern_its_own_composition(predictor, tmp_path):
+    from tasks.readers import FormulaError, read_compositions
+
+    for name in ("Si_diamond_CuKa.xy", "TiO2_rutile_CuKa.xy", "ZnO_wurtzite_CuKa.xy"):
+        (tmp_path / name.replace("_CuKa", "")).write_bytes((EXAMPLES / name).read_bytes())
+    (tmp_path / "my sample.xy").write_bytes((EXAMPLES / "ZnO_wurtzite_CuKa.xy").read_bytes())
+    table = tmp_path / "compositions.csv"
+    table.write_text("file,formula\nSi_diamond.xy,Si\nTiO2_rutile.xy,TiO2  # rutile\n\n")
+    spaced = tmp_path / "spaced.txt"
+    spaced.write_text("my sample.xy ZnO\n")
+    compositions = read_compositions(table)
+    assert compositions == {str((tmp_path / "Si_diamond.xy").resolve()): "Si",
+                            str((tmp_path / "TiO2_rutile.xy").resolve()): "TiO2"}
+    assert read_compositions(spaced) == {str((tmp_path / "my sample.xy").resolve()): "ZnO"}  # names with spaces
+    answers = {Path(r["input"]).name: r for r in predictor.predict_paths([tmp_path], composition=compositions)}
+    assert answers["Si_diamond.xy"]["composition"] == "Si" and answers["TiO2_rutile.xy"]["composition"] == "TiO2"
+    assert answers["TiO2_rutile.xy"]["space_group"]["symbol"] == "P4_2/mnm"
+    assert "composition" not in answers["ZnO_wurtzite.xy"] and answers["ZnO_wurtzite.xy"]["prior"] == "mp"
+    assert "error" in answers["compositions.csv"]  # not a pattern: named like any other unknown file
+    for text, message in (("a.xy\n", "line 1 has 1 field"), ("a.xy, Fe2O3, x\n", "line 1 has 3 field"),
+                          ("a.xy, Qq2\n", "line 1: 'Qq' in formula 'Qq2' is not a chemical element"),
+                          ("# nothing\n", "lists no pattern file")):
+        bad = tmp_path / "bad.csv"
+        bad.write_text(text)
+        with pytest.raises(FormulaError, match=message):
+            read_compositions(bad)
