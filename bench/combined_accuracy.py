@@ -4,12 +4,14 @@
 Patterns: (v) 1,600 patterns of 800 training materials of ``bench/accuracy.py``'s draw (``--train 20000 --test
 800``), on which the powers of the combination are chosen; (b) the 1,600 measured-like patterns of that draw's
 800 held-out materials, as in ``bench/accuracy.py`` (both cached by ``bench/synthetic_sources.py``). Each pattern
-comes with its material's reduced formula.
+comes with its material's reduced formula. Then, pattern by pattern, the measured patterns whose composition is
+recorded.
 
 The formula model is the shipped one's recipe (``spacegroup train --modality formula``: the CGCNN table, seed 1,
-200 rounds) trained here without any reduced formula of (v) or (b), so that neither its answers nor the powers
-chosen on (v) have seen them; it is cached in bench/out. The XRD model is the shipped (synthetic-only) one, answering
-under the MP prior when alone, as `spacegroup predict` does.
+200 rounds) trained here without any reduced formula of (v), (b) or the measured patterns, so that neither its
+answers nor the powers chosen on (v) have seen them; it is cached in bench/out. The XRD model is the shipped
+(synthetic-only) one, answering under the MP prior when alone, as `spacegroup predict` does (the frequencies
+counted on the draw's other training materials).
 
     python bench/combined_accuracy.py
 """
@@ -79,6 +81,24 @@ def _formula_model(excluded: set[str]):
     return model, time.perf_counter() - t
 
 
+def _measured_with_formulas():
+    """The measured patterns whose composition is recorded: the single-phase IUCr Rietveld powder CIFs (their
+    ``formula_sum``; BaTiO3 where the file names it only in its name, as labels.csv notes) and TaCr2O6."""
+    import csv
+
+    from bench._common import SHARED
+    from bench.accuracy import measured_patterns
+
+    patterns, labels, names, _ = measured_patterns()
+    formulas = {"xrd_measurement_TaCr2O6.dat": "TaCr2O6"}
+    with open(SHARED / "iucr_rietveld_pxrd_cifs" / "labels.csv") as fh:
+        for row in csv.DictReader(fh):
+            formulas[row["file"]] = "BaTiO3" if "BaTiO3" in row["formula_sum"] else row["formula_sum"]
+    keep = [i for i, name in enumerate(names) if name in formulas]
+    return ([patterns[i] for i in keep], labels[keep], [names[i] for i in keep],
+            [formulas[names[i]] for i in keep])
+
+
 def main() -> None:
     warnings.filterwarnings("ignore")
     from pymatgen.core import Composition
@@ -95,7 +115,9 @@ def main() -> None:
     started = time.perf_counter()
     test, valid, prior_labels = _mp_sets(20000, 800)
     formulas_b, formulas_v = _formulas_of_rows(20000, 800, test, valid)
-    formula_model, fitted = _formula_model(set(formulas_b) | set(formulas_v))
+    measured, measured_y, measured_names, measured_formulas = _measured_with_formulas()
+    measured_reduced = [Composition(f).reduced_formula for f in measured_formulas]
+    formula_model, fitted = _formula_model(set(formulas_b) | set(formulas_v) | set(measured_reduced))
     xrd = SpaceGroupClassifier.from_bytes({m.modality: m for m in shipped_models()}["xrd"].artifact)
     # the XRD model alone answers under MP frequencies as `spacegroup predict` does, counted here on the draw's
     # training materials outside (v) (the shipped counts include (b)'s materials)
@@ -140,18 +162,43 @@ def main() -> None:
             rows.append(f"| {name} | {label} | {_fmt(m)} |")
             print(rows[-1], flush=True)
 
+    from tasks.crystallography import space_group_type
+    from tasks.features import XRDPatternFeaturizer
+
+    symbol = lambda number: space_group_type(int(number)).symbol  # noqa: E731
+    X_measured = XRDPatternFeaturizer().featurize_many(measured)
+    alone = xrd.predict_proba(X_measured, mp_prior)
+    by_formula = formula_model.predict_proba(featurizer.featurize_many([Composition(f) for f in measured_reduced]))
+    both = combine_with_formula(xrd.predict_proba(X_measured), xrd.classes_, xrd.class_prior_, by_formula,
+                                formula_model.classes_, PATTERN_POWER, FORMULA_POWER)
+    measured_rows, right = [], np.zeros(3, int)
+    for i, name in enumerate(measured_names):
+        picks = [(xrd.classes_, alone[i]), (formula_model.classes_, by_formula[i]), (all_groups, both[i])]
+        cells = []
+        for column, (classes, proba) in enumerate(picks):
+            top = int(classes[np.argmax(proba)])
+            right[column] += top == measured_y[i]
+            cells.append(f"{symbol(top)} {proba.max():.2f}")
+        measured_rows.append(f"| {name} | {measured_reduced[i]} | {symbol(measured_y[i])} | {' | '.join(cells)} |")
     grid_text = ", ".join(f"{a:g}/{b:g} {v:.3f}" for (a, b), v in sorted(grid.items()))
     lines = ["## A pattern with its composition (bench/combined_accuracy.py)", "",
              "Each pattern's answer combined with the formula model's answer for its material's reduced formula "
              "(`tasks/combine.py`: the formula model's probability to one power times the XRD model's likelihood "
              "ratio, its probability over its training frequency, to another). XRD: the shipped synthetic-only "
              "model. Formula: the shipped formula model's recipe retrained here on the CGCNN table without any "
-             f"reduced formula of (v) or (b) ({sets[valid_name][3]} and "
+             f"reduced formula of (v), (b) or the measured patterns below ({sets[valid_name][3]} and "
              f"{sets['(b) MP held-out, augmented'][3]} formulas). (v): {len(valid)} patterns of 800 training "
              "materials of bench/accuracy.py's draw, where the powers are chosen (highest mean log-probability of "
              f"the true group); (b): the {len(test)} measured-like patterns of that draw's held-out materials, as "
              "in bench/accuracy.py.", "",
              "| set | answer | " + " | ".join(HEADLINE) + " |", "|" + "---|" * (len(HEADLINE) + 2), *rows, "",
+             f"Measured patterns whose composition is recorded ({len(measured_names)} of (c): the single-phase IUCr "
+             "Rietveld powder CIFs and TaCr2O6; the formula model above, which saw none of their formulas either), "
+             "each answer's top group and its probability:", "",
+             "| measured pattern | composition | published | XRD alone | formula alone | combined |",
+             "|---|---|---|---|---|---|", *measured_rows, "",
+             f"Right: XRD alone {right[0]}, formula alone {right[1]}, combined {right[2]} of {len(measured_names)}.",
+             "",
              f"Mean log-probability of the true group on (v), pattern power / formula power: {grid_text}. Best: "
              f"{best[0]:g} / {best[1]:g}; `tasks/combine.py` uses {PATTERN_POWER:g} / {FORMULA_POWER:g}.", "",
              f"Formula model {'fitted in ' + format(fitted, '.0f') + ' s' if fitted else 'read from bench/out'}; "
