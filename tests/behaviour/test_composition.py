@@ -92,3 +92,19 @@ def test_a_table_gives_each_pattern_its_own_composition(predictor, tmp_path):
         bad.write_text(text)
         with pytest.raises(FormulaError, match=message):
             read_compositions(bad)
+
+
+def test_a_composition_is_answered_by_the_formula_model_once(predictor, monkeypatch):
+    import tasks.predict as predict_module
+
+    fresh = Predictor(predictor.xrd, predictor.formula)
+    calls = []
+    original = fresh.formula.model.predict_proba
+    monkeypatch.setattr(fresh.formula.model, "predict_proba", lambda X, *a: calls.append(len(X)) or original(X, *a))
+    monkeypatch.setattr(predict_module, "COMPOSITION_CACHE_SIZE", 2)
+    silicon = read_pattern(EXAMPLES / "Si_diamond_CuKa.xy")
+    first = fresh.predict_pattern(silicon, "si", composition="Si")
+    assert fresh.predict_pattern(silicon, "si", composition="Si") == first and len(calls) == 1
+    for composition in ("Ge", "C", "Si"):  # two others push Si out of a cache of two: answered again
+        fresh.predict_pattern(silicon, "si", composition=composition)
+    assert len(calls) == 4 and len(fresh._composition_answers) == 2
