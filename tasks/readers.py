@@ -400,7 +400,8 @@ def read_compositions(path: str | Path) -> dict[str, str]:
     if not path.is_file():
         raise FormulaError(f"{path} does not exist or is not a file")
     out: dict[str, str] = {}
-    for number, raw in enumerate(path.read_text(encoding="utf-8", errors="replace").splitlines(), start=1):
+    # utf-8-sig: a spreadsheet's CSV export may begin with a byte-order mark
+    for number, raw in enumerate(path.read_text(encoding="utf-8-sig", errors="replace").splitlines(), start=1):
         line = raw.split("#", 1)[0].strip()
         if not line:
             continue

@@ -73,9 +73,9 @@ def test_a_table_gives_each_pattern_its_own_composition(predictor, tmp_path):
         (tmp_path / name.replace("_CuKa", "")).write_bytes((EXAMPLES / name).read_bytes())
     (tmp_path / "my sample.xy").write_bytes((EXAMPLES / "ZnO_wurtzite_CuKa.xy").read_bytes())
     table = tmp_path / "compositions.csv"
-    table.write_text("file,formula\nSi_diamond.xy,Si\nTiO2_rutile.xy,TiO2  # rutile\n\n")
+    table.write_text("\ufefffile,formula\nSi_diamond.xy,Si\nTiO2_rutile.xy,TiO2  # rutile\n\n", encoding="utf-8")
     spaced = tmp_path / "spaced.txt"
-    spaced.write_text("my sample.xy ZnO\n")
+    spaced.write_text("\ufeffmy sample.xy ZnO\n", encoding="utf-8")  # a spreadsheet's byte-order mark
     compositions = read_compositions(table)
     assert compositions == {str((tmp_path / "Si_diamond.xy").resolve()): "Si",
                             str((tmp_path / "TiO2_rutile.xy").resolve()): "TiO2"}
