@@ -381,6 +381,14 @@ class SpaceGroupClassifier(ClassifierMixin, BaseEstimator):
             shifts[prior] = prior.strength * ratio
         return shifts[prior]
 
+    def under_prior(self, proba: np.ndarray, prior: SpaceGroupPrior | None) -> np.ndarray:
+        """``predict_proba(X)``'s answer (as trained) moved to ``prior``: ``predict_proba(X, prior)`` without
+        scoring the rows again."""
+        if prior is None or not self.knows_training_prior:
+            return proba
+        weighted = proba * np.exp(self._prior_shift(prior))
+        return weighted / weighted.sum(axis=1, keepdims=True)
+
     def predict(self, X) -> np.ndarray:
         return self.classes_[np.argmax(self.predict_proba(X), axis=1)]
 

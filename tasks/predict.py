@@ -5,7 +5,8 @@ One result per input: ``input``, ``modality`` (xrd | formula | structure), ``spa
 probability}], ``model_version``, ``prior`` (the space-group prior the probabilities assume: ``mp`` or
 ``training``, see ``tasks.priors``); structures also carry ``spglib`` (the exact answer and a tolerance
 sweep). A pattern given with its sample's composition is answered by both models together (``tasks.combine``):
-it carries ``composition`` (the reduced formula), ``formula_model_version``, and ``prior`` is ``composition``.
+it carries ``composition`` (the reduced formula), ``formula_model_version``, and ``prior`` is ``composition``;
+each ``top_k`` entry also gives the group's ``pattern_probability`` and ``formula_probability`` (each model alone).
 A bad input yields ``{"input": ..., "error": "..."}`` and the others still succeed.
 """
 
@@ -186,14 +187,22 @@ class Predictor:
             self._formula_featurizer = FormulaFeaturizer()
         return self._formula_featurizer.featurize_many(compositions)
 
-    def _rank_patterns(self, X: np.ndarray, formula_answer: np.ndarray | None) -> list[RankedPrediction]:
+    def _rank_patterns(self, X: np.ndarray, formula_answer: np.ndarray | None) -> list[tuple[RankedPrediction, list]]:
+        """Each row's ranking and, with a composition, each ranked group's probability from the pattern alone and
+        from the formula alone, as their own answers give them (under the predictor's prior)."""
         model = self.xrd.model
         if formula_answer is None:
-            return model.rank(X, self.top_k, self._xrd_prior)
+            return [(ranked, None) for ranked in model.rank(X, self.top_k, self._xrd_prior)]
+        as_trained = model.predict_proba(X)
         training = model.class_prior_ if model.knows_training_prior else np.ones(len(model.classes_))
-        proba = combine_with_formula(model.predict_proba(X), model.classes_, training, formula_answer,
-                                     self.formula.model.classes_)
-        return rank_rows(proba, ALL_SPACE_GROUPS, self.top_k, model.abstain_threshold)
+        proba = combine_with_formula(as_trained, model.classes_, training, formula_answer, self.formula.model.classes_)
+        pattern_alone = np.zeros((len(X), len(ALL_SPACE_GROUPS)))
+        pattern_alone[:, model.classes_ - 1] = model.under_prior(as_trained, self._xrd_prior)
+        formula_alone = np.zeros(len(ALL_SPACE_GROUPS))
+        formula_alone[self.formula.model.classes_ - 1] = self.formula.model.under_prior(formula_answer,
+                                                                                       self._formula_prior)[0]
+        return [(ranked, [(float(pattern_alone[row, g - 1]), float(formula_alone[g - 1])) for g in ranked.space_groups])
+                for row, ranked in enumerate(rank_rows(proba, ALL_SPACE_GROUPS, self.top_k, model.abstain_threshold))]
 
     def predict_patterns(self, patterns: list[PowderPattern], names: list[str], cells: bool = False,
                          composition: str | None = None) -> list[dict]:
@@ -206,7 +215,7 @@ class Predictor:
         if not patterns:
             return []
         reduced, formula_answer = self._composition_answer(composition) if composition else (None, None)
-        ranked: list[RankedPrediction] = []
+        ranked: list[tuple[RankedPrediction, list | None]] = []
         waiting: list[np.ndarray] = []
         peak_counts: list[np.ndarray] = []
         pooled = self._uses_workers(len(patterns))
@@ -224,7 +233,7 @@ class Predictor:
                 ranked += self._rank_patterns(np.vstack(waiting), formula_answer)
         n_peaks = np.concatenate(peak_counts)
         out = []
-        for pattern, name, answer, count in zip(patterns, names, ranked, n_peaks):
+        for pattern, name, (answer, evidence), count in zip(patterns, names, ranked, n_peaks):
             if count == 0:
                 out.append(_no_peaks(name))
             elif count <= 2 and (width := strongest_feature_fwhm_deg(pattern)) > AMORPHOUS_FWHM_DEG:
@@ -234,6 +243,9 @@ class Predictor:
                 if reduced is not None:
                     result |= {"prior": "composition", "composition": reduced,
                                "formula_model_version": self.formula.describe()}
+                    for entry, (from_pattern, from_formula) in zip(result["top_k"], evidence):
+                        entry |= {"pattern_probability": round(from_pattern, 6),
+                                  "formula_probability": round(from_formula, 6)}
                 if cells:
                     result["cell"] = cell_for_answer(pattern, result["space_group"]["number"])
                 out.append(result)

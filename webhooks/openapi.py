@@ -70,8 +70,10 @@ SCHEMAS = {
                  "peaks": {"type": "array", "description": "each peak used: two_theta_deg, d_angstrom, hkl (null "
                            "where unindexed) and delta_two_theta_deg (measured - calculated)",
                            "items": {"type": "object"}}}},
-    "SpaceGroup": {"type": "object", "properties": {"number": {"type": "integer"}, "symbol": {"type": "string"},
-                                                    "probability": {"type": "number"}}},
+    "SpaceGroup": {"type": "object", "properties": {
+        "number": {"type": "integer"}, "symbol": {"type": "string"}, "probability": {"type": "number"},
+        "pattern_probability": {"type": "number", "description": "with a composition: the pattern's answer alone"},
+        "formula_probability": {"type": "number", "description": "with a composition: the formula's answer alone"}}},
     "Prediction": {"type": "object", "required": ["space_group", "crystal_system", "top_k", "model_version"],
                    "properties": {
                        "input": {"type": "string"}, "modality": {"enum": ["xrd", "formula", "structure"]},

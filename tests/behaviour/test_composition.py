@@ -35,6 +35,13 @@ def test_the_composition_joins_the_patterns_evidence(predictor):
     assert with_formula["formula_model_version"]["name"] == "formula_default"
     assert with_formula["crystal_system"] == "tetragonal"
     assert sum(t["probability"] for t in with_formula["top_k"]) == pytest.approx(1.0, abs=1e-4)
+    # each ranked group says what each source alone gave it: the same as the pattern's and the formula's own answers
+    by_pattern = {t["number"]: t["probability"] for t in alone["top_k"]}
+    by_formula = {t["number"]: t["probability"] for t in predictor.predict_formulas(["TiO2"])[0]["top_k"]}
+    for entry in with_formula["top_k"][:20]:
+        assert entry["pattern_probability"] == pytest.approx(by_pattern.get(entry["number"], 0.0), abs=2e-6)
+        assert entry["formula_probability"] == pytest.approx(by_formula.get(entry["number"], 0.0), abs=2e-6)
+    assert "pattern_probability" not in alone["top_k"][0]
     # the pattern still counts: the formula model alone answers Si with a hexagonal polymorph's group, silicon's
     # pattern with that formula stays Fd-3m
     silicon = read_pattern(EXAMPLES / "Si_diamond_CuKa.xy")
