@@ -128,7 +128,16 @@ def _human(result: dict) -> str:
     return (f"{result['input']} [{result['modality']}{given}]: {result['space_group']['symbol']} "
             f"({result['space_group']['number']}), {result['crystal_system']} "
             f"(p={result['crystal_system_probability']:.2f}); extinction group {ext['id']} {ext['label']}; "
-            f"top: {top}{flag}{_human_cell(result)}")
+            f"top: {top}{flag}{_human_sources(result)}{_human_cell(result)}")
+
+
+def _human_sources(result: dict) -> str:
+    """With a composition: what the pattern and the formula alone give the answer's group."""
+    first = result["top_k"][0]
+    if "pattern_probability" not in first:
+        return ""
+    return (f"; {first['symbol']} from the pattern alone {first['pattern_probability']:.2f}, from the formula alone "
+            f"{first['formula_probability']:.2f}")
 
 
 def _human_cell(result: dict) -> str:

@@ -33,6 +33,7 @@ def test_main_job_trains_evaluates_promotes_predicts_and_reports(tmp_path):
     assert re.search(r"promoted: (yes|no)", out)
     assert "Si_diamond_CuKa.xy [xrd]" in out and "NaCl_rocksalt.cif [structure]: Fm-3m (225)" in out
     assert "TiO2_rutile_CuKa.xy [xrd, with TiO2]: " in out  # the pattern with its composition
+    assert re.search(r"from the pattern alone \d\.\d\d, from the formula alone \d\.\d\d", out)
     assert f"registry:  sqlite:///{home}" in out
     pngs = list((home / "reports").rglob("*.png"))
     assert {p.name for p in pngs} == {"confusion_crystal_system.png", "calibration.png"}
