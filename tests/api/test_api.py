@@ -254,15 +254,19 @@ def test_batch_job_status_and_paginated_results(live):
     zno = {"two_theta_deg": zinc_oxide.two_theta_deg.tolist(), "intensity": zinc_oxide.intensity.tolist()}
     items = [{"formula": f} for f in ("NaCl", "Fe2O3", "SiO2", "Zz", "TiO2")] + [
         {"xrd": _pattern() | {"exclude_two_theta_deg": [[45, 46]]}}, {"xrd": zno, "cell": True},
-        {"xrd": zno, "cell": "yes"}]
+        {"xrd": zno, "cell": "yes"}, {"xrd": zno | {"composition": "ZnO"}}, {"xrd": zno | {"composition": "Zq"}}]
     accepted = live.request("POST", "/predict/batch", json={"items": items, "top_k": 2})
     assert accepted.status_code == 202
     job = _wait_job(live, accepted.json()["job_id"])
-    assert job["status"] == "done" and job["n_done"] == 6 and job["n_failed"] == 2 and job["progress"] == 1.0
+    assert job["status"] == "done" and job["n_done"] == 7 and job["n_failed"] == 3 and job["progress"] == 1.0
     first = live.request("GET", f"/jobs/{job['job_id']}/results?limit=4").json()
     assert [i["item_index"] for i in first["items"]] == [0, 1, 2, 3] and first["next"]
     second = live.request("GET", first["next"]).json()
-    assert [i["item_index"] for i in second["items"]] == [4, 5, 6, 7] and second["next"] is None
+    assert [i["item_index"] for i in second["items"]] == [4, 5, 6, 7] and second["next"]
+    third = live.request("GET", second["next"]).json()
+    assert [i["item_index"] for i in third["items"]] == [8, 9] and third["next"] is None
+    assert third["items"][0]["result"]["composition"] == "ZnO" and third["items"][0]["result"]["prior"] == "composition"
+    assert "'xrd.composition'" in third["items"][1]["error"]
     assert second["items"][1]["result"]["excluded_two_theta_deg"] == [[45.0, 46.0]]
     assert "cell" not in second["items"][1]["result"] and second["items"][2]["result"]["cell"]["lattice"] == "hP"
     assert "'cell' must be true or false" in second["items"][3]["error"]
