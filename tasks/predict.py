@@ -42,6 +42,7 @@ from tasks.symmetry import SymmetryError, disordered_site_count, symmetry_labels
 
 ALL_SPACE_GROUPS = np.arange(1, 231)
 COMPOSITION_CACHE_SIZE = 1024  # formula answers kept per predictor (a few KB each)
+
 #: batches at least this large are featurised in worker processes when the predictor has ``n_jobs != 1``
 PARALLEL_MIN_PATTERNS = 128
 _PARALLEL_CHUNK = 32
