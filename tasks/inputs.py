@@ -61,6 +61,16 @@ def input_hash(item: Any) -> str:
     return hashlib.sha256(json.dumps(item, sort_keys=True, default=str).encode()).hexdigest()
 
 
+def parse_composition(value: Any, field: str) -> str:
+    """The reduced formula of a pattern's sample composition given in the request's ``field``."""
+    if not isinstance(value, str):
+        raise InputError(f"'{field}' must be the sample's formula as a string, such as \"Fe2O3\"")
+    try:
+        return parse_formula(value).reduced_formula
+    except FormulaError as exc:
+        raise InputError(f"'{field}': {exc}") from None
+
+
 def parse_prediction_input(item: Any, default_wavelength: str | float = "CuKa", max_points: int | None = None,
                            max_sites: int = 500, name: str | None = None) -> PredictionInput:
     """Exactly one of ``xrd`` {two_theta_deg, intensity, wavelength, exclude_two_theta_deg, substrate,
@@ -119,13 +129,7 @@ def parse_prediction_input(item: Any, default_wavelength: str | float = "CuKa", 
     if not isinstance(regions, list):
         raise InputError("'xrd.exclude_two_theta_deg' must be an array of [start, end] pairs in degrees 2θ")
     composition = spec.get("composition")
-    if composition is not None:
-        if not isinstance(composition, str):
-            raise InputError("'xrd.composition' must be the sample's formula as a string, such as \"Fe2O3\"")
-        try:
-            composition = parse_formula(composition).reduced_formula
-        except FormulaError as exc:
-            raise InputError(f"'xrd.composition': {exc}") from None
+    composition = None if composition is None else parse_composition(composition, "xrd.composition")
     substrates = spec.get("substrate") or []
     substrates = [substrates] if isinstance(substrates, str) else substrates
     if not isinstance(substrates, list):

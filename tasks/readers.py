@@ -16,15 +16,15 @@ from pymatgen.core import Composition, Element, Structure
 from tasks.patterns import PatternError, PowderPattern, two_theta_from_axis, validate_pattern
 from tasks.xrd import resolve_wavelength
 
+#: GSAS powder data files, which do not record the wavelength: no Cu Kα is assumed for them (tasks.gsas)
+WAVELENGTH_REQUIRED_SUFFIXES = (".gsa", ".gss", ".gsas", ".fxye", ".raw")
 _VENDOR_READERS = {  # suffix -> (module, function) of the instrument formats, imported when first needed
     ".xrdml": ("tasks.xrdml", "parse_xrdml"),
     ".ras": ("tasks.rigaku", "parse_ras"),
     ".uxd": ("tasks.bruker", "parse_uxd"),
     ".brml": ("tasks.bruker", "parse_brml"),
-    **dict.fromkeys((".gsa", ".gss", ".gsas", ".fxye", ".raw"), ("tasks.gsas", "parse_gsas")),
+    **dict.fromkeys(WAVELENGTH_REQUIRED_SUFFIXES, ("tasks.gsas", "parse_gsas")),
 }
-#: formats that do not record the wavelength: no Cu Kα is assumed for them (GSAS keeps it in the instrument file)
-WAVELENGTH_REQUIRED_SUFFIXES = {".gsa", ".gss", ".gsas", ".fxye", ".raw"}
 PATTERN_SUFFIXES = {".xy", ".xye", ".csv", ".txt", ".dat", ".asc", *_VENDOR_READERS}
 STRUCTURE_SUFFIXES = {".cif", ".vasp", ".poscar"}
 _SEPARATORS = re.compile(r"[,;\t ]+")

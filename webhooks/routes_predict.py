@@ -43,18 +43,14 @@ def _from_upload() -> tuple[PredictionInput, str]:
                 path = Path(tmp) / name
                 path.write_bytes(data)
                 pattern, excluded = take_out(read_pdcif(path, wavelength, s.max_pattern_points), excluded, substrates)
-            composition = _form_composition()
-            digest = input_hash(data.hex() + f"|{composition}") if composition else digest
-            return PredictionInput("xrd", name, pattern, digest, excluded, composition), name
+            return _pattern_input(name, pattern, excluded, data, digest), name
         if lower.endswith(".cif") or lower.startswith(("poscar", "contcar")) or lower.endswith((".vasp", ".poscar")):
             fmt = "cif" if lower.endswith(".cif") else "poscar"
             return PredictionInput("structure", name, structure_from_text(text, fmt, s.max_sites, name), digest), name
         if lower.endswith(PATTERN_SUFFIXES):
             pattern = pattern_from_bytes(data, name, wavelength, s.default_wavelength, s.max_pattern_points)
             pattern, excluded = take_out(pattern, excluded, substrates)
-            composition = _form_composition()
-            digest = input_hash(data.hex() + f"|{composition}") if composition else digest
-            return PredictionInput("xrd", name, pattern, digest, excluded, composition), name
+            return _pattern_input(name, pattern, excluded, data, digest), name
     except (PatternError, StructureError, ValueError) as exc:
         raise unprocessable(str(exc)) from None
     raise unprocessable(f"{name}: unknown file type; send a pattern ({', '.join(PATTERN_SUFFIXES)}), a CIF "
@@ -117,17 +113,15 @@ def _flag(body: dict, key: str) -> bool:
     return value
 
 
-def _form_composition() -> str | None:
-    """The reduced formula of the upload form's ``composition`` (the sample's), or None where none is given."""
-    from tasks.readers import FormulaError, parse_formula
+def _pattern_input(name: str, pattern, excluded, data: bytes, digest: str) -> PredictionInput:
+    """An uploaded pattern with the form's ``composition`` (the sample's), if given: part of its hash too."""
+    from tasks.inputs import parse_composition
 
     raw = request.form.get("composition", "").strip()
     if not raw:
-        return None
-    try:
-        return parse_formula(raw).reduced_formula
-    except FormulaError as exc:
-        raise unprocessable(f"'composition': {exc}") from None
+        return PredictionInput("xrd", name, pattern, digest, excluded)
+    composition = parse_composition(raw, "composition")  # an InputError is a ValueError: answered 422
+    return PredictionInput("xrd", name, pattern, input_hash(data.hex() + f"|{composition}"), excluded, composition)
 
 
 def _form_flag(key: str) -> bool:
