@@ -80,7 +80,7 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--structure-types", type=float, default=0.0, metavar="SHARE",
                        help="share (0-1) of the synthetic crystals built from known structure types instead of placed "
                             "at random; above 0 the model also searches its training patterns by structure type "
-                            "(BENCHMARKS.md: better on real patterns, half the batch throughput)")
+                            "(BENCHMARKS.md: better on real patterns, a third of the batch throughput)")
     train.add_argument("--augment", type=int, default=4)
     train.add_argument("--seed", type=int, default=1)
     train.add_argument("--trials", type=int, default=0)

@@ -27,8 +27,9 @@ from scipy.special import softmax
 from tasks.priors import N_SPACE_GROUPS
 
 # chosen on (v) for the shipped XRD model, by the mean log-probability of the true group over a grid
-# (bench/combined_accuracy.py): 0.5 / 1 gave -1.785, 1 / 1 -1.855; on (b) SG top-1 0.563 against 0.546, ECE 0.029
-# against 0.052. The synthetic-only model is surer of real patterns than it should be, so its evidence counts half.
+# (bench/combined_accuracy.py, run of record): 0.5 / 1 gave -1.767, 1 / 1 -1.842; on (b) SG top-1 0.557 against
+# 0.541, ECE 0.032 against 0.059. The synthetic-only model is surer of real patterns than it should be, so its
+# evidence counts half.
 PATTERN_POWER = 0.5
 FORMULA_POWER = 1.0
 PROBABILITY_FLOOR = 1e-4
