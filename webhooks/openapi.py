@@ -62,9 +62,13 @@ SCHEMAS = {
         "cell": {"type": "boolean", "default": False,
                  "description": "for a pattern, also index it: a cell of the answer's lattice and de Wolff's M20"}}},
     "Cell": {"type": ["object", "null"], "description": "a cell of the answer's lattice indexing the peaks; null "
-             "where none is found or the lattice is orthorhombic or lower", "properties": {
-                 "lattice": {"type": "string", "examples": ["tP"]}, "a_angstrom": {"type": "number"},
+             "where none is found or the lattice is monoclinic or triclinic", "properties": {
+                 "lattice": {"type": "string", "examples": ["tP", "oP"]}, "a_angstrom": {"type": "number"},
+                 "b_angstrom": {"type": ["number", "null"], "description": "orthorhombic cells only"},
                  "c_angstrom": {"type": ["number", "null"]}, "volume_angstrom3": {"type": "number"},
+                 "reflection_conditions": {"type": "string", "enum": ["lattice", "space group"],
+                                           "description": "whose absences the cell's lines follow; 'space group': "
+                                           "the answer's glides and screws too, axes in its standard setting"},
                  "zero_shift_two_theta_deg": {"type": "number"}, "peaks_used": {"type": "integer"},
                  "peaks_indexed": {"type": "integer"}, "de_wolff_m": {"type": "number"},
                  "peaks": {"type": "array", "description": "each peak used: two_theta_deg, d_angstrom, hkl (null "

@@ -1,7 +1,9 @@
 """Cells behind XRD answers: the answer's lattice indexed on measured-like patterns of known cells, with the
-zero shift refined; de Wolff's figure of merit; the lattices that are not searched."""
+zero shift refined; orthorhombic cells in their space group's setting; de Wolff's figure of merit; the lattices that
+are not searched."""
 
 import dataclasses
+import warnings
 
 import numpy as np
 import pytest
@@ -9,6 +11,7 @@ from pymatgen.core import Lattice, Structure
 
 from tasks.augment import MeasuredLikeAugmenter
 from tasks.cells import calculated_lines, cell_for_answer, de_wolff_m, index_answer
+from tasks.orthorhombic_indexing import allowed_mask, index_orthorhombic, rule_table, space_group_rules
 from tasks.xrd import PowderXRDSimulator
 
 STRUCTURES = {  # textbook cells: (structure, space group, a, c)
@@ -73,19 +76,89 @@ def test_a_centring_the_peaks_refute_falls_back_to_the_primitive_lattice():
 
 def test_lattices_that_are_not_searched_and_too_few_peaks_give_none():
     q = np.linspace(1.5, 5.0, 12)
-    assert index_answer(q, 1.54184, 62) is None  # orthorhombic Pnma
     assert index_answer(q, 1.54184, 14) is None  # monoclinic
+    assert index_answer(q, 1.54184, 2) is None  # triclinic
     assert index_answer(q[:3], 1.54184, 225) is None
+    assert index_answer(q[:7], 1.54184, 62) is None  # three axes need 8 peaks
+
+
+ORTHORHOMBIC = {  # (structure, space group, a, b, c of the group's standard setting)
+    "alpha-U": (Structure.from_spacegroup("Cmcm", Lattice.orthorhombic(2.854, 5.869, 4.955), ["U"],
+                                          [[0, 0.1025, 0.25]]), 63, 2.854, 5.869, 4.955),
+    "marcasite": (Structure.from_spacegroup("Pnnm", Lattice.orthorhombic(4.443, 5.424, 3.387), ["Fe", "S"],
+                                            [[0, 0, 0], [0.200, 0.378, 0]]), 58, 4.443, 5.424, 3.387),
+}
+with warnings.catch_warnings():
+    warnings.simplefilter("ignore")  # pymatgen: Pbnm has no full symbol
+    # given in the mineralogists' Pbnm setting; Pnma's axes are Pbnm's b, c, a
+    ORTHORHOMBIC["forsterite"] = (Structure.from_spacegroup(
+        "Pbnm", Lattice.orthorhombic(4.756, 10.207, 5.980), ["Mg", "Mg", "Si", "O", "O", "O"],
+        [[0, 0, 0], [0.9915, 0.2774, 0.25], [0.4262, 0.0940, 0.25], [0.7657, 0.0913, 0.25],
+         [0.2215, 0.4474, 0.25], [0.2777, 0.1628, 0.0331]]), 62, 10.207, 5.980, 4.756)
+
+
+@pytest.mark.parametrize("name", sorted(ORTHORHOMBIC))
+def test_orthorhombic_cells_come_back_in_their_space_groups_setting(name):
+    structure, number, a, b, c = ORTHORHOMBIC[name]
+    strain, zero = 0.003, 0.05
+    cell = cell_for_answer(measured_like(structure, strain, zero), number)
+    assert cell is not None, name
+    assert [cell[f"{x}_angstrom"] for x in "abc"] == pytest.approx([a * (1 + strain), b * (1 + strain),
+                                                                    c * (1 + strain)], rel=1e-3)
+    assert cell["reflection_conditions"] == "space group"
+    assert cell["lattice"] == ("oC" if number == 63 else "oP")
+    assert cell["zero_shift_two_theta_deg"] == pytest.approx(zero, abs=0.02)
+    assert cell["peaks_indexed"] >= cell["peaks_used"] - 1 and cell["de_wolff_m"] > 10
+    labels = [tuple(peak["hkl"]) for peak in cell["peaks"] if peak["hkl"] is not None]
+    assert all(allowed_mask(f"{number}:abc", *hkl) for hkl in labels)  # the group's own conditions, its axes
+
+
+def test_reflection_conditions_of_orthorhombic_groups():
+    allows = {hkl: bool(allowed_mask("62:abc", *hkl)) for hkl in [(0, 1, 1), (0, 1, 2), (1, 1, 0), (2, 1, 0),
+                                                                 (1, 0, 0), (2, 0, 0), (0, 0, 1), (1, 0, 1)]}
+    # Pnma: 0kl k + l = 2n, hk0 h = 2n, h00 h = 2n, 00l l = 2n; h0l free (the mirror)
+    assert allows == {(0, 1, 1): True, (0, 1, 2): False, (1, 1, 0): False, (2, 1, 0): True, (1, 0, 0): False,
+                      (2, 0, 0): True, (0, 0, 1): False, (1, 0, 1): True}
+    rng = np.random.default_rng(0)
+    hkl = rng.integers(-9, 10, size=(500, 3))
+    # "cab": our (h k l) are the standard setting's (l h k)
+    assert np.array_equal(allowed_mask("62:cab", *hkl.T), allowed_mask("62:abc", hkl[:, 1], hkl[:, 2], hkl[:, 0]))
+    assert len(space_group_rules(62)) == 6 and len(space_group_rules(47)) == 1  # Pnma, Pmmm
+    assert np.array_equal(rule_table("23:abc"), rule_table("I"))  # I222: the centring alone
+    h, k, l = hkl.T
+    assert np.array_equal(allowed_mask("F", h, k, l), (h % 2 == k % 2) & (k % 2 == l % 2) & hkl.any(axis=1))
+
+
+@pytest.mark.parametrize("rule", ["P", "C", "I", "F", "62:bca", "70:abc"])
+def test_the_searchs_line_count_is_the_enumerated_one(rule):
+    from tasks.orthorhombic_indexing import _n_lines
+
+    axes = (4.1, 6.3, 9.7)
+    s_max = 0.25
+    lines = calculated_lines("orthorhombic", rule, axes, s_max)
+    A, B, C = 1.0 / np.array(axes) ** 2
+    assert _n_lines(A, B, C, s_max, rule_table(rule), 10 ** 6) == len(lines)
+
+
+def test_the_orthorhombic_search_finds_a_cell_from_its_lines():
+    axes = (5.2, 6.9, 8.4)
+    s_obs = calculated_lines("orthorhombic", "62:abc", axes, 0.2)[:12]
+    tol = np.full(len(s_obs), 2e-5)
+    found = index_orthorhombic(s_obs, tol, "62:abc")
+    assert found and found[0][0] == 1.0 and found[0][2:] == pytest.approx(axes, rel=1e-3)
+    primitive = index_orthorhombic(s_obs, tol, "P", n_best=3)
+    assert len(primitive) == 3 and primitive[0][2:] == pytest.approx(axes, rel=1e-3)  # fewest lines first
+    assert primitive[0][1] < primitive[1][1] or primitive[0][0] > primitive[1][0]
 
 
 def test_allowed_lines_follow_the_centring():
     a = 4.0
-    m = np.round(calculated_lines("cubic", "F", a, None, 20 / a ** 2) * a ** 2).astype(int)
+    m = np.round(calculated_lines("cubic", "F", (a,), 20 / a ** 2) * a ** 2).astype(int)
     assert list(m) == [3, 4, 8, 11, 12, 16, 19, 20]
-    m = np.round(calculated_lines("cubic", "I", a, None, 12 / a ** 2) * a ** 2).astype(int)
+    m = np.round(calculated_lines("cubic", "I", (a,), 12 / a ** 2) * a ** 2).astype(int)
     assert list(m) == [2, 4, 6, 8, 10, 12]
-    rhombohedral = calculated_lines("hexagonal", "R", 5.0, 13.0, 0.2)
-    primitive = calculated_lines("hexagonal", "P", 5.0, 13.0, 0.2)
+    rhombohedral = calculated_lines("hexagonal", "R", (5.0, 13.0), 0.2)
+    primitive = calculated_lines("hexagonal", "P", (5.0, 13.0), 0.2)
     assert set(np.round(rhombohedral, 9)) < set(np.round(primitive, 9)) and len(rhombohedral) < len(primitive) / 2
 
 
@@ -106,6 +179,23 @@ IUCR_CELLS = {
     "wm2446Isup2.rtv.combined.cif": (129, 3.84155, 13.4695, 1.54178),
     "wn6225Isup2.rtv.combined.cif": (187, 5.10093, 4.45510, 1.54056),
 }
+
+
+IUCR_ORTHORHOMBIC_CELLS = {  # Pnma, the authors' axes (the group's standard setting)
+    "sq1033Isup2.rtv.combined.cif": (62, (5.9404, 8.2158, 5.7229), 1.5418),  # InLaO3
+    "sq3214Isup2.rtv.combined.cif": (62, (12.2665, 4.8875, 8.3697), 1.54059),  # EuI2
+}
+
+
+@pytest.mark.parametrize("name", sorted(IUCR_ORTHORHOMBIC_CELLS))
+def test_measured_orthorhombic_patterns_index_to_their_rietveld_cells_and_setting(name):
+    from tasks.readers import read_pdcif
+    from tests.conftest import shared_path
+
+    number, abc, wavelength = IUCR_ORTHORHOMBIC_CELLS[name]
+    cell = cell_for_answer(read_pdcif(shared_path("iucr_rietveld_pxrd_cifs", name), wavelength), number)
+    assert cell is not None
+    assert [cell[f"{x}_angstrom"] for x in "abc"] == pytest.approx(abc, rel=2e-3)
 
 
 @pytest.mark.parametrize("name", sorted(IUCR_CELLS))
