@@ -29,7 +29,7 @@ from functools import lru_cache
 
 import numpy as np
 
-from tasks.crystallography import space_group_type
+from tasks.crystallography import centring_allows, space_group_type
 from tasks.dichotomy_indexing import index_by_dichotomy, peak_tolerance_s
 from tasks.orthorhombic_indexing import allowed_mask, index_orthorhombic, rule_table, space_group_rules
 
@@ -105,15 +105,7 @@ class IndexedCell:
 def _allowed(h: np.ndarray, k: np.ndarray, l: np.ndarray, centring: str) -> np.ndarray:
     if ":" in centring:  # an orthorhombic space group's own conditions, axes relabelled
         return allowed_mask(centring, h, k, l)
-    if centring == "I":
-        return (h + k + l) % 2 == 0
-    if centring == "F":
-        return (h % 2 == k % 2) & (k % 2 == l % 2)
-    if centring == "C":
-        return (h + k) % 2 == 0
-    if centring == "R":
-        return (-h + k + l) % 3 == 0  # obverse setting on hexagonal axes
-    return np.ones_like(h, dtype=bool)
+    return centring_allows(centring, h, k, l)
 
 
 def calculated_lines(family: str, centring: str, axes: Axes, s_max: float) -> np.ndarray:

@@ -9,6 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from functools import lru_cache
 
+import numpy as np
 import spglib
 import spglib.error
 
@@ -43,6 +44,23 @@ def crystal_system_of(space_group_number: int) -> str:
         if n <= upper:
             return system
     raise AssertionError("unreachable")
+
+
+def centring_allows(centring: str, h, k, l) -> np.ndarray:
+    """Which reflections (h k l) a lattice centring allows (its integral reflection conditions): P all, C h + k
+    even, I h + k + l even, F h, k, l all even or all odd, R -h + k + l = 3n (obverse setting, hexagonal axes)."""
+    h, k, l = (np.asarray(x) for x in (h, k, l))
+    if centring == "P":
+        return np.ones(np.broadcast(h, k, l).shape, dtype=bool)
+    if centring == "C":
+        return (h + k) % 2 == 0
+    if centring == "I":
+        return (h + k + l) % 2 == 0
+    if centring == "F":
+        return (h % 2 == k % 2) & (k % 2 == l % 2)
+    if centring == "R":
+        return (-h + k + l) % 3 == 0
+    raise ValueError(f"unknown centring {centring!r}: P, C, I, F or R")
 
 
 def check_space_group_number(space_group_number: int) -> int:

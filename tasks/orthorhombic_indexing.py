@@ -26,6 +26,10 @@ from functools import lru_cache
 
 import numba
 import numpy as np
+import spglib
+
+from tasks.crystallography import centring_allows, hall_numbers_by_space_group
+from tasks.extinction import absent_reflections
 
 # Chosen on bench/cell_indexing.py's tuning draw (150 orthorhombic patterns, right cells after tasks.cells's
 # refinement): 10 / 12 / 15 / 20 peaks with 1, 1, 1 / 2, 2 missing 0.41 / 0.53 / 0.49 / 0.51 / 0.49; 6 lines per peak
@@ -49,19 +53,6 @@ def allowed_mask(rule: str, h: np.ndarray, k: np.ndarray, l: np.ndarray) -> np.n
     return rule_table(rule)[zero, h % 4, k % 4, l % 4].astype(bool)
 
 
-def _centring_allows(centring: str, hkl: np.ndarray) -> np.ndarray:
-    h, k, l = hkl.T
-    if centring == "P":
-        return np.ones(len(hkl), bool)
-    if centring == "C":
-        return (h + k) % 2 == 0
-    if centring == "I":
-        return (h + k + l) % 2 == 0
-    if centring == "F":
-        return (h % 2 == k % 2) & (k % 2 == l % 2)
-    raise ValueError(f"unknown rule {centring!r}: P, C, I, F or 'number:axes'")
-
-
 @lru_cache(maxsize=None)
 def rule_table(rule: str) -> np.ndarray:
     """``table[zero, h % 4, k % 4, l % 4]`` (uint8): whether a rule allows (h k l), ``zero`` = 4 [h = 0] + 2 [k = 0]
@@ -69,15 +60,10 @@ def rule_table(rule: str) -> np.ndarray:
     the indices within one of these zero patterns, so one representative of each entry decides it for every
     (h k l): the residue itself, 4 for a non-zero index of residue 0."""
     if ":" in rule:
-        import spglib
-
-        from tasks.crystallography import hall_numbers_by_space_group
-        from tasks.extinction import absent_reflections
-
         number, axes = rule.split(":")
         ops = spglib.get_symmetry_from_database(hall_numbers_by_space_group()[int(number)][0])
-    else:
-        _centring_allows(rule, np.zeros((0, 3), np.int64))  # an unknown rule fails here
+    elif rule not in ("P", "C", "I", "F"):
+        raise ValueError(f"unknown rule {rule!r}: P, C, I, F or 'number:axes'")
     table = np.zeros((8, 4, 4, 4), np.uint8)
     for zero in range(7):  # 7: (0 0 0)
         entries = [residues for residues in itertools.product(range(4), repeat=3)
@@ -90,7 +76,7 @@ def rule_table(rule: str) -> np.ndarray:
                 standard[:, "abc".index(axis)] = ours[:, i]
             allowed = ~absent_reflections(np.asarray(ops["rotations"]), np.asarray(ops["translations"]), standard)
         else:
-            allowed = _centring_allows(rule, ours)
+            allowed = centring_allows(rule, *ours.T)
         for residues, ok in zip(entries, allowed):
             table[(zero, *residues)] = ok
     table.flags.writeable = False
