@@ -72,9 +72,10 @@ Axes = tuple  # (a,) cubic, (a, c) tetragonal and hexagonal, (a, b, c) orthorhom
 @dataclass(frozen=True)
 class IndexedCell:
     """A cell of ``lattice`` (Pearson symbol: cP, cI, cF, tP, tI, hP, hR on hexagonal axes, oP, oC, oI, oF) for a
-    pattern's peaks; ``c_angstrom`` is None for cubic cells, ``b_angstrom`` None but for orthorhombic ones, whose
-    axes are in ascending length (oC: a <= b, the centred face (a, b)), which is not always the space group's
-    standard setting: relabel them for a Pnma or Cmcm description."""
+    pattern's peaks; ``c_angstrom`` is None for cubic cells, ``b_angstrom`` None but for orthorhombic ones. An
+    orthorhombic cell found with its space group's own conditions (``reflection_conditions`` "space group") has
+    the group's standard axes (Pnma's a, b, c); one found with its lattice's has them in ascending length (oC:
+    a <= b, the centred face (a, b))."""
 
     lattice: str
     a_angstrom: float
