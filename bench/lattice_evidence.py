@@ -6,8 +6,9 @@ MP prior, and the cells ``tasks/cells.py`` finds for the primitive cubic, tetrag
 lattices (de Wolff's M and the fraction of peaks indexed, with the pattern's own wavelength). A multinomial
 logistic regression over the 7 crystal systems, fitted on patterns of 800 of the draw's training materials (v),
 maps the model's system probabilities (and the cells' figures) to new ones; each space group's probability is
-scaled by its system's ratio. Scored on the held-out materials' patterns (b), in the same run: the answer as it is,
-recalibrated on the model's system probabilities alone (the baseline), with the orthorhombic cell, and with all four.
+scaled by its system's ratio. Scored on the held-out materials' patterns (b) and on the measured patterns (c) of
+bench/accuracy.py, in the same run: the answer as it is, recalibrated on the model's system probabilities alone (the
+baseline), with the orthorhombic cell, and with all four.
 
     python bench/lattice_evidence.py
 """
@@ -30,14 +31,28 @@ LATTICE_GROUPS = {"orthorhombic": 47, "cubic": 221, "tetragonal": 123, "hexagona
 HEADLINE = ("n", "sg_top1", "sg_top5", "crystal_system_accuracy", "extinction_group_accuracy", "ece")
 
 
+def _cells(pattern) -> tuple[np.ndarray, float]:
+    """(M, fraction indexed) of the cell of each lattice in ``LATTICE_GROUPS`` (0, 0 where none) for a pattern's
+    peaks, and the seconds the searches took."""
+    from tasks.cells import index_answer
+    from tasks.features import find_pattern_peaks
+
+    q = find_pattern_peaks(pattern).q_inv_angstrom
+    start = time.perf_counter()
+    cells = []
+    for number in LATTICE_GROUPS.values():
+        cell = index_answer(q, pattern.wavelength_angstrom, number)
+        cells += [0.0, 0.0] if cell is None else [cell.de_wolff_m, cell.peaks_indexed / cell.peaks_used]
+    return np.array(cells), time.perf_counter() - start
+
+
 def _patterns_and_cells(chunk: list[tuple[int, object, int]]) -> list[tuple[np.ndarray, np.ndarray, float, int]]:
     """Per (seed, structure, label): the features of one measured-like pattern, as ``tasks.datasets`` makes them,
     its cells' (M, fraction indexed) per lattice in ``LATTICE_GROUPS`` order (0, 0 where none), the seconds the
     four searches took, and the label."""
     from tasks.augment import MeasuredLikeAugmenter
-    from tasks.cells import index_answer
     from tasks.datasets import D_MIN_ANGSTROM
-    from tasks.features import XRDPatternFeaturizer, find_pattern_peaks
+    from tasks.features import XRDPatternFeaturizer
     from tasks.xrd import compute_reflections
 
     warnings.simplefilter("ignore")
@@ -50,13 +65,8 @@ def _patterns_and_cells(chunk: list[tuple[int, object, int]]) -> list[tuple[np.n
         except ValueError:  # an element without scattering factors, as tasks.datasets skips it
             continue
         pattern = augmenter.render(reflections, augmenter.sample(rng), rng)
-        q = find_pattern_peaks(pattern).q_inv_angstrom
-        start = time.perf_counter()
-        cells = []
-        for number in LATTICE_GROUPS.values():
-            cell = index_answer(q, pattern.wavelength_angstrom, number)
-            cells += [0.0, 0.0] if cell is None else [cell.de_wolff_m, cell.peaks_indexed / cell.peaks_used]
-        out.append((featurizer.featurize_array(pattern), np.array(cells), time.perf_counter() - start, label))
+        cells, seconds = _cells(pattern)
+        out.append((featurizer.featurize_array(pattern), cells, seconds, label))
     return out
 
 
@@ -104,30 +114,41 @@ def main() -> None:
     def system_probabilities(P):
         return np.clip(np.column_stack([P[:, system_of_class == k].sum(axis=1) for k in range(7)]), 1e-6, 1.0)
 
+    from bench.accuracy import measured_patterns
+    from tasks.features import XRDPatternFeaturizer
+
+    measured, measured_y, _, _ = measured_patterns()
+    measured_cells = [_cells(pattern) for pattern in measured]
+    sets["c"] = (XRDPatternFeaturizer().featurize_many(measured), np.array([c for c, _ in measured_cells]),
+                 np.array([t for _, t in measured_cells]), measured_y)
     P = {name: model.predict_proba(sets[name][0], prior) for name in sets}
     y_valid = np.array([SYSTEMS.index(crystal_system_of(y)) for y in sets["v"][3]])
-    rows = [("the shipped model, MP prior, as it is", evaluate_probabilities(P["b"], model.classes_, sets["b"][3]))]
+    rows = [(f"{s}: the shipped model, MP prior, as it is", evaluate_probabilities(P[s], model.classes_, sets[s][3]))
+            for s in ("b", "c")]
     for name, lattices in (("recalibrated on its crystal-system probabilities (baseline)", []),
                            ("with the orthorhombic cell", ["orthorhombic"]),
                            ("with the four lattices' cells", list(LATTICE_GROUPS))):
         features = {s: np.column_stack([np.log(system_probabilities(P[s])), _cell_features(sets[s][1], lattices)])
                     for s in sets}
         regression = LogisticRegression(C=1.0, max_iter=2000).fit(features["v"], y_valid)
-        old, new = system_probabilities(P["b"]), regression.predict_proba(features["b"])
-        adjusted = P["b"] * (new / old)[:, system_of_class]
-        adjusted /= adjusted.sum(axis=1, keepdims=True)
-        rows.append((name, evaluate_probabilities(adjusted, model.classes_, sets["b"][3])))
+        for s in ("b", "c"):
+            old, new = system_probabilities(P[s]), regression.predict_proba(features[s])
+            adjusted = P[s] * (new / old)[:, system_of_class]
+            adjusted /= adjusted.sum(axis=1, keepdims=True)
+            rows.append((f"{s}: {name}", evaluate_probabilities(adjusted, model.classes_, sets[s][3])))
+    rows.sort(key=lambda row: row[0][0])  # (b) first, then (c)
 
     cells_b = sets["b"][1]
     is_system = {s: np.array([crystal_system_of(y) == s for y in sets["b"][3]]) for s in ("orthorhombic", "monoclinic",
                                                                                          "triclinic")}
     m_ortho = cells_b[:, 0]
-    seconds = np.concatenate([sets["v"][2], sets["b"][2]])
+    seconds = np.concatenate([sets["v"][2], sets["b"][2]])  # simulated patterns only
     lines = ["## Cells as evidence for the crystal system (bench/lattice_evidence.py)", "",
              f"(b): {len(sets['b'][3])} measured-like patterns of the 800 held-out MP materials of bench/accuracy.py's "
              f"draw (new patterns, their own augmentation draws); the regression fitted on {len(sets['v'][3])} "
              "patterns of 800 of the draw's training materials (v). The shipped XRD model answers under the MP prior "
-             "counted on the other training materials. A candidate measured, not a feature of `spacegroup predict`.",
+             "counted on the other training materials. (c): the measured patterns of bench/accuracy.py, with the "
+             "same regressions. A candidate measured, not a feature of `spacegroup predict`.",
              "", "| answer | " + " | ".join(HEADLINE) + " |", "|" + "---|" * (len(HEADLINE) + 1)]
     for name, m in rows:
         lines.append(f"| {name} | " + " | ".join(f"{m[k]:d}" if isinstance(m[k], int) else f"{m[k]:.3f}"
