@@ -13,7 +13,7 @@ base-centred lattice only a <= b, the centred face being (a, b) (C; an A- or B-c
 with its axes relabelled). The centrings, and a space group's glide and screw conditions, are conditions on the
 indices mod 4 (``rule_table``), checked per line, so the search for a centred lattice or a space group sees only
 its allowed lines and finds its cell, not a cell whose extra lines would exceed the line budget (a Pnma crystal's
-cell has about half the lines of the primitive lattice's).
+cell has a third fewer lines than its primitive lattice's among the first peaks: 16 against 25 for InLaO3).
 
 This search is for the cell behind an orthorhombic answer (``tasks.cells``): at tens of milliseconds a pattern it
 is too slow for the classifier's features, which must stay near a millisecond a pattern.
