@@ -100,6 +100,20 @@ def test_predict_pattern_formula_structure_match_the_cli_contract(live):
     assert live.request("POST", "/predict", json={"structure": {"poscar": poscar}}).json()["space_group"]["number"] == 136
 
 
+def test_an_orthorhombic_answer_gets_its_cell_in_its_space_groups_setting(live):
+    from tests.science.test_cells import ORTHORHOMBIC, measured_like
+
+    structure, _, a, b, c = ORTHORHOMBIC["marcasite"]
+    pattern = measured_like(structure, 0.0, 0.03)
+    body = {"xrd": {"two_theta_deg": pattern.two_theta_deg.tolist(), "intensity": pattern.intensity.tolist(),
+                    "composition": "FeS2"}, "cell": True}
+    answer = live.request("POST", "/predict", json=body).json()
+    assert answer["space_group"]["symbol"] == "Pnnm", answer["top_k"]
+    cell = answer["cell"]
+    assert cell["lattice"] == "oP" and cell["reflection_conditions"] == "space group"
+    assert [cell["a_angstrom"], cell["b_angstrom"], cell["c_angstrom"]] == pytest.approx([a, b, c], rel=2e-3)
+
+
 def test_a_cell_is_indexed_for_a_pattern_on_request(live):
     from tasks.readers import read_pattern
 
@@ -113,6 +127,7 @@ def test_a_cell_is_indexed_for_a_pattern_on_request(live):
     # the example's cell: ZnO's 3.250 / 5.207 Å under the -0.78 % strain it was simulated with (bench/make_examples.py)
     assert cell["lattice"] == "hP" and abs(cell["a_angstrom"] - 3.2246) < 0.005
     assert abs(cell["c_angstrom"] - 5.1663) < 0.01
+    assert cell["b_angstrom"] is None and cell["reflection_conditions"] == "lattice"
     with open(EXAMPLES / "ZnO_wurtzite_CuKa.xy", "rb") as fh:
         uploaded = live.request("POST", "/predict", files={"file": ("ZnO.xy", fh)}, data={"cell": "true"}).json()
     assert uploaded["cell"] == cell
