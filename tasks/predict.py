@@ -252,6 +252,25 @@ class Predictor:
                 out.append(result)
         return out
 
+    def _predict_by_composition(self, patterns: list[PowderPattern], names: list[str],
+                                compositions: list[str | None], cells: bool = False) -> list[dict]:
+        """``predict_patterns`` once per composition among ``compositions`` (each pattern's, or None); a
+        composition the predictor refuses errors its own patterns only, not the others of the batch."""
+        out: list[dict | None] = [None] * len(patterns)
+        for composition in dict.fromkeys(compositions):
+            rows = [i for i, c in enumerate(compositions) if c == composition]
+            try:
+                if composition:
+                    self._composition_answer(composition)
+            except PredictionError as exc:
+                results = [{"input": names[i], "modality": "xrd", "error": str(exc)} for i in rows]
+            else:
+                results = self.predict_patterns([patterns[i] for i in rows], [names[i] for i in rows], cells,
+                                                composition)
+            for i, result in zip(rows, results):
+                out[i] = result
+        return out  # type: ignore[return-value]
+
     def predict_pattern(self, pattern: PowderPattern, name: str = "pattern", cells: bool = False,
                         composition: str | None = None) -> dict:
         return self.predict_patterns([pattern], [name], cells, composition)[0]
@@ -303,18 +322,10 @@ class Predictor:
         """Answers for :class:`tasks.inputs.PredictionInput` items, patterns batched through the model."""
         out: list[dict | None] = [None] * len(inputs)
         patterns = [(i, item) for i, item in enumerate(inputs) if item.modality == "xrd"]
-        for composition in dict.fromkeys(item.composition for _, item in patterns):
-            group = [(i, item) for i, item in patterns if item.composition == composition]
-            try:
-                if composition:  # its problems are its patterns' alone, not the other requests' in this batch
-                    self._composition_answer(composition)
-            except PredictionError as exc:
-                results = [{"input": p.name, "modality": "xrd", "error": str(exc)} for _, p in group]
-            else:
-                results = self.predict_patterns([p.value for _, p in group], [p.name for _, p in group],
-                                                composition=composition)
-            for (i, item), result in zip(group, results):
-                out[i] = _with_excluded(result, item.excluded_two_theta_deg)
+        results = self._predict_by_composition([p.value for _, p in patterns], [p.name for _, p in patterns],
+                                               [p.composition for _, p in patterns])
+        for (i, item), result in zip(patterns, results):
+            out[i] = _with_excluded(result, item.excluded_two_theta_deg)
         formulas = [(i, item) for i, item in enumerate(inputs) if item.modality == "formula"]
         if formulas:
             for (i, _), result in zip(formulas, self.predict_formulas([f.value for _, f in formulas])):
@@ -344,13 +355,8 @@ class Predictor:
 
         def flush():
             if pending:
-                results: list[dict | None] = [None] * len(pending)
-                for formula in dict.fromkeys(entry[3] for entry in pending):  # one model call per composition
-                    rows = [i for i, entry in enumerate(pending) if entry[3] == formula]
-                    answers = self.predict_patterns([pending[i][1] for i in rows], [pending[i][0] for i in rows],
-                                                    cells, formula)
-                    for i, answer in zip(rows, answers):
-                        results[i] = answer
+                results = self._predict_by_composition([p for _, p, _, _ in pending], [n for n, _, _, _ in pending],
+                                                       [c for _, _, _, c in pending], cells)
                 for (_, _, regions, _), result in zip(pending, results):
                     yield _with_excluded(result, regions)
                 pending.clear()
