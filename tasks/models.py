@@ -122,6 +122,7 @@ class SpaceGroupClassifier(ClassifierMixin, BaseEstimator):
         system_head: bool = True,
         structure_type_search: bool = False,
         candidate_reranking: bool = False,
+        lattice_evidence: bool = False,
         random_state: int = 0,
         n_jobs: int = 0,
     ) -> None:
@@ -142,6 +143,7 @@ class SpaceGroupClassifier(ClassifierMixin, BaseEstimator):
         self.system_head = system_head
         self.structure_type_search = structure_type_search
         self.candidate_reranking = candidate_reranking
+        self.lattice_evidence = lattice_evidence
         self.random_state = random_state
         self.n_jobs = n_jobs
 
@@ -182,6 +184,10 @@ class SpaceGroupClassifier(ClassifierMixin, BaseEstimator):
         encoded = np.searchsorted(self.classes_, y)
         train, valid, calib = _three_way_group_split(groups, self.validation_fraction, self.calibration_fraction,
                                                      self.random_state)
+        if self.lattice_evidence:  # refused now, not after the boosters' fit
+            from tasks.lattice_evidence import check_lattice_evidence_fit
+
+            check_lattice_evidence_fit(self.modality, len(calib))
         dtrain = xgb.DMatrix(X[train], label=encoded[train], missing=np.nan)
         dvalid = xgb.DMatrix(X[valid], label=encoded[valid], missing=np.nan)
         self.booster_ = xgb.train(
@@ -212,6 +218,7 @@ class SpaceGroupClassifier(ClassifierMixin, BaseEstimator):
             self._attach_reference_lines(reference_lines, groups if line_rows is None else line_rows)
         self.mixture_temperature_ = 1.0
         self.fit_answer_calibration(X[calib], encoded[calib], groups[calib])
+        self.fit_lattice_evidence(X[calib], encoded[calib])
         return self
 
     def refit_answer_calibration(self, X, y, groups, reference_lines=None, line_rows=None) -> "SpaceGroupClassifier":
@@ -231,6 +238,7 @@ class SpaceGroupClassifier(ClassifierMixin, BaseEstimator):
         _, _, calib = _three_way_group_split(groups, self.validation_fraction, self.calibration_fraction,
                                              self.random_state)
         self.fit_answer_calibration(X[calib], np.searchsorted(self.classes_, y[calib]), groups[calib])
+        self.fit_lattice_evidence(X[calib], np.searchsorted(self.classes_, y[calib]))
         return self
 
     def fit_answer_calibration(self, X_calib, encoded_calib, groups_calib) -> None:
@@ -253,6 +261,29 @@ class SpaceGroupClassifier(ClassifierMixin, BaseEstimator):
                                                                  self.random_state)
         proba = softmax(logits, axis=1)
         self.confidence_calibration_ = fit_beta_calibration(proba.max(axis=1), proba.argmax(axis=1) == encoded_calib)
+
+    def fit_lattice_evidence(self, X_calib, encoded_calib, cells: np.ndarray | None = None) -> None:
+        """With ``lattice_evidence``: the correction of the answer's crystal systems by the patterns' cells
+        (``tasks.lattice_evidence``), fitted on the calibration split with the answer so far as its offset;
+        ``cells`` are ``lattice_cells(X_calib)`` where the caller has them. Without: none."""
+        from tasks.lattice_evidence import LatticeEvidence, check_lattice_evidence_fit, lattice_cells
+
+        self.lattice_evidence_ = None
+        if not self.lattice_evidence:
+            return
+        check_lattice_evidence_fit(self.modality, len(X_calib))
+        X_calib = np.asarray(X_calib, dtype=np.float32)
+        if cells is None:
+            cells = lattice_cells(X_calib, self.feature_version, self.n_jobs)
+        system_log_proba = np.log(np.clip(self._system_marginals(self.predict_proba(X_calib)), 1e-9, 1.0))
+        self.lattice_evidence_ = LatticeEvidence.fit(system_log_proba, cells,
+                                                     self.systems_[self.class_system_[encoded_calib]])
+
+    def _system_marginals(self, proba: np.ndarray) -> np.ndarray:
+        """Each row's probability of each crystal system, in ``CRYSTAL_SYSTEMS`` order (n x 7)."""
+        out = np.zeros((len(proba), len(CRYSTAL_SYSTEMS)))
+        np.add.at(out.T, self.systems_[self.class_system_], proba.T)
+        return out
 
     def _search_inputs(self, X) -> tuple[np.ndarray, ...]:
         """What the structure-type search reads from feature rows: patterns, their peaks (up to a lattice scale
@@ -331,9 +362,12 @@ class SpaceGroupClassifier(ClassifierMixin, BaseEstimator):
                 booster.set_param({"nthread": n_threads})
 
     # -- inference ------------------------------------------------------------------------------------
-    def predict_proba(self, X, prior: SpaceGroupPrior | None = None) -> np.ndarray:
+    def predict_proba(self, X, prior: SpaceGroupPrior | None = None,
+                      lattice_cells: np.ndarray | None = None) -> np.ndarray:
         """Calibrated probabilities of ``classes_``; under ``prior`` instead of the training labels' frequencies
-        when given (Bayes' rule on the calibrated posterior; no change for a model that does not know them)."""
+        when given (Bayes' rule on the calibrated posterior; no change for a model that does not know them); with
+        the rows' ``lattice_cells`` (``tasks.lattice_evidence``), their crystal systems corrected by the cells
+        (models fitted with ``lattice_evidence`` only)."""
         X = np.asarray(X, dtype=np.float32)
         if X.ndim != 2 or X.shape[1] != self.n_features_in_:
             raise ValueError(f"expected {self.n_features_in_} features per row, got shape {X.shape}")
@@ -350,9 +384,25 @@ class SpaceGroupClassifier(ClassifierMixin, BaseEstimator):
         if calibration != IDENTITY:
             log_proba = log_softmax(logits, axis=1)
             logits = with_top_confidence(log_proba, beta_calibrated(calibration, np.exp(log_proba.max(axis=1))))
+        if lattice_cells is not None:
+            logits = log_softmax(logits, axis=1) + self._lattice_shift(lattice_cells, len(X))
         if prior is not None:
             logits = logits + self._prior_shift(prior)
         return softmax(logits, axis=1)
+
+    @property
+    def has_lattice_evidence(self) -> bool:
+        return self.__dict__.get("lattice_evidence_") is not None
+
+    def _lattice_shift(self, lattice_cells: np.ndarray, n_rows: int) -> np.ndarray:
+        """The lattice evidence's log-shift of each class (n x classes)."""
+        if not self.has_lattice_evidence:
+            raise ValueError("this model was trained without the lattice evidence (lattice_evidence=False); "
+                             "retrain it with `spacegroup train --lattice-evidence` to use it")
+        lattice_cells = np.asarray(lattice_cells, dtype=float)
+        if len(lattice_cells) != n_rows:
+            raise ValueError(f"{len(lattice_cells)} rows of lattice cells for {n_rows} patterns")
+        return self.lattice_evidence_.log_shift(lattice_cells)[:, self.systems_[self.class_system_]]
 
     def _mixed_logits(self, logits: np.ndarray, vote: np.ndarray, best_similarity: np.ndarray) -> np.ndarray:
         """The boosters' answer mixed with the structure-type vote, as log-probabilities."""
@@ -392,9 +442,11 @@ class SpaceGroupClassifier(ClassifierMixin, BaseEstimator):
     def predict(self, X) -> np.ndarray:
         return self.classes_[np.argmax(self.predict_proba(X), axis=1)]
 
-    def rank(self, X, k: int = 5, prior: SpaceGroupPrior | None = None) -> list[RankedPrediction]:
-        """Top-``k`` space groups per row with crystal-system and extinction-group marginals (under ``prior``)."""
-        return rank_rows(self.predict_proba(X, prior), self.classes_, k, self.abstain_threshold)
+    def rank(self, X, k: int = 5, prior: SpaceGroupPrior | None = None,
+             lattice_cells: np.ndarray | None = None) -> list[RankedPrediction]:
+        """Top-``k`` space groups per row with crystal-system and extinction-group marginals (under ``prior``, with
+        the ``lattice_cells`` evidence as ``predict_proba``)."""
+        return rank_rows(self.predict_proba(X, prior, lattice_cells), self.classes_, k, self.abstain_threshold)
 
     # -- persistence ----------------------------------------------------------------------------------
     def to_bytes(self) -> bytes:
@@ -417,6 +469,8 @@ class SpaceGroupClassifier(ClassifierMixin, BaseEstimator):
             arrays["neighbour_mixture"] = np.array([*self.neighbour_gate_, self.mixture_temperature_])
         if self.__dict__.get("reranker_") is not None:
             arrays |= self.reranker_.to_arrays()
+        if self.has_lattice_evidence:
+            arrays |= self.lattice_evidence_.to_arrays()
         arrays["confidence_calibration"] = np.array(getattr(self, "confidence_calibration_", IDENTITY))
         buffer = io.BytesIO()
         np.savez_compressed(buffer, **arrays)
@@ -457,6 +511,11 @@ class SpaceGroupClassifier(ClassifierMixin, BaseEstimator):
                     if model.neighbours_ is None:
                         raise ValueError("a candidate re-ranker without the structure-type search it re-ranks")
                     model.reranker_ = CandidateReranker.from_arrays(archive)
+                model.lattice_evidence_ = None
+                if "lattice_evidence" in archive.files:
+                    from tasks.lattice_evidence import LatticeEvidence
+
+                    model.lattice_evidence_ = LatticeEvidence.from_arrays(archive)
                 model.confidence_calibration_ = (tuple(float(v) for v in archive["confidence_calibration"])
                                                  if "confidence_calibration" in archive.files else IDENTITY)
                 if len(model.confidence_calibration_) != 3:

@@ -68,12 +68,16 @@ def default_parameters(engine) -> dict:
 
 def train_and_maybe_promote(engine, store: ArtifactStore, reports_dir, *, n_crystals: int, n_augment: int,
                             seed: int, n_trials: int, n_estimators: int = 400, margin: float = 0.0,
-                            allow_promotion: bool = True, progress=None, generator: GeneratorConfig = GeneratorConfig()
-                            ) -> tuple[PipelineReport, SpaceGroupClassifier]:
+                            allow_promotion: bool = True, progress=None, generator: GeneratorConfig = GeneratorConfig(),
+                            lattice_evidence: bool = False) -> tuple[PipelineReport, SpaceGroupClassifier]:
+    """A challenger trained on synthetic crystals; with ``lattice_evidence`` it also learns how the patterns'
+    cells correct its crystal systems (``tasks.lattice_evidence``), which ``spacegroup predict --lattice-evidence``
+    uses."""
     bootstrap_pretrained(engine, store)
-    options = SYNTHETIC_TYPES_MODEL_OPTIONS if generator.prototype_fraction > 0 else {}
+    options = dict(SYNTHETIC_TYPES_MODEL_OPTIONS if generator.prototype_fraction > 0 else {})
+    options |= {"lattice_evidence": True} if lattice_evidence else {}
     features = synthetic_xrd_features(n_crystals, n_augment, seed, progress=progress, config=generator,
-                                      with_lines=bool(options))
+                                      with_lines=generator.prototype_fraction > 0)
     if n_trials > 0:
         params, history = search_hyperparameters(features, n_trials, seed)
     else:
@@ -140,8 +144,8 @@ MIN_DATASET_MATERIALS = 40
 
 def train_on_dataset_and_maybe_promote(engine, store: ArtifactStore, reports_dir, cache_dir, dataset, *,
                                        n_augment: int = 2, seed: int = 0, n_estimators: int = 400,
-                                       margin: float = 0.0, allow_promotion: bool = True,
-                                       n_jobs: int = 0) -> tuple[PipelineReport, SpaceGroupClassifier]:
+                                       margin: float = 0.0, allow_promotion: bool = True, n_jobs: int = 0,
+                                       lattice_evidence: bool = False) -> tuple[PipelineReport, SpaceGroupClassifier]:
     """A challenger trained on a registry dataset version, judged against the champion on the frozen hold-out
     materials of that source (never trained on by either)."""
     from storage.materials import dataset_materials
@@ -157,7 +161,8 @@ def train_on_dataset_and_maybe_promote(engine, store: ArtifactStore, reports_dir
     train, holdout = split_frozen_holdout(features, materials)
     if len(holdout) == 0 or len(set(train.space_group.tolist())) < 2:
         raise ValueError(f"dataset {dataset.id} is too small or too uniform to train and evaluate on")
-    result = fit_and_validate(train, default_parameters(engine) | REAL_PATTERN_MODEL_OPTIONS, seed, n_estimators)
+    options = REAL_PATTERN_MODEL_OPTIONS | ({"lattice_evidence": True} if lattice_evidence else {})
+    result = fit_and_validate(train, default_parameters(engine) | options, seed, n_estimators)
     metrics = evaluate_probabilities(result.model.predict_proba(holdout.X), result.model.classes_,
                                      holdout.space_group)
     eval_name = f"frozen_holdout:{dataset.source}"

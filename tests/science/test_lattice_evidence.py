@@ -1,0 +1,145 @@
+"""Indexing as evidence for the crystal system: each lattice's cell from a feature row's first peaks, the fitted
+correction of a model's systems, and its place in the model (fit, answer, artifact)."""
+
+import numpy as np
+import pytest
+from scipy.special import softmax
+
+from tasks.crystallography import CRYSTAL_SYSTEMS
+from tasks.features import XRD_FEATURE_VERSION, XRDPatternFeaturizer
+from tasks.lattice_evidence import (LATTICE_SEARCHES, MIN_FIT_PATTERNS, LatticeEvidence, evidence_columns,
+                                    lattice_cells, lattice_evidence_dict)
+from tasks.models import ModelFormatError, SpaceGroupClassifier
+from tests.science.test_cells import ORTHORHOMBIC, STRUCTURES, measured_like
+
+ORTHO = list(LATTICE_SEARCHES).index("orthorhombic")
+
+
+def _cells_of(structure):
+    X = XRDPatternFeaturizer().featurize_many([measured_like(structure, 0.002, 0.03)])
+    return lattice_cells(X, XRD_FEATURE_VERSION)[0]
+
+
+def test_each_pattern_is_indexed_by_its_own_lattice_from_its_feature_row():
+    marcasite = lattice_evidence_dict(_cells_of(ORTHORHOMBIC["marcasite"][0]))
+    assert marcasite["orthorhombic"]["de_wolff_m"] > 20 and marcasite["orthorhombic"]["fraction_indexed"] >= 0.9
+    assert marcasite["cubic"] is None or marcasite["cubic"]["de_wolff_m"] < 10
+    rutile = lattice_evidence_dict(_cells_of(STRUCTURES["rutile"][0]))
+    assert rutile["tetragonal"]["de_wolff_m"] > 20 and rutile["tetragonal"]["fraction_indexed"] == 1.0
+    assert set(rutile) == set(LATTICE_SEARCHES)
+
+
+def test_rows_without_peaks_have_no_cells_and_other_feature_versions_are_refused():
+    X = np.full((2, XRDPatternFeaturizer().n_features), np.nan)
+    assert np.array_equal(lattice_cells(X, XRD_FEATURE_VERSION), np.zeros((2, 8)))
+    with pytest.raises(ValueError, match="lattice evidence"):
+        lattice_cells(X, "xrd-some-other-version")
+
+
+def _labelled_cells(n: int, seed: int = 0):
+    """Systems drawn among orthorhombic, monoclinic and triclinic; an orthorhombic pattern's primitive cell has a
+    high M for 60 % of them, any other pattern's rarely."""
+    rng = np.random.default_rng(seed)
+    systems = rng.choice([CRYSTAL_SYSTEMS.index(s) for s in ("orthorhombic", "monoclinic", "triclinic")], n)
+    is_ortho = systems == CRYSTAL_SYSTEMS.index("orthorhombic")
+    indexed = np.where(is_ortho, rng.random(n) < 0.6, rng.random(n) < 0.03)
+    cells = np.zeros((n, 8))
+    cells[:, 2 * ORTHO] = np.where(indexed, rng.uniform(25, 80, n), rng.uniform(2, 8, n))
+    cells[:, 2 * ORTHO + 1] = np.where(indexed, 1.0, rng.uniform(0.6, 0.9, n))
+    return cells, systems, indexed
+
+
+def test_the_fit_learns_what_the_cells_add_to_the_model():
+    cells, systems, indexed = _labelled_cells(1500)
+    knows_nothing = np.log(np.full((1500, 7), 1 / 7))
+    evidence = LatticeEvidence.fit(knows_nothing, cells, systems)
+    test_cells, test_systems, test_indexed = _labelled_cells(1000, seed=1)
+    proba = softmax(knows_nothing[:1000] + evidence.log_shift(test_cells), axis=1)
+    ortho = proba[:, CRYSTAL_SYSTEMS.index("orthorhombic")]
+    # Bayes' answer for an indexed pattern: 0.6 / (0.6 + 2 x 0.03) = 0.91; for one not indexed: 0.4 / 2.34 = 0.17
+    assert ortho[test_indexed].mean() == pytest.approx(0.91, abs=0.05)
+    assert ortho[~test_indexed].mean() == pytest.approx(0.17, abs=0.05)
+    assert proba[:, [CRYSTAL_SYSTEMS.index("cubic"), CRYSTAL_SYSTEMS.index("hexagonal")]].max() < 0.01
+
+
+def test_cells_that_tell_nothing_new_leave_the_answer_nearly_as_it_was():
+    cells, systems, _ = _labelled_cells(1500)
+    rng = np.random.default_rng(3)
+    cells = cells[rng.permutation(1500)]  # the cells of other patterns: no information on these
+    frequencies = np.bincount(systems, minlength=7) / 1500 + 1e-6
+    evidence = LatticeEvidence.fit(np.log(np.tile(frequencies, (1500, 1))), cells, systems)
+    shift = evidence.log_shift(cells)
+    assert np.abs(shift - shift.mean(axis=1, keepdims=True)).max() < 0.3
+
+
+def test_too_few_patterns_and_wrong_shapes_are_refused_by_name():
+    cells, systems, _ = _labelled_cells(MIN_FIT_PATTERNS - 1)
+    with pytest.raises(ValueError, match=f"at least {MIN_FIT_PATTERNS}"):
+        LatticeEvidence.fit(np.zeros((len(systems), 7)), cells, systems)
+    with pytest.raises(ValueError, match="system log-probabilities"):
+        LatticeEvidence.fit(np.zeros((len(systems), 6)), cells, systems)
+    with pytest.raises(ValueError, match="8 cell figures"):
+        evidence_columns(np.zeros((3, 6)))
+    with pytest.raises(ValueError, match="shape"):
+        LatticeEvidence.from_arrays({"lattice_evidence": np.zeros((12, 6))})
+
+
+@pytest.fixture(scope="module")
+def toy_model():
+    """A small model over one monoclinic, one orthorhombic, one hexagonal and one cubic group, with a lattice
+    evidence fitted on cells that mark its orthorhombic rows."""
+    rng = np.random.default_rng(0)
+    classes = np.array([14, 62, 194, 225])
+    y = np.repeat(classes, 120)
+    X = rng.normal(scale=1.5, size=(4, 6))[np.searchsorted(classes, y)] + rng.normal(size=(480, 6))
+    model = SpaceGroupClassifier(n_estimators=40, max_depth=3).fit(X, y, groups=np.arange(480) // 2)
+    cells, _, _ = _labelled_cells(480)
+    cells[:, 2 * ORTHO] = np.where(y == 62, 40.0, 3.0)
+    cells[:, 2 * ORTHO + 1] = np.where(y == 62, 1.0, 0.7)
+    model.set_params(lattice_evidence=True)
+    model.fit_lattice_evidence(X, np.searchsorted(model.classes_, y), cells)
+    return model, X, y, cells
+
+
+def test_the_model_moves_each_group_by_its_systems_shift_and_keeps_it_in_its_artifact(toy_model):
+    model, X, y, cells = toy_model
+    plain, corrected = model.predict_proba(X), model.predict_proba(X, lattice_cells=cells)
+    shift = model.lattice_evidence_.log_shift(cells)
+    columns = [CRYSTAL_SYSTEMS.index(s) for s in ("monoclinic", "orthorhombic", "hexagonal", "cubic")]
+    assert np.allclose(corrected, softmax(np.log(plain) + shift[:, columns], axis=1), atol=1e-9)
+    orthorhombic = y == 62
+    assert corrected[orthorhombic, 1].mean() > plain[orthorhombic, 1].mean()
+    loaded = SpaceGroupClassifier.from_bytes(model.to_bytes())
+    assert loaded.has_lattice_evidence and loaded.get_params()["lattice_evidence"] is True
+    assert np.allclose(loaded.predict_proba(X, lattice_cells=cells), corrected, atol=1e-6)
+    ranked = loaded.rank(X[:3], k=2, lattice_cells=cells[:3])
+    assert [r.space_groups[0] for r in ranked] == list(loaded.classes_[corrected[:3].argmax(axis=1)])
+
+
+def test_a_model_without_the_evidence_says_how_to_get_it(toy_model):
+    model, X, _, cells = toy_model
+    plain = SpaceGroupClassifier.from_bytes(model.to_bytes())
+    plain.lattice_evidence_ = None
+    with pytest.raises(ValueError, match="--lattice-evidence"):
+        plain.predict_proba(X, lattice_cells=cells)
+    with pytest.raises(ValueError, match="rows of lattice cells"):
+        model.predict_proba(X, lattice_cells=cells[:5])
+    data = model.to_bytes()
+    import io
+
+    with np.load(io.BytesIO(data)) as archive:
+        arrays = dict(archive)
+    arrays["lattice_evidence"] = np.zeros((12, 3))
+    buffer = io.BytesIO()
+    np.savez(buffer, **arrays)
+    with pytest.raises(ModelFormatError, match="lattice evidence weights"):
+        SpaceGroupClassifier.from_bytes(buffer.getvalue())
+
+
+def test_a_formula_model_or_a_small_calibration_split_is_refused_before_training():
+    rng = np.random.default_rng(0)
+    X, y = rng.normal(size=(200, 4)), np.repeat([14, 62], 100)
+    with pytest.raises(ValueError, match="XRD models only"):
+        SpaceGroupClassifier(modality="formula", lattice_evidence=True).fit(X, y)
+    with pytest.raises(ValueError, match=f"at least {MIN_FIT_PATTERNS}"):
+        SpaceGroupClassifier(lattice_evidence=True).fit(X, y)
