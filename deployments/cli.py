@@ -57,8 +57,13 @@ def build_parser() -> argparse.ArgumentParser:
                               "(files it does not list are answered from the pattern alone)")
     predict.add_argument("--top-k", type=int, default=5)
     predict.add_argument("--cell", action="store_true",
-                         help="also index each pattern: a cell of its answer's lattice (cubic, tetragonal, hexagonal "
-                              "or rhombohedral) refined with a zero shift, and de Wolff's M20 (a few ms per pattern)")
+                         help="also index each pattern: a cell of its answer's lattice (cubic, tetragonal, hexagonal, "
+                              "rhombohedral or orthorhombic) refined with a zero shift, and de Wolff's M20 (a few ms "
+                              "per pattern; ~0.4 s for orthorhombic answers)")
+    predict.add_argument("--lattice-evidence", action="store_true",
+                         help="index each pattern in the primitive cubic, tetragonal, hexagonal and orthorhombic "
+                              "lattices and let the cells correct the crystal system (models trained with "
+                              "--lattice-evidence; ~0.15 s per pattern)")
     predict.add_argument("--json", action="store_true", help="JSON Lines, one object per input")
     predict.add_argument("--prior", choices=PRIORS, default=None,
                          help="space-group prior of the answers: mp (how often each space group occurs among Materials "
@@ -87,6 +92,10 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--estimators", type=int, default=400)
     train.add_argument("--margin", type=float, default=None,
                        help="SG top-1 gain on the frozen set needed to promote (default SPACEGROUP_PROMOTION_MARGIN)")
+    train.add_argument("--lattice-evidence", action="store_true",
+                       help="XRD: also learn how the patterns' indexed cells correct the crystal system, for "
+                            "`spacegroup predict --lattice-evidence` (training indexes the calibration patterns: "
+                            "~0.15 s each)")
     train.add_argument("--no-promote", action="store_true", help="register only; never promote")
     train.add_argument("--export", type=Path, help="also write the artifact and its metadata JSON here (a .npz path)")
     _add_common(train)

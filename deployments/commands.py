@@ -60,6 +60,7 @@ def _load_predictor(top_k: int, prior: str | None = None):
 def cmd_predict(args) -> int:
     from tasks.excluded_regions import parse_regions, validate_substrates
     from tasks.patterns import PatternError
+    from tasks.predict import PredictionError
     from tasks.xrd import resolve_wavelength
 
     formulas = list(args.formula)
@@ -103,10 +104,13 @@ def cmd_predict(args) -> int:
     predictor = load_predictor(args.top_k, args.prior)
     n_errors = 0
     try:
-        results = list(predictor.predict_paths(args.paths, args.wavelength, excluded_two_theta_deg=excluded,
+        results = (list(predictor.predict_paths(args.paths, args.wavelength, excluded_two_theta_deg=excluded,
                                                substrates=substrates, cells=args.cell,
-                                               composition=composition)) if args.paths else []
+                                               composition=composition, lattice_evidence=args.lattice_evidence))
+                   if args.paths else [])
         results += predictor.predict_formulas(formulas) if formulas else []
+    except PredictionError as exc:  # what refuses the whole request (a model without --lattice-evidence)
+        raise UserFacingError(str(exc)) from None
     finally:
         predictor.close()
     for result in results:
@@ -128,7 +132,7 @@ def _human(result: dict) -> str:
     return (f"{result['input']} [{result['modality']}{given}]: {result['space_group']['symbol']} "
             f"({result['space_group']['number']}), {result['crystal_system']} "
             f"(p={result['crystal_system_probability']:.2f}); extinction group {ext['id']} {ext['label']}; "
-            f"top: {top}{flag}{_human_sources(result)}{_human_cell(result)}")
+            f"top: {top}{flag}{_human_sources(result)}{_human_lattices(result)}{_human_cell(result)}")
 
 
 def _human_sources(result: dict) -> str:
@@ -138,6 +142,16 @@ def _human_sources(result: dict) -> str:
         return ""
     return (f"; {first['symbol']} from the pattern alone {first['pattern_probability']:.2f}, from the formula alone "
             f"{first['formula_probability']:.2f}")
+
+
+def _human_lattices(result: dict) -> str:
+    """With the lattice evidence: each primitive lattice's best cell's M (and fraction of peaks indexed)."""
+    if "lattice_evidence" not in result:
+        return ""
+    cells = [f"{lattice} none" if cell is None
+             else f"{lattice} M {cell['de_wolff_m']:.1f} ({cell['fraction_indexed']:.0%})"
+             for lattice, cell in result["lattice_evidence"].items()]
+    return "; cells: " + ", ".join(cells)
 
 
 def _human_cell(result: dict) -> str:
@@ -164,6 +178,8 @@ def cmd_train(args) -> int:
     from tasks.synthetic import GeneratorConfig
 
     if args.modality == "formula":
+        if args.lattice_evidence:
+            raise UserFacingError("--lattice-evidence indexes patterns: it is for --modality xrd")
         return _train_formula(args)
     if args.source in ("mp", "dataset"):
         return _train_xrd_on_dataset(args)
@@ -173,14 +189,18 @@ def cmd_train(args) -> int:
         raise UserFacingError(f"--structure-types is a share between 0 and 1, not {args.structure_types:g}")
     settings, engine, store = _registry()
     update, bars = _progress_bar(args.crystals, args.crystals * args.augment)
-    report, model = train_and_maybe_promote(
-        engine, store, settings.reports_dir, n_crystals=args.crystals, n_augment=args.augment, seed=args.seed,
-        n_trials=args.trials, n_estimators=args.estimators,
-        margin=args.margin if args.margin is not None else settings.promotion_margin,
-        allow_promotion=not args.no_promote, progress=update,
-        generator=GeneratorConfig(prototype_fraction=args.structure_types))
-    for bar in bars.values():
-        bar.close()
+    try:
+        report, model = train_and_maybe_promote(
+            engine, store, settings.reports_dir, n_crystals=args.crystals, n_augment=args.augment, seed=args.seed,
+            n_trials=args.trials, n_estimators=args.estimators,
+            margin=args.margin if args.margin is not None else settings.promotion_margin,
+            allow_promotion=not args.no_promote, progress=update,
+            generator=GeneratorConfig(prototype_fraction=args.structure_types), lattice_evidence=args.lattice_evidence)
+    except ValueError as exc:  # a training set too small for what was asked
+        raise UserFacingError(str(exc)) from None
+    finally:
+        for bar in bars.values():
+            bar.close()
     if args.export:
         _export(args.export, report, model, args)
     _print_training_report(report, settings)
@@ -204,14 +224,16 @@ def _train_xrd_on_dataset(args) -> int:
         report, model = train_on_dataset_and_maybe_promote(
             engine, store, settings.reports_dir, settings.cache_dir, dataset, n_augment=args.augment, seed=args.seed,
             n_estimators=args.estimators, allow_promotion=not args.no_promote, n_jobs=settings.n_jobs,
-            margin=args.margin if args.margin is not None else settings.promotion_margin)
+            margin=args.margin if args.margin is not None else settings.promotion_margin,
+            lattice_evidence=args.lattice_evidence)
     except ValueError as exc:
         raise UserFacingError(str(exc)) from None
     if args.export:
         _export(args.export, report, model, args, dataset=f"dataset {dataset.id} ({dataset.source})",
                 metrics_key="frozen_holdout",
                 command=f"spacegroup train --modality xrd --source {args.source} --augment {args.augment} "
-                        f"--seed {args.seed} --estimators {args.estimators} --export {args.export}")
+                        f"--seed {args.seed} --estimators {args.estimators}"
+                        + (" --lattice-evidence" if args.lattice_evidence else "") + f" --export {args.export}")
     _print_training_report(report, settings)
     return 0
 
@@ -327,6 +349,7 @@ def _export(path: Path, report, model, args, modality: str = "xrd", dataset: str
                               f"--augment {args.augment} --seed {args.seed} --trials {args.trials} "
                               f"--estimators {args.estimators}"
                               + (f" --structure-types {structure_types:g}" if structure_types else "")
+                              + (" --lattice-evidence" if getattr(args, "lattice_evidence", False) else "")
                               + f" --export {path}",
     }
     if modality == "xrd" and getattr(args, "trials", 0) > 0:

@@ -32,6 +32,7 @@ class PredictionInput:
     input_hash: str
     excluded_two_theta_deg: list[tuple[float, float]] = field(default_factory=list)  # taken out of a pattern
     composition: str | None = None  # a pattern's sample's formula, read by the formula model too (tasks.combine)
+    lattice_evidence: bool = False  # a pattern's answer corrected by its indexed cells (tasks.lattice_evidence)
 
 
 _NUMBER_TYPES = frozenset((int, float))
@@ -74,7 +75,7 @@ def parse_composition(value: Any, field: str) -> str:
 def parse_prediction_input(item: Any, default_wavelength: str | float = "CuKa", max_points: int | None = None,
                            max_sites: int = 500, name: str | None = None) -> PredictionInput:
     """Exactly one of ``xrd`` {two_theta_deg, intensity, wavelength, exclude_two_theta_deg, substrate,
-    composition}, ``formula``, ``structure`` {cif|poscar}."""
+    composition, lattice_evidence}, ``formula``, ``structure`` {cif|poscar}."""
     if not isinstance(item, dict):
         raise InputError("the request must be a JSON object with one of 'xrd', 'formula' or 'structure'")
     given = [key for key in MODALITIES if key in item]
@@ -130,6 +131,9 @@ def parse_prediction_input(item: Any, default_wavelength: str | float = "CuKa", 
         raise InputError("'xrd.exclude_two_theta_deg' must be an array of [start, end] pairs in degrees 2θ")
     composition = spec.get("composition")
     composition = None if composition is None else parse_composition(composition, "xrd.composition")
+    lattice_evidence = spec.get("lattice_evidence", False)
+    if not isinstance(lattice_evidence, bool):
+        raise InputError("'xrd.lattice_evidence' must be true or false")
     substrates = spec.get("substrate") or []
     substrates = [substrates] if isinstance(substrates, str) else substrates
     if not isinstance(substrates, list):
@@ -147,5 +151,6 @@ def parse_prediction_input(item: Any, default_wavelength: str | float = "CuKa", 
         raise InputError(str(exc)) from None
     digest = hashlib.sha256(pattern.two_theta_deg.tobytes() + pattern.intensity.tobytes()
                             + str(pattern.wavelength_angstrom).encode()
-                            + (f"|{composition}".encode() if composition else b"")).hexdigest()
-    return PredictionInput("xrd", label, pattern, digest, regions, composition)
+                            + (f"|{composition}".encode() if composition else b"")
+                            + (b"|lattice-evidence" if lattice_evidence else b"")).hexdigest()
+    return PredictionInput("xrd", label, pattern, digest, regions, composition, lattice_evidence)

@@ -53,7 +53,14 @@ SCHEMAS = {
                                                           "shows are excluded (listed in the answer's regions)"},
         "composition": {"type": "string", "examples": ["Fe2O3"],
                         "description": "the sample's formula: the pattern is answered by the XRD and the formula "
-                                       "model together (the answer's prior is then 'composition')"}}},
+                                       "model together (the answer's prior is then 'composition')"},
+        "lattice_evidence": {"type": "boolean", "default": False,
+                             "description": "index the pattern in the primitive cubic, tetragonal, hexagonal and "
+                                            "orthorhombic lattices and correct the crystal system by the cells "
+                                            "(models trained with it; ~0.15 s); the cells are in the answer"}}},
+    "LatticeCell": {"type": ["object", "null"], "description": "the lattice's best cell; null where none indexes the "
+                    "peaks", "properties": {"de_wolff_m": {"type": "number"},
+                                            "fraction_indexed": {"type": "number"}}},
     "Structure": {"type": "object", "description": "exactly one of cif or poscar (the file's text)",
                   "properties": {"cif": {"type": "string"}, "poscar": {"type": "string"}}},
     "PredictRequest": {"type": "object", "description": "exactly one of xrd, formula, structure", "properties": {
@@ -93,7 +100,11 @@ SCHEMAS = {
                        "formula_model_version": {"type": "object"},
                        "excluded_two_theta_deg": {"type": "array", "items": {"type": "array"},
                                                   "description": "the 2θ regions taken out of the pattern, if any"},
-                       "cell": _ref("Cell")}},
+                       "cell": _ref("Cell"),
+                       "lattice_evidence": {"type": "object", "description": "with xrd.lattice_evidence: each "
+                                            "primitive lattice's best cell",
+                                            "properties": {lattice: _ref("LatticeCell") for lattice in
+                                                           ("orthorhombic", "cubic", "tetragonal", "hexagonal")}}}},
     "BatchRequest": {"type": "object", "required": ["items"], "properties": {
         "items": {"type": "array", "items": _ref("PredictRequest"), "minItems": 1},
         "callback_url": {"type": "string", "format": "uri",
@@ -156,7 +167,9 @@ def openapi_document() -> dict:
                     "substrate": {"type": "string", "examples": ["FTO"],
                                   "description": "substrates whose lines to take out (comma-separated)"},
                     "composition": {"type": "string", "examples": ["Fe2O3"],
-                                    "description": "the sample's formula, read by the formula model too"}}}}}},
+                                    "description": "the sample's formula, read by the formula model too"},
+                    "lattice_evidence": {"type": "string", "examples": ["true"],
+                                         "description": "correct the crystal system by the pattern's cells"}}}}}},
             "responses": {"200": _ok("prediction", _ref("Prediction")), "400": PROBLEM, "413": PROBLEM,
                           "415": PROBLEM, "422": PROBLEM, "503": PROBLEM, **AUTH_ERRORS}}},
         "/predict/batch": {"post": {

@@ -114,14 +114,18 @@ def _flag(body: dict, key: str) -> bool:
 
 
 def _pattern_input(name: str, pattern, excluded, data: bytes, digest: str) -> PredictionInput:
-    """An uploaded pattern with the form's ``composition`` (the sample's), if given: part of its hash too."""
+    """An uploaded pattern with the form's ``composition`` (the sample's) and ``lattice_evidence``, if given: part
+    of its hash too."""
     from tasks.inputs import parse_composition
 
+    evidence = _form_flag("lattice_evidence")
     raw = request.form.get("composition", "").strip()
-    if not raw:
+    composition = parse_composition(raw, "composition") if raw else None  # an InputError is answered 422
+    if composition is None and not evidence:
         return PredictionInput("xrd", name, pattern, digest, excluded)
-    composition = parse_composition(raw, "composition")  # an InputError is a ValueError: answered 422
-    return PredictionInput("xrd", name, pattern, input_hash(data.hex() + f"|{composition}"), excluded, composition)
+    digest = input_hash(data.hex() + (f"|{composition}" if composition else "")
+                        + ("|lattice-evidence" if evidence else ""))
+    return PredictionInput("xrd", name, pattern, digest, excluded, composition, evidence)
 
 
 def _form_flag(key: str) -> bool:
