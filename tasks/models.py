@@ -217,8 +217,8 @@ class SpaceGroupClassifier(ClassifierMixin, BaseEstimator):
         if reference_lines is not None:
             self._attach_reference_lines(reference_lines, groups if line_rows is None else line_rows)
         self.mixture_temperature_ = 1.0
-        self.fit_answer_calibration(X[calib], encoded[calib], groups[calib])
-        self.fit_lattice_evidence(X[calib], encoded[calib])
+        answers = self.fit_answer_calibration(X[calib], encoded[calib], groups[calib])
+        self.fit_lattice_evidence(X[calib], encoded[calib], answers=answers)
         return self
 
     def refit_answer_calibration(self, X, y, groups, reference_lines=None, line_rows=None) -> "SpaceGroupClassifier":
@@ -237,13 +237,16 @@ class SpaceGroupClassifier(ClassifierMixin, BaseEstimator):
             self._attach_reference_lines(reference_lines, groups if line_rows is None else line_rows)
         _, _, calib = _three_way_group_split(groups, self.validation_fraction, self.calibration_fraction,
                                              self.random_state)
-        self.fit_answer_calibration(X[calib], np.searchsorted(self.classes_, y[calib]), groups[calib])
-        self.fit_lattice_evidence(X[calib], np.searchsorted(self.classes_, y[calib]))
+        encoded = np.searchsorted(self.classes_, y[calib])
+        answers = self.fit_answer_calibration(X[calib], encoded, groups[calib])
+        self.fit_lattice_evidence(X[calib], encoded, answers=answers)
         return self
 
-    def fit_answer_calibration(self, X_calib, encoded_calib, groups_calib) -> None:
+    def fit_answer_calibration(self, X_calib, encoded_calib, groups_calib) -> np.ndarray:
         """On the calibration split (class indices ``encoded_calib``): the mixture's gate, the candidate re-ranker
-        (``candidate_reranking``) and the confidence calibration, for the boosters and search already fitted."""
+        (``candidate_reranking``) and the confidence calibration, for the boosters and search already fitted.
+        Returns the split's answers as a new material would get them (the search without the material's own
+        patterns, the re-ranker cross-fitted), calibrated."""
         self.neighbour_gate_, self.confidence_calibration_, self.reranker_ = (0.0, 0.0), IDENTITY, None
         logits = self._logits(X_calib)
         if self.neighbours_ is not None:
@@ -261,11 +264,15 @@ class SpaceGroupClassifier(ClassifierMixin, BaseEstimator):
                                                                  self.random_state)
         proba = softmax(logits, axis=1)
         self.confidence_calibration_ = fit_beta_calibration(proba.max(axis=1), proba.argmax(axis=1) == encoded_calib)
+        return softmax(self._confidence_calibrated(logits), axis=1)
 
-    def fit_lattice_evidence(self, X_calib, encoded_calib, cells: np.ndarray | None = None) -> None:
+    def fit_lattice_evidence(self, X_calib, encoded_calib, cells: np.ndarray | None = None,
+                             answers: np.ndarray | None = None) -> None:
         """With ``lattice_evidence``: the correction of the answer's crystal systems by the patterns' cells
-        (``tasks.lattice_evidence``), fitted on the calibration split with the answer so far as its offset;
-        ``cells`` are ``lattice_cells(X_calib)`` where the caller has them. Without: none."""
+        (``tasks.lattice_evidence``), fitted on the calibration split with the answer so far as its offset:
+        ``answers``, what ``fit_answer_calibration`` returned (else ``predict_proba``, which lets a model with the
+        structure-type search find each pattern's own material and look surer than on new ones); ``cells`` are
+        ``lattice_cells(X_calib)`` where the caller has them. Without: none."""
         from tasks.lattice_evidence import LatticeEvidence, check_lattice_evidence_fit, lattice_cells
 
         self.lattice_evidence_ = None
@@ -275,7 +282,8 @@ class SpaceGroupClassifier(ClassifierMixin, BaseEstimator):
         X_calib = np.asarray(X_calib, dtype=np.float32)
         if cells is None:
             cells = lattice_cells(X_calib, self.feature_version, self.n_jobs)
-        system_log_proba = np.log(np.clip(self._system_marginals(self.predict_proba(X_calib)), 1e-9, 1.0))
+        answers = self.predict_proba(X_calib) if answers is None else answers
+        system_log_proba = np.log(np.clip(self._system_marginals(answers), 1e-9, 1.0))
         self.lattice_evidence_ = LatticeEvidence.fit(system_log_proba, cells,
                                                      self.systems_[self.class_system_[encoded_calib]])
 
@@ -380,15 +388,19 @@ class SpaceGroupClassifier(ClassifierMixin, BaseEstimator):
                 mixed = log_softmax(logits, axis=1)
                 logits = self.reranker_.log_proba(self._candidates(booster_logits, mixed, vote, best, labels,
                                                                    similarity, fit), mixed)
-        calibration = getattr(self, "confidence_calibration_", IDENTITY)
-        if calibration != IDENTITY:
-            log_proba = log_softmax(logits, axis=1)
-            logits = with_top_confidence(log_proba, beta_calibrated(calibration, np.exp(log_proba.max(axis=1))))
+        logits = self._confidence_calibrated(logits)
         if lattice_cells is not None:
             logits = log_softmax(logits, axis=1) + self._lattice_shift(lattice_cells, len(X))
         if prior is not None:
             logits = logits + self._prior_shift(prior)
         return softmax(logits, axis=1)
+
+    def _confidence_calibrated(self, logits: np.ndarray) -> np.ndarray:
+        calibration = getattr(self, "confidence_calibration_", IDENTITY)
+        if calibration == IDENTITY:
+            return logits
+        log_proba = log_softmax(logits, axis=1)
+        return with_top_confidence(log_proba, beta_calibrated(calibration, np.exp(log_proba.max(axis=1))))
 
     @property
     def has_lattice_evidence(self) -> bool:
