@@ -95,7 +95,8 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--lattice-evidence", action="store_true",
                        help="XRD: also learn how the patterns' indexed cells correct the crystal system, for "
                             "`spacegroup predict --lattice-evidence` (training indexes the calibration patterns: "
-                            "~0.15 s each)")
+                            "~0.15 s each); --source mp|dataset models learn it anyway when they have 450 or more "
+                            "calibration patterns")
     train.add_argument("--no-promote", action="store_true", help="register only; never promote")
     train.add_argument("--export", type=Path, help="also write the artifact and its metadata JSON here (a .npz path)")
     _add_common(train)

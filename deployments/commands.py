@@ -225,7 +225,7 @@ def _train_xrd_on_dataset(args) -> int:
             engine, store, settings.reports_dir, settings.cache_dir, dataset, n_augment=args.augment, seed=args.seed,
             n_estimators=args.estimators, allow_promotion=not args.no_promote, n_jobs=settings.n_jobs,
             margin=args.margin if args.margin is not None else settings.promotion_margin,
-            lattice_evidence=args.lattice_evidence)
+            lattice_evidence=True if args.lattice_evidence else None)
     except ValueError as exc:
         raise UserFacingError(str(exc)) from None
     if args.export:

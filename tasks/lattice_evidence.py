@@ -54,6 +54,12 @@ def check_lattice_evidence_fit(modality: str, n_calibration_patterns: int) -> No
                          "crystals or patterns (about 11 % of them are the calibration split)")
 
 
+def enough_for_lattice_evidence(n_training_rows: int, calibration_fraction: float, fit_share: float = 0.9) -> bool:
+    """Whether training on this many rows (``fit_share`` of them fitted, ``calibration_fraction`` of those the
+    calibration split) leaves half again ``MIN_FIT_PATTERNS`` to fit the stage on: group splits vary."""
+    return n_training_rows * fit_share * calibration_fraction >= 1.5 * MIN_FIT_PATTERNS
+
+
 def pattern_cells(q_inv_angstrom: np.ndarray, wavelength_angstrom: float = READ_AS_WAVELENGTH_ANGSTROM) -> np.ndarray:
     """``(M, fraction of peaks indexed)`` of the best cell of each lattice in ``LATTICE_SEARCHES``, flattened in
     that order (8 numbers; ``(0, 0)`` where no cell indexes the peaks), for peaks at ``q_inv_angstrom``."""

@@ -145,9 +145,14 @@ MIN_DATASET_MATERIALS = 40
 def train_on_dataset_and_maybe_promote(engine, store: ArtifactStore, reports_dir, cache_dir, dataset, *,
                                        n_augment: int = 2, seed: int = 0, n_estimators: int = 400,
                                        margin: float = 0.0, allow_promotion: bool = True, n_jobs: int = 0,
-                                       lattice_evidence: bool = False) -> tuple[PipelineReport, SpaceGroupClassifier]:
+                                       lattice_evidence: bool | None = None
+                                       ) -> tuple[PipelineReport, SpaceGroupClassifier]:
     """A challenger trained on a registry dataset version, judged against the champion on the frozen hold-out
-    materials of that source (never trained on by either)."""
+    materials of that source (never trained on by either). It fits the lattice evidence (``tasks.lattice_evidence``)
+    when asked, or (``None``) whenever its calibration split is large enough: a champion that replaces one with the
+    stage should not take ``--lattice-evidence`` answers away."""
+    from tasks.lattice_evidence import enough_for_lattice_evidence
+
     from storage.materials import dataset_materials
     from tasks.dataset_features import material_features, split_frozen_holdout
 
@@ -161,7 +166,9 @@ def train_on_dataset_and_maybe_promote(engine, store: ArtifactStore, reports_dir
     train, holdout = split_frozen_holdout(features, materials)
     if len(holdout) == 0 or len(set(train.space_group.tolist())) < 2:
         raise ValueError(f"dataset {dataset.id} is too small or too uniform to train and evaluate on")
-    options = REAL_PATTERN_MODEL_OPTIONS | ({"lattice_evidence": True} if lattice_evidence else {})
+    if lattice_evidence is None:
+        lattice_evidence = enough_for_lattice_evidence(len(train), SpaceGroupClassifier().calibration_fraction)
+    options = REAL_PATTERN_MODEL_OPTIONS | {"lattice_evidence": lattice_evidence}
     result = fit_and_validate(train, default_parameters(engine) | options, seed, n_estimators)
     metrics = evaluate_probabilities(result.model.predict_proba(holdout.X), result.model.classes_,
                                      holdout.space_group)
