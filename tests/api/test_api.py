@@ -114,6 +114,25 @@ def test_an_orthorhombic_answer_gets_its_cell_in_its_space_groups_setting(live):
     assert [cell["a_angstrom"], cell["b_angstrom"], cell["c_angstrom"]] == pytest.approx([a, b, c], rel=2e-3)
 
 
+def test_the_lattice_evidence_is_asked_per_pattern_and_reported(live):
+    from tasks.readers import read_pattern
+
+    pattern = read_pattern(EXAMPLES / "ZnO_wurtzite_CuKa.xy")
+    spec = {"two_theta_deg": pattern.two_theta_deg.tolist(), "intensity": pattern.intensity.tolist()}
+    plain = live.request("POST", "/predict", json={"xrd": spec}).json()
+    answer = live.request("POST", "/predict", json={"xrd": spec | {"lattice_evidence": True}}).json()
+    assert "lattice_evidence" not in plain
+    assert set(answer["lattice_evidence"]) == {"orthorhombic", "cubic", "tetragonal", "hexagonal"}
+    assert answer["lattice_evidence"]["hexagonal"]["de_wolff_m"] > 20
+    assert answer["crystal_system_probability"] != plain["crystal_system_probability"]
+    with open(EXAMPLES / "ZnO_wurtzite_CuKa.xy", "rb") as fh:
+        uploaded = live.request("POST", "/predict", files={"file": ("ZnO.xy", fh)},
+                                data={"lattice_evidence": "true"}).json()
+    assert uploaded["lattice_evidence"] == answer["lattice_evidence"]
+    bad = live.request("POST", "/predict", json={"xrd": spec | {"lattice_evidence": "yes"}})
+    assert bad.status_code == 422 and "'xrd.lattice_evidence' must be true or false" in bad.json()["detail"]
+
+
 def test_a_cell_is_indexed_for_a_pattern_on_request(live):
     from tasks.readers import read_pattern
 

@@ -207,3 +207,22 @@ def test_cells_are_indexed_on_request_in_both_outputs(tmp_path):
     assert answer["cell"]["lattice"] == "tP" and abs(answer["cell"]["a_angstrom"] - 4.622) < 0.005
     human = run_cli(tmp_path / "home", "predict", "--cell", rutile, check=True).stdout
     assert "cell tP a = 4.62" in human and "peaks indexed" in human
+
+
+def test_the_lattice_evidence_is_reported_in_both_outputs_and_refused_for_formulas(tmp_path):
+    zno = str(EXAMPLES / "ZnO_wurtzite_CuKa.xy")
+    answer = json.loads(run_cli(tmp_path / "home", "predict", "--json", "--lattice-evidence", zno,
+                                check=True).stdout)
+    assert answer["lattice_evidence"]["hexagonal"]["de_wolff_m"] > 20 and answer["crystal_system"] == "hexagonal"
+    human = run_cli(tmp_path / "home", "predict", "--lattice-evidence", zno, check=True).stdout
+    assert "; cells: orthorhombic M" in human and "hexagonal M" in human
+    proc = run_cli(tmp_path / "home", "train", "--modality", "formula", "--lattice-evidence")
+    assert proc.returncode != 0 and "--lattice-evidence indexes patterns" in proc.stderr + proc.stdout
+    assert "Traceback" not in proc.stderr
+
+
+@pytest.mark.slow
+def test_a_training_set_too_small_for_the_lattice_evidence_is_refused_before_the_fit(tmp_path):
+    proc = run_cli(tmp_path / "home", "train", "--crystals", "30", "--augment", "2", "--lattice-evidence")
+    assert proc.returncode != 0 and "Traceback" not in proc.stderr
+    assert "it needs at least 300, and this training set gives" in proc.stderr + proc.stdout
