@@ -1,24 +1,28 @@
-"""Would indexing each pattern in each lattice sharpen the shipped XRD model's crystal system? A measurement of a
-candidate, not a shipped feature.
+"""The lattice evidence (``--lattice-evidence``, tasks/lattice_evidence.py): how much a model's answer gains when
+each pattern's best primitive cubic, tetragonal, hexagonal and orthorhombic cells correct its crystal systems.
 
-For each measured-like pattern of bench/accuracy.py's MP draw (20,000 / 800): the shipped model's answer under the
-MP prior, and the cells ``tasks/cells.py`` finds for the primitive cubic, tetragonal, hexagonal and orthorhombic
-lattices (de Wolff's M and the fraction of peaks indexed, with the pattern's own wavelength). A multinomial
-logistic regression over the 7 crystal systems, fitted on patterns of 800 of the draw's training materials (v),
-maps the model's system probabilities (and the cells' figures) to new ones; each space group's probability is
-scaled by its system's ratio. Scored on the held-out materials' patterns (b) and on the measured patterns (c) of
-bench/accuracy.py, in the same run: the answer as it is, recalibrated on the model's system probabilities alone (the
-baseline), with the orthorhombic cell, and with all four.
+1. The shipped XRD model, whose stage was fitted on its own synthetic calibration patterns, on (b) (the held-out MP
+   materials' patterns of bench/accuracy.py's 20,000 / 800 draw, under the MP prior counted on the draw's other
+   training materials) and on the measured patterns (c): without and with the stage. As a reference, the same
+   model with the stage refitted on patterns of 800 of the draw's training materials (v): what a fit on real
+   patterns gives.
+2. An MP-trained model (``--mp-model``, saved by ``bench/accuracy.py --save-model`` for the ``--mp-train`` /
+   ``--mp-test`` draw): its answer calibration refitted as that run did, and the stage fitted on its own
+   calibration split (``refit_answer_calibration`` with ``lattice_evidence``), as `spacegroup train
+   --lattice-evidence` fits it; scored on that draw's (b) and on (c), without and with the stage.
 
-    python bench/lattice_evidence.py
+The cells of every pattern are cached under bench/out (keyed by the feature rows' hash).
+
+    python bench/lattice_evidence.py [--mp-model bench/out/mp-model-8000-800.sgm --mp-train 8000 --mp-test 800]
 """
 
 from __future__ import annotations
 
+import argparse
+import hashlib
 import sys
 import time
 import warnings
-from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
 import numpy as np
@@ -26,140 +30,118 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from bench._common import held_out_draw, require_shared, write_section  # noqa: E402
 
-LATTICE_GROUPS = {"orthorhombic": 47, "cubic": 221, "tetragonal": 123, "hexagonal": 191}  # the P lattices' lines
+OUT = Path(__file__).resolve().parent / "out"
 HEADLINE = ("n", "sg_top1", "sg_top5", "crystal_system_accuracy", "extinction_group_accuracy", "ece")
 
 
-def _cells(pattern) -> tuple[np.ndarray, float]:
-    """(M, fraction indexed) of the cell of each lattice in ``LATTICE_GROUPS`` (0, 0 where none) for a pattern's
-    peaks, and the seconds the searches took."""
-    from tasks.cells import index_answer
-    from tasks.features import find_pattern_peaks
+def _cells(X: np.ndarray) -> tuple[np.ndarray, float]:
+    """``lattice_cells`` of the rows (cached by their hash) and the seconds a pattern took when computed."""
+    from tasks.features import XRD_FEATURE_VERSION
+    from tasks.lattice_evidence import lattice_cells
 
-    q = find_pattern_peaks(pattern).q_inv_angstrom
+    key = hashlib.sha256(np.ascontiguousarray(X, dtype=np.float32).tobytes()).hexdigest()[:16]
+    cache = OUT / f"lattice-cells-{XRD_FEATURE_VERSION}-{key}.npz"
+    if cache.exists():
+        with np.load(cache) as d:
+            return d["cells"], float(d["seconds_per_pattern"])
     start = time.perf_counter()
-    cells = []
-    for number in LATTICE_GROUPS.values():
-        cell = index_answer(q, pattern.wavelength_angstrom, number)
-        cells += [0.0, 0.0] if cell is None else [cell.de_wolff_m, cell.peaks_indexed / cell.peaks_used]
-    return np.array(cells), time.perf_counter() - start
+    cells = lattice_cells(X, XRD_FEATURE_VERSION, n_jobs=0)
+    seconds = (time.perf_counter() - start) / max(len(X), 1)
+    np.savez_compressed(cache, cells=cells, seconds_per_pattern=seconds)
+    return cells, seconds
 
 
-def _patterns_and_cells(chunk: list[tuple[int, object, int]]) -> list[tuple[np.ndarray, np.ndarray, float, int]]:
-    """Per (seed, structure, label): the features of one measured-like pattern, as ``tasks.datasets`` makes them,
-    its cells' (M, fraction indexed) per lattice in ``LATTICE_GROUPS`` order (0, 0 where none), the seconds the
-    four searches took, and the label."""
-    from tasks.augment import MeasuredLikeAugmenter
-    from tasks.datasets import D_MIN_ANGSTROM
-    from tasks.features import XRDPatternFeaturizer
-    from tasks.xrd import compute_reflections
-
-    warnings.simplefilter("ignore")
-    augmenter, featurizer = MeasuredLikeAugmenter(), XRDPatternFeaturizer()
-    out = []
-    for seed, structure, label in chunk:
-        rng = np.random.default_rng(seed)
-        try:
-            reflections = compute_reflections(structure, D_MIN_ANGSTROM)
-        except ValueError:  # an element without scattering factors, as tasks.datasets skips it
-            continue
-        pattern = augmenter.render(reflections, augmenter.sample(rng), rng)
-        cells, seconds = _cells(pattern)
-        out.append((featurizer.featurize_array(pattern), cells, seconds, label))
-    return out
-
-
-def _build(structures: list, labels: list[int], seed: int) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-    """(features, cells, seconds, labels) of one pattern per structure given."""
-    items = [(seed * 1_000_003 + i, s, y) for i, (s, y) in enumerate(zip(structures, labels))]
-    chunks = [items[i:i + 40] for i in range(0, len(items), 40)]
-    with ProcessPoolExecutor(max_workers=2) as pool:
-        rows = [row for part in pool.map(_patterns_and_cells, chunks) for row in part]
-    return tuple(np.array([r[j] for r in rows]) for j in range(4))
-
-
-def _cell_features(cells: np.ndarray, lattices: list[str]) -> np.ndarray:
-    columns = []
-    for lattice in lattices:
-        j = 2 * list(LATTICE_GROUPS).index(lattice)
-        m, fraction = cells[:, j], cells[:, j + 1]
-        columns += [np.log1p(m), np.log1p(m * fraction ** 8), (m > 20).astype(float)]
-    return np.column_stack(columns) if columns else np.zeros((len(cells), 0))
+def _row(name: str, metrics: dict) -> str:
+    return f"| {name} | " + " | ".join(f"{metrics[k]:d}" if isinstance(metrics[k], int) else f"{metrics[k]:.3f}"
+                                       for k in HEADLINE) + " |"
 
 
 def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--mp-model", type=Path, default=OUT / "mp-model-8000-800.sgm")
+    parser.add_argument("--mp-train", type=int, default=8000)
+    parser.add_argument("--mp-test", type=int, default=800)
+    parser.add_argument("--augment", type=int, default=3, help="training patterns per material of the --mp-model run")
+    args = parser.parse_args()
     warnings.filterwarnings("ignore")
-    from sklearn.linear_model import LogisticRegression
-
-    from tasks.crystallography import CRYSTAL_SYSTEMS as SYSTEMS
-    from tasks.crystallography import crystal_system_of
+    from bench.accuracy import _cached_line_table, measured_patterns
+    from bench.synthetic_sources import _mp_sets
+    from tasks.crystallography import CRYSTAL_SYSTEMS, crystal_system_of
     from tasks.evaluate import evaluate_probabilities
+    from tasks.features import XRD_FEATURE_VERSION, XRDPatternFeaturizer
+    from tasks.lattice_evidence import LatticeEvidence
     from tasks.models import SpaceGroupClassifier
+    from tasks.pipeline import REAL_PATTERN_MODEL_OPTIONS
     from tasks.pretrained import shipped_models
     from tasks.priors import MP_PRIOR_STRENGTH, SpaceGroupPrior
+    from tasks.training import training_and_held_out_rows
 
     require_shared("cgcnn_mp_crysxpp")
     started = time.perf_counter()
-    records, train_idx, test_idx = held_out_draw(20000, 800)
-    valid_idx, prior_idx = train_idx[:800], train_idx[800:]
-    sets = {}
-    for name, indices, seed in (("v", valid_idx, 13), ("b", test_idx, 12)):
-        structures = [records[i][1] for i in indices for _ in range(2)]  # two patterns per material, as (b)
-        sets[name] = _build(structures, [records[i][2] for i in indices for _ in range(2)], seed)
-    model = SpaceGroupClassifier.from_bytes({m.modality: m for m in shipped_models()}["xrd"].artifact)
-    counts = np.bincount([records[i][2] for i in prior_idx], minlength=231)[1:] + 1.0
+    OUT.mkdir(parents=True, exist_ok=True)
+    test, valid, prior_labels = _mp_sets(20000, 800)
+    counts = np.bincount(prior_labels, minlength=231)[1:] + 1.0
     prior = SpaceGroupPrior("mp (training materials)", counts / counts.sum(), MP_PRIOR_STRENGTH)
-    system_of_class = np.array([SYSTEMS.index(crystal_system_of(c)) for c in model.classes_])
-
-    def system_probabilities(P):
-        return np.clip(np.column_stack([P[:, system_of_class == k].sum(axis=1) for k in range(7)]), 1e-6, 1.0)
-
-    from bench.accuracy import measured_patterns
-    from tasks.features import XRDPatternFeaturizer
-
     measured, measured_y, _, _ = measured_patterns()
-    measured_cells = [_cells(pattern) for pattern in measured]
-    sets["c"] = (XRDPatternFeaturizer().featurize_many(measured), np.array([c for c, _ in measured_cells]),
-                 np.array([t for _, t in measured_cells]), measured_y)
-    P = {name: model.predict_proba(sets[name][0], prior) for name in sets}
-    y_valid = np.array([SYSTEMS.index(crystal_system_of(y)) for y in sets["v"][3]])
-    rows = [(f"{s}: the shipped model, MP prior, as it is", evaluate_probabilities(P[s], model.classes_, sets[s][3]))
-            for s in ("b", "c")]
-    for name, lattices in (("recalibrated on its crystal-system probabilities (baseline)", []),
-                           ("with the orthorhombic cell", ["orthorhombic"]),
-                           ("with the four lattices' cells", list(LATTICE_GROUPS))):
-        features = {s: np.column_stack([np.log(system_probabilities(P[s])), _cell_features(sets[s][1], lattices)])
-                    for s in sets}
-        regression = LogisticRegression(C=1.0, max_iter=2000).fit(features["v"], y_valid)
-        for s in ("b", "c"):
-            old, new = system_probabilities(P[s]), regression.predict_proba(features[s])
-            adjusted = P[s] * (new / old)[:, system_of_class]
-            adjusted /= adjusted.sum(axis=1, keepdims=True)
-            rows.append((f"{s}: {name}", evaluate_probabilities(adjusted, model.classes_, sets[s][3])))
-    rows.sort(key=lambda row: row[0][0])  # (b) first, then (c)
+    X_c = XRDPatternFeaturizer().featurize_many(measured)
+    cells_b, seconds_b = _cells(test.X)
+    cells_v, _ = _cells(valid.X)
+    cells_c, _ = _cells(X_c)
 
-    cells_b = sets["b"][1]
-    is_system = {s: np.array([crystal_system_of(y) == s for y in sets["b"][3]]) for s in ("orthorhombic", "monoclinic",
-                                                                                         "triclinic")}
-    m_ortho = cells_b[:, 0]
-    seconds = np.concatenate([sets["v"][2], sets["b"][2]])  # simulated patterns only
-    lines = ["## Cells as evidence for the crystal system (bench/lattice_evidence.py)", "",
-             f"(b): {len(sets['b'][3])} measured-like patterns of the 800 held-out MP materials of bench/accuracy.py's "
-             f"draw (new patterns, their own augmentation draws); the regression fitted on {len(sets['v'][3])} "
-             "patterns of 800 of the draw's training materials (v). The shipped XRD model answers under the MP prior "
-             "counted on the other training materials. (c): the measured patterns of bench/accuracy.py, with the "
-             "same regressions. A candidate measured, not a feature of `spacegroup predict`.",
-             "", "| answer | " + " | ".join(HEADLINE) + " |", "|" + "---|" * (len(HEADLINE) + 1)]
-    for name, m in rows:
-        lines.append(f"| {name} | " + " | ".join(f"{m[k]:d}" if isinstance(m[k], int) else f"{m[k]:.3f}"
-                                                 for k in HEADLINE) + " |")
-    lines += ["", "The primitive orthorhombic cell's M on (b): above 20 for "
-              + ", ".join(f"{np.mean(m_ortho[mask] > 20):.0%} of {s} patterns" for s, mask in is_system.items())
-              + "; median " + ", ".join(f"{np.median(m_ortho[mask]):.1f} ({s})" for s, mask in is_system.items())
-              + ".",
-              f"Time for the four searches: {np.mean(seconds) * 1000:.0f} ms a pattern on average, "
-              f"{np.percentile(seconds, 95) * 1000:.0f} ms at the 95th percentile (the shipped model's whole "
-              "answer takes ~1 ms): too slow for every answer; an option where the user waits for the cells anyway.",
+    def scored(model, X, y, p, cells=None):
+        return evaluate_probabilities(model.predict_proba(X, p, cells), model.classes_, y)
+
+    shipped = SpaceGroupClassifier.from_bytes({m.modality: m for m in shipped_models()}["xrd"].artifact)
+    lines = ["## The lattice evidence (bench/lattice_evidence.py)", "",
+             "`spacegroup predict --lattice-evidence`: each pattern's best primitive orthorhombic, cubic, tetragonal "
+             "and hexagonal cells (the first 16 peaks of its feature row) correct the model's crystal systems by "
+             "weights fitted on the model's calibration split (tasks/lattice_evidence.py).", "",
+             "1. The shipped XRD model. (b): 1600 measured-like patterns of the 800 held-out MP materials of "
+             "bench/accuracy.py's 20,000 / 800 draw, under the MP prior counted on the draw's other training "
+             "materials; (c): bench/accuracy.py's measured patterns, same prior. 'refitted on (v)': the stage fitted "
+             "instead on 1600 patterns of 800 of the draw's training materials (real patterns, for reference).", "",
+             "| answer | " + " | ".join(HEADLINE) + " |", "|" + "---|" * (len(HEADLINE) + 1)]
+    sets = {"b": (test.X, test.space_group, cells_b), "c": (X_c, np.asarray(measured_y), cells_c)}
+    reference = SpaceGroupClassifier.from_bytes(shipped.to_bytes())
+    system_of = np.array([CRYSTAL_SYSTEMS.index(crystal_system_of(int(v))) for v in valid.space_group])
+    reference.lattice_evidence_ = LatticeEvidence.fit(
+        np.log(np.clip(reference._system_marginals(reference.predict_proba(valid.X)), 1e-9, 1.0)), cells_v, system_of)
+    for name, (X, y, cells) in sets.items():
+        lines.append(_row(f"{name}: shipped model, as it is", scored(shipped, X, y, prior)))
+        if shipped.has_lattice_evidence:
+            lines.append(_row(f"{name}: shipped model, with its lattice evidence", scored(shipped, X, y, prior, cells)))
+        lines.append(_row(f"{name}: shipped model, lattice evidence refitted on (v)",
+                          scored(reference, X, y, prior, cells)))
+
+    if args.mp_model.exists():
+        cache = OUT / f"mp-features-{XRD_FEATURE_VERSION}-{args.mp_train}-{args.mp_test}-{args.augment}.npz"
+        with np.load(cache) as d:
+            X_tr, y_tr, g_tr, X_te, y_te = d["Xtr"], d["ytr"], d["gtr"], d["Xte"], d["yte"]
+        from tasks.datasets import FeatureSet
+
+        fitted = training_and_held_out_rows(FeatureSet(X_tr, y_tr, g_tr, XRD_FEATURE_VERSION), seed=0)[0]
+        records, train_idx, _ = held_out_draw(args.mp_train, args.mp_test)
+        train_lines = _cached_line_table(f"{args.mp_train}-{args.mp_test}", lambda: [records[i][1] for i in train_idx])
+        model = SpaceGroupClassifier.from_bytes(args.mp_model.read_bytes())
+        model.set_params(**REAL_PATTERN_MODEL_OPTIONS, lattice_evidence=True)
+        t_fit = time.perf_counter()
+        model.refit_answer_calibration(X_tr[fitted], y_tr[fitted], g_tr[fitted], reference_lines=train_lines)
+        t_fit = time.perf_counter() - t_fit
+        cells_te, _ = _cells(X_te)
+        lines += ["", f"2. An MP-trained model ({args.mp_model.name}: boosters and structure-type search trained on "
+                  f"the {args.mp_train} / {args.mp_test} draw's training materials, {args.augment} patterns each), "
+                  f"its gate, re-ranker, confidence calibration and lattice evidence refitted on its own calibration "
+                  f"split in {t_fit:.0f} s. (b): the draw's {len(y_te)} held-out patterns; (c) as above; answers as "
+                  "trained (its training frequencies are MP's).", "",
+                  "| answer | " + " | ".join(HEADLINE) + " |", "|" + "---|" * (len(HEADLINE) + 1)]
+        for name, (X, y, cells) in {"b": (X_te, y_te, cells_te), "c": sets["c"]}.items():
+            lines.append(_row(f"{name}: MP-trained, as it is", scored(model, X, y, None)))
+            lines.append(_row(f"{name}: MP-trained, with its lattice evidence", scored(model, X, y, None, cells)))
+    else:
+        lines += ["", f"2. No MP-trained model at {args.mp_model} (make one with bench/accuracy.py --save-model): "
+                  "not measured in this run."]
+    lines += ["", f"Time for the four searches: {seconds_b * 1000:.0f} ms a pattern (the mean over (b), 2 processes; "
+              "cached runs report the first run's figure); the model's own answer takes ~1 ms.",
               f"Total {time.perf_counter() - started:.0f} s."]
     body = "\n".join(lines)
     print(body)
