@@ -38,7 +38,11 @@ UBJ format, the classes, ``T``, ``w``, the training prior, the search's referenc
 them), the re-ranker's booster (UBJ) and temperature, the confidence calibration and a JSON metadata string.
 Artifacts without a system head (format 1), a training prior (format 2), a confidence calibration (format 3;
 their mixtures kept a temperature ``T2``, ``mixture_temperature_``, which new models leave at 1) or the
-re-ranker's place (format 4) still load and predict as before.
+re-ranker's place (format 4) still load and predict as before. A model with the lattice evidence is format 8.
+
+With ``lattice_evidence``, XRD models also learn, on the calibration split, how each pattern's best primitive
+orthorhombic, cubic, tetragonal and hexagonal cells correct the answer's crystal systems (``tasks.lattice_evidence``;
+the shift is added after the confidence calibration, only when ``predict_proba`` is given the rows' cells).
 
 The training prior (``class_prior_``: label frequencies of the training rows) lets ``predict_proba`` and ``rank``
 answer under another space-group prior (``tasks.priors``): a model trained on synthetic crystals learns their
@@ -67,12 +71,14 @@ from tasks.forest import CompiledForest
 from tasks.priors import SpaceGroupPrior, class_frequencies
 
 ARTIFACT_FORMAT = "spacegroup-xgb-npz-7"
+#: models with the lattice evidence; those without keep format 7, which the code before the stage still reads
+LATTICE_EVIDENCE_FORMAT = "spacegroup-xgb-npz-8"
 # 1: no system head; 2: no training prior (answers cannot be moved to another prior); 3: no confidence
 # calibration; 4: no candidate re-ranker; 5: no isotypic cell refinement of the search's neighbours; 6: a
-# re-ranker without the refined-fit features. Each is refused by the code before it, which would ignore what it
-# adds (or, for 7, hand the re-ranker fewer features than its trees read).
+# re-ranker without the refined-fit features; 7: no lattice evidence. Each is refused by the code before it,
+# which would ignore what it adds (or, for 7, hand the re-ranker fewer features than its trees read).
 READABLE_FORMATS = ("spacegroup-xgb-npz-1", "spacegroup-xgb-npz-2", "spacegroup-xgb-npz-3", "spacegroup-xgb-npz-4",
-                    "spacegroup-xgb-npz-5", "spacegroup-xgb-npz-6", ARTIFACT_FORMAT)
+                    "spacegroup-xgb-npz-5", "spacegroup-xgb-npz-6", ARTIFACT_FORMAT, LATTICE_EVIDENCE_FORMAT)
 #: once ``prepare_small_batches`` has run, up to this many rows are scored by walking the trees in compiled code:
 #: faster than XGBoost for both shipped models (bench/model_latency.py measures the crossover; for the shipped
 #: XRD model it lies above 16 rows)
@@ -462,7 +468,8 @@ class SpaceGroupClassifier(ClassifierMixin, BaseEstimator):
 
     # -- persistence ----------------------------------------------------------------------------------
     def to_bytes(self) -> bytes:
-        meta = {"format": ARTIFACT_FORMAT, "params": self.get_params(), "best_iteration": self.best_iteration_,
+        meta = {"format": LATTICE_EVIDENCE_FORMAT if self.has_lattice_evidence else ARTIFACT_FORMAT,
+                "params": self.get_params(), "best_iteration": self.best_iteration_,
                 "n_features_in": self.n_features_in_, "system_best_iteration": self.system_best_iteration_}
         arrays = {
             # rounds after the early-stopping optimum are never used for prediction: do not ship them

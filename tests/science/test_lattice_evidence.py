@@ -111,9 +111,21 @@ def test_the_model_moves_each_group_by_its_systems_shift_and_keeps_it_in_its_art
     assert corrected[orthorhombic, 1].mean() > plain[orthorhombic, 1].mean()
     loaded = SpaceGroupClassifier.from_bytes(model.to_bytes())
     assert loaded.has_lattice_evidence and loaded.get_params()["lattice_evidence"] is True
+    assert _format(model) == "spacegroup-xgb-npz-8"  # the code before the stage refuses it rather than ignore it
+    loaded.lattice_evidence_ = None
+    assert _format(loaded) == "spacegroup-xgb-npz-7"  # without it, still readable there
+    loaded = SpaceGroupClassifier.from_bytes(model.to_bytes())
     assert np.allclose(loaded.predict_proba(X, lattice_cells=cells), corrected, atol=1e-6)
     ranked = loaded.rank(X[:3], k=2, lattice_cells=cells[:3])
     assert [r.space_groups[0] for r in ranked] == list(loaded.classes_[corrected[:3].argmax(axis=1)])
+
+
+def _format(model) -> str:
+    import io
+    import json
+
+    with np.load(io.BytesIO(model.to_bytes())) as archive:
+        return json.loads(archive["meta"].tobytes())["format"]
 
 
 def test_a_model_without_the_evidence_says_how_to_get_it(toy_model):
