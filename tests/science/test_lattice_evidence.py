@@ -155,3 +155,13 @@ def test_a_formula_model_or_a_small_calibration_split_is_refused_before_training
         SpaceGroupClassifier(modality="formula", lattice_evidence=True).fit(X, y)
     with pytest.raises(ValueError, match=f"at least {MIN_FIT_PATTERNS}"):
         SpaceGroupClassifier(lattice_evidence=True).fit(X, y)
+
+
+def test_dataset_models_fit_the_stage_only_where_their_calibration_split_has_room():
+    from tasks.lattice_evidence import enough_for_lattice_evidence
+
+    calibration = SpaceGroupClassifier().calibration_fraction
+    # 90 % of the rows fitted, 12 % of those calibrate: 4,200 rows leave ~454, half again the minimum of 300
+    assert enough_for_lattice_evidence(4200, calibration)
+    assert not enough_for_lattice_evidence(4000, calibration)
+    assert not enough_for_lattice_evidence(10_000, 0.02)
