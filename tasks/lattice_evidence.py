@@ -31,13 +31,13 @@ import numpy as np
 from scipy.optimize import minimize
 from scipy.special import log_softmax
 
+from tasks.cells import UNINDEXED_PENALTY_POWER, index_answer
 from tasks.crystallography import CRYSTAL_SYSTEMS
 
 # the primitive lattice searched for each family, as the space group whose lattice it is (no extra conditions)
 LATTICE_SEARCHES = {"orthorhombic": 47, "cubic": 221, "tetragonal": 123, "hexagonal": 191}
 READ_AS_WAVELENGTH_ANGSTROM = 1.5406  # Cu Kα1
 CONFIDENT_M = 20.0  # de Wolff's rule of thumb: M20 > 20 is a cell worth believing
-UNINDEXED_POWER = 8  # as tasks.cells.UNINDEXED_PENALTY_POWER: M x fraction^8 ranks cells there
 L2_PENALTY = 1.0
 #: 84 weights; on fewer patterns the fit learns the split's accidents (a 24-pattern fit turned silicon monoclinic)
 MIN_FIT_PATTERNS = 300
@@ -63,8 +63,6 @@ def enough_for_lattice_evidence(n_training_rows: int, calibration_fraction: floa
 def pattern_cells(q_inv_angstrom: np.ndarray, wavelength_angstrom: float = READ_AS_WAVELENGTH_ANGSTROM) -> np.ndarray:
     """``(M, fraction of peaks indexed)`` of the best cell of each lattice in ``LATTICE_SEARCHES``, flattened in
     that order (8 numbers; ``(0, 0)`` where no cell indexes the peaks), for peaks at ``q_inv_angstrom``."""
-    from tasks.cells import index_answer
-
     q = np.asarray(q_inv_angstrom, dtype=float)
     q = np.sort(q[np.isfinite(q) & (q > 0)])
     out = np.zeros(2 * len(LATTICE_SEARCHES))
@@ -101,13 +99,14 @@ def lattice_cells(X: np.ndarray, feature_version: str, n_jobs: int = 1) -> np.nd
 
 
 def evidence_columns(cells: np.ndarray) -> np.ndarray:
-    """The regression's inputs from ``lattice_cells`` (n x 8): per lattice ln(1 + M), ln(1 + M x fraction^8) and
-    whether M exceeds ``CONFIDENT_M`` (n x 12)."""
+    """The regression's inputs from ``lattice_cells`` (n x 8): per lattice ln(1 + M), ln(1 + M x fraction^8) (how
+    ``tasks.cells`` ranks cells) and whether M exceeds ``CONFIDENT_M`` (n x 12)."""
     cells = np.asarray(cells, dtype=float).reshape(len(cells), -1)
     if cells.shape[1] != 2 * len(LATTICE_SEARCHES):
         raise ValueError(f"expected {2 * len(LATTICE_SEARCHES)} cell figures per row, got {cells.shape[1]}")
     m, fraction = cells[:, 0::2], cells[:, 1::2]
-    return np.column_stack([np.log1p(m), np.log1p(m * fraction ** UNINDEXED_POWER), (m > CONFIDENT_M).astype(float)])
+    ranked = np.log1p(m * fraction ** UNINDEXED_PENALTY_POWER)
+    return np.column_stack([np.log1p(m), ranked, (m > CONFIDENT_M).astype(float)])
 
 
 @dataclass(frozen=True)
