@@ -74,8 +74,8 @@ def train_and_maybe_promote(engine, store: ArtifactStore, reports_dir, *, n_crys
     cells correct its crystal systems (``tasks.lattice_evidence``), which ``spacegroup predict --lattice-evidence``
     uses."""
     bootstrap_pretrained(engine, store)
-    options = dict(SYNTHETIC_TYPES_MODEL_OPTIONS if generator.prototype_fraction > 0 else {})
-    options |= {"lattice_evidence": True} if lattice_evidence else {}
+    options = (SYNTHETIC_TYPES_MODEL_OPTIONS if generator.prototype_fraction > 0 else {}) | {
+        "lattice_evidence": lattice_evidence}
     features = synthetic_xrd_features(n_crystals, n_augment, seed, progress=progress, config=generator,
                                       with_lines=generator.prototype_fraction > 0)
     if n_trials > 0:
