@@ -174,6 +174,7 @@ def _human_cell(result: dict) -> str:
 
 
 def cmd_train(args) -> int:
+    from tasks.lattice_evidence import LatticeEvidenceError
     from tasks.pipeline import train_and_maybe_promote
     from tasks.synthetic import GeneratorConfig
 
@@ -196,7 +197,7 @@ def cmd_train(args) -> int:
             margin=args.margin if args.margin is not None else settings.promotion_margin,
             allow_promotion=not args.no_promote, progress=update,
             generator=GeneratorConfig(prototype_fraction=args.structure_types), lattice_evidence=args.lattice_evidence)
-    except ValueError as exc:  # a training set too small for what was asked
+    except LatticeEvidenceError as exc:  # a training set too small for the lattice evidence
         raise UserFacingError(str(exc)) from None
     finally:
         for bar in bars.values():

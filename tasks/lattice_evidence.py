@@ -44,12 +44,16 @@ MIN_FIT_PATTERNS = 300
 PARALLEL_MIN_ROWS = 64  # below this, starting worker processes costs more than it saves
 
 
+class LatticeEvidenceError(ValueError):
+    """A lattice-evidence fit that cannot be made, with the reason in words."""
+
+
 def check_lattice_evidence_fit(modality: str, n_calibration_patterns: int) -> None:
     """Refuse a lattice-evidence fit that cannot be made, before anything is trained."""
     if modality != "xrd":
-        raise ValueError("the lattice evidence indexes patterns: it is for XRD models only")
+        raise LatticeEvidenceError("the lattice evidence indexes patterns: it is for XRD models only")
     if n_calibration_patterns < MIN_FIT_PATTERNS:
-        raise ValueError(f"the lattice evidence is fitted on the calibration split's patterns: it needs at least "
+        raise LatticeEvidenceError(f"the lattice evidence is fitted on the calibration split's patterns: it needs at least "
                          f"{MIN_FIT_PATTERNS}, and this training set gives {n_calibration_patterns}; train on more "
                          "crystals or patterns (about 11 % of them are the calibration split)")
 
