@@ -151,10 +151,9 @@ def train_on_dataset_and_maybe_promote(engine, store: ArtifactStore, reports_dir
     materials of that source (never trained on by either). It fits the lattice evidence (``tasks.lattice_evidence``)
     when asked, or (``None``) whenever its calibration split is large enough: a champion that replaces one with the
     stage should not take ``--lattice-evidence`` answers away."""
-    from tasks.lattice_evidence import enough_for_lattice_evidence
-
     from storage.materials import dataset_materials
     from tasks.dataset_features import material_features, split_frozen_holdout
+    from tasks.lattice_evidence import enough_for_lattice_evidence
 
     bootstrap_pretrained(engine, store)
     materials = dataset_materials(engine, store, dataset)
