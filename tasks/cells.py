@@ -330,21 +330,70 @@ def index_answer(q_inv_angstrom: np.ndarray, wavelength_angstrom: float, space_g
     """
     group = space_group_type(space_group_number)
     family = FAMILY_OF_SYSTEM.get(group.crystal_system)
-    q = np.sort(np.asarray(q_inv_angstrom, dtype=float))[:M_PEAKS]
-    if family is None or len(q) < MIN_PEAKS[family]:
+    if family is None:
         return None
-    s_obs = (q / (2.0 * np.pi)) ** 2
-    # searched and assigned with a wide tolerance (the zero shift is not known yet), judged with a narrow one
-    search_tol = peak_tolerance_s(q, wavelength_angstrom, SEARCH_TOLERANCE_DEG)
-    tol = peak_tolerance_s(q, wavelength_angstrom, FINAL_TOLERANCE_DEG)
-    candidates = []
     # A-centred settings (Amm2, Aea2, ...) are the C lattice with the axes relabelled; a space group's own rules
     # see them in its standard setting
     lattice_centring = "C" if group.bravais_lattice == "oC" else group.bravais_lattice[1]
     rules = [lattice_centring, "P"]
     if family == "orthorhombic":  # the group's glides and screws remove lines its lattice has
-        lattice_table = rule_table(lattice_centring).tobytes()
-        rules += [rule for rule in space_group_rules(space_group_number) if rule_table(rule).tobytes() != lattice_table]
+        rules += orthorhombic_group_rules(space_group_number, lattice_centring)
+    q, s_obs, candidates = _search(q_inv_angstrom, wavelength_angstrom, family, rules)
+    best = _best(candidates, len(s_obs))
+    if best is None:
+        return None
+    n_indexed, figure, centring, fitted, zero = best
+    tol = peak_tolerance_s(q, wavelength_angstrom, FINAL_TOLERANCE_DEG)
+    volume = float(np.prod(fitted) * fitted[0] ** (3 - len(fitted)))  # a^3, a^2 c, a b c
+    if family == "hexagonal":
+        volume *= np.sqrt(3.0) / 2.0
+    letter = {"cubic": "c", "tetragonal": "t", "hexagonal": "h", "orthorhombic": "o"}[family]
+    peaks = _labelled_peaks(family, centring, fitted, zero, s_obs, tol, wavelength_angstrom)
+    conditions = "lattice"
+    if ":" in centring:  # the space group's setting: its axes, and each peak's (h k l) on them
+        order = [centring.split(":")[1].index(axis) for axis in "abc"]
+        fitted = tuple(fitted[i] for i in order)
+        peaks = tuple((tt, d, None if hkl is None else tuple(hkl[i] for i in order), delta)
+                      for tt, d, hkl, delta in peaks)
+        centring, conditions = group.bravais_lattice[1], "space group"
+    return IndexedCell(f"{letter}{centring}", fitted[0], fitted[-1] if len(fitted) > 1 else None, volume, zero,
+                       len(s_obs), n_indexed, figure, peaks, fitted[1] if len(fitted) == 3 else None, conditions)
+
+
+def orthorhombic_group_rules(space_group_number: int, lattice_centring: str = "P") -> list[str]:
+    """An orthorhombic space group's own reflection rules (``space_group_rules``: each assignment of its standard
+    axes to the ascending lengths), less those that remove no more lines than its lattice's centring."""
+    lattice_table = rule_table(lattice_centring).tobytes()
+    return [rule for rule in space_group_rules(space_group_number) if rule_table(rule).tobytes() != lattice_table]
+
+
+def best_cell_figures(q_inv_angstrom: np.ndarray, wavelength_angstrom: float, family: str,
+                      rule_sets: tuple[tuple[str, ...], ...]) -> list[tuple[float, float]]:
+    """For each set of reflection rules (centrings, or orthorhombic groups' rules as ``orthorhombic_group_rules``
+    gives them), ``(de Wolff M, fraction of the first peaks indexed)`` of the best cell of ``family`` whose lines
+    follow one of the set's rules, chosen as ``index_answer`` chooses; ``(0, 0)`` where none indexes
+    ``MIN_INDEXED_FRACTION`` of the peaks. The searches of rules shared between sets run once."""
+    rules = list(dict.fromkeys(rule for rule_set in rule_sets for rule in rule_set))
+    _, s_obs, candidates = _search(q_inv_angstrom, wavelength_angstrom, family, rules)
+    out = []
+    for rule_set in rule_sets:
+        best = _best([c for c in candidates if c[2] in rule_set], len(s_obs))
+        out.append((0.0, 0.0) if best is None else (best[1], best[0] / len(s_obs)))
+    return out
+
+
+def _search(q_inv_angstrom: np.ndarray, wavelength_angstrom: float, family: str,
+            rules: list[str]) -> tuple[np.ndarray, np.ndarray, list[tuple[int, float, str, Axes, float]]]:
+    """``(q, s, candidates)`` of the first ``M_PEAKS`` peaks: each trial cell of each rule, refined and judged as
+    ``_evaluated`` returns it; no candidates where there are fewer than ``MIN_PEAKS`` peaks."""
+    q = np.sort(np.asarray(q_inv_angstrom, dtype=float))[:M_PEAKS]
+    s_obs = (q / (2.0 * np.pi)) ** 2
+    if len(q) < MIN_PEAKS[family]:
+        return q, s_obs, []
+    # searched and assigned with a wide tolerance (the zero shift is not known yet), judged with a narrow one
+    search_tol = peak_tolerance_s(q, wavelength_angstrom, SEARCH_TOLERANCE_DEG)
+    tol = peak_tolerance_s(q, wavelength_angstrom, FINAL_TOLERANCE_DEG)
+    candidates = []
     for centring in dict.fromkeys(rules):
         starts: list[Axes] = []
         for width_deg in SEARCH_TOLERANCES_DEG[family]:
@@ -360,26 +409,17 @@ def index_answer(q_inv_angstrom: np.ndarray, wavelength_angstrom: float, space_g
             for factors in RELATED_CELLS[family][:1] if ":" in centring else RELATED_CELLS[family]:
                 candidates.append(_evaluated(family, centring, tuple(x * f for x, f in zip(axes, factors)), s_obs,
                                              search_tol, tol, wavelength_angstrom))
+    return q, s_obs, candidates
+
+
+def _best(candidates: list[tuple[int, float, str, Axes, float]],
+          n_peaks: int) -> tuple[int, float, str, Axes, float] | None:
+    """The candidate maximising ``M x (fraction indexed)^UNINDEXED_PENALTY_POWER``, or None where there is none or
+    it indexes fewer than ``MIN_INDEXED_FRACTION`` of the peaks."""
     if not candidates:
         return None
-    n_indexed, figure, centring, fitted, zero = max(
-        candidates, key=lambda x: x[1] * (x[0] / len(s_obs)) ** UNINDEXED_PENALTY_POWER)
-    if n_indexed < MIN_INDEXED_FRACTION * len(s_obs):
-        return None
-    volume = float(np.prod(fitted) * fitted[0] ** (3 - len(fitted)))  # a^3, a^2 c, a b c
-    if family == "hexagonal":
-        volume *= np.sqrt(3.0) / 2.0
-    letter = {"cubic": "c", "tetragonal": "t", "hexagonal": "h", "orthorhombic": "o"}[family]
-    peaks = _labelled_peaks(family, centring, fitted, zero, s_obs, tol, wavelength_angstrom)
-    conditions = "lattice"
-    if ":" in centring:  # the space group's setting: its axes, and each peak's (h k l) on them
-        order = [centring.split(":")[1].index(axis) for axis in "abc"]
-        fitted = tuple(fitted[i] for i in order)
-        peaks = tuple((tt, d, None if hkl is None else tuple(hkl[i] for i in order), delta)
-                      for tt, d, hkl, delta in peaks)
-        centring, conditions = group.bravais_lattice[1], "space group"
-    return IndexedCell(f"{letter}{centring}", fitted[0], fitted[-1] if len(fitted) > 1 else None, volume, zero,
-                       len(s_obs), n_indexed, figure, peaks, fitted[1] if len(fitted) == 3 else None, conditions)
+    best = max(candidates, key=lambda x: x[1] * (x[0] / n_peaks) ** UNINDEXED_PENALTY_POWER)
+    return None if best[0] < MIN_INDEXED_FRACTION * n_peaks else best
 
 
 def _reflections(family: str, centring: str, axes: Axes, s_max: float) -> tuple[np.ndarray, np.ndarray]:
