@@ -62,8 +62,9 @@ def build_parser() -> argparse.ArgumentParser:
                               "per pattern; ~0.4 s for orthorhombic answers)")
     predict.add_argument("--lattice-evidence", action="store_true",
                          help="index each pattern in the primitive cubic, tetragonal, hexagonal and orthorhombic "
-                              "lattices and let the cells correct the crystal system (models trained with "
-                              "--lattice-evidence; ~0.15 s per pattern)")
+                              "lattices (and orthorhombic cells thinned by a C centring or Pnma's rules) and let the "
+                              "cells correct the crystal system (models trained with --lattice-evidence; ~0.6 s per "
+                              "pattern)")
     predict.add_argument("--json", action="store_true", help="JSON Lines, one object per input")
     predict.add_argument("--prior", choices=PRIORS, default=None,
                          help="space-group prior of the answers: mp (how often each space group occurs among Materials "
@@ -95,7 +96,7 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--lattice-evidence", action="store_true",
                        help="XRD: also learn how the patterns' indexed cells correct the crystal system, for "
                             "`spacegroup predict --lattice-evidence` (training indexes the calibration patterns: "
-                            "~0.15 s each); --source mp|dataset models learn it anyway when they have 450 or more "
+                            "~0.6 s each); --source mp|dataset models learn it anyway when they have 450 or more "
                             "calibration patterns")
     train.add_argument("--no-promote", action="store_true", help="register only; never promote")
     train.add_argument("--export", type=Path, help="also write the artifact and its metadata JSON here (a .npz path)")

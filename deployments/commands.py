@@ -145,7 +145,7 @@ def _human_sources(result: dict) -> str:
 
 
 def _human_lattices(result: dict) -> str:
-    """With the lattice evidence: each primitive lattice's best cell's M (and fraction of peaks indexed)."""
+    """With the lattice evidence: each lattice search's best cell's M (and fraction of peaks indexed)."""
     if "lattice_evidence" not in result:
         return ""
     cells = [f"{lattice} none" if cell is None

@@ -1,11 +1,12 @@
 """Indexing as evidence for the crystal system: a pattern's best primitive cubic, tetragonal, hexagonal and
-orthorhombic cells (``tasks.cells``), and a fitted correction of an XRD model's crystal-system probabilities by
-their figures of merit.
+orthorhombic cells, and its best orthorhombic cell whose lines a C centring or Pnma's rules may thin
+(``tasks.cells``), and a fitted correction of an XRD model's crystal-system probabilities by their figures of merit.
 
 A crystallographer settles the crystal system by indexing: a pattern that an orthorhombic cell indexes with a high
 de Wolff M is orthorhombic, whatever a classifier made of its peak positions. The classifiers confuse
 orthorhombic, monoclinic and triclinic patterns most (BENCHMARKS.md), and a primitive orthorhombic cell reaches
-M > 20 for 42 % of orthorhombic MP patterns but 4 % of monoclinic and 1 % of triclinic ones.
+M > 20 for 36 % of orthorhombic MP patterns but 4 % of monoclinic and 9 % of triclinic ones; with the C lattice
+and Pnma's rules for 61 %, 8 % and 15 % (``LATTICE_SEARCHES``).
 
 The correction multiplies the model's probability of each crystal system by ``exp(f . w_system)``, where ``f``
 are the cells' figures (``evidence_columns``) and ``w`` is fitted on the model's calibration split with the
@@ -15,8 +16,9 @@ correction applies under any space-group prior.
 
 The cells come from a feature row's first peaks (``peak_q_*``), so the stage is a function of the row the model
 scores. Feature rows do not keep the wavelength, so the searches' 2θ tolerances are read at Cu Kα for every
-pattern (``READ_AS_WAVELENGTH_ANGSTROM``). The four searches take ~0.15 s a pattern, ~100 times the model's
-answer: the stage is an option of ``spacegroup predict`` and the API, not the default.
+pattern (``READ_AS_WAVELENGTH_ANGSTROM``). The five searches take ~0.6 s a pattern on one core (the four
+primitive lattices of format-8 models ~0.15 s), hundreds of times the model's answer: the stage is an option of
+``spacegroup predict`` and the API, not the default.
 """
 
 from __future__ import annotations
@@ -31,16 +33,35 @@ import numpy as np
 from scipy.optimize import minimize
 from scipy.special import log_softmax
 
-from tasks.cells import UNINDEXED_PENALTY_POWER, index_answer
+from tasks.cells import UNINDEXED_PENALTY_POWER, best_cell_figures, orthorhombic_group_rules
 from tasks.crystallography import CRYSTAL_SYSTEMS
 
-# the primitive lattice searched for each family, as the space group whose lattice it is (no extra conditions)
-LATTICE_SEARCHES = {"orthorhombic": 47, "cubic": 221, "tetragonal": 123, "hexagonal": 191}
+# Each search: the family and the reflection rules its cells' lines may follow. The four primitive lattices came
+# first (artifact format 8 has their weights alone). The fifth lets an orthorhombic cell's lines be thinned by a C
+# centring or by Pnma's glides and screw (in any assignment of its axes), the commonest orthorhombic conditions of
+# MP: primitive cells of centred or glide-rich orthorhombic crystals have more lines than the search's line budget.
+# On 400 measured-like MP patterns (160 orthorhombic, 160 monoclinic, 80 triclinic) a cell with M > 20 indexing
+# 90 % of the peaks: primitive 36 / 4 / 9 %, with the C lattice and Pnma's rules 61 / 8 / 15 %; the I and F
+# lattices and Cmcm's rules besides, 63 / 12 / 16 % at twice the time (BENCHMARKS.md).
+LATTICE_SEARCHES = {
+    "orthorhombic": ("orthorhombic", ("P",)),
+    "cubic": ("cubic", ("P",)),
+    "tetragonal": ("tetragonal", ("P",)),
+    "hexagonal": ("hexagonal", ("P",)),
+    # the C lattice as ``tasks.cells`` searches it (the centred face (a, b), a <= b) and, as Cmmm's rules, on
+    # whichever face of the ascending axes it is
+    "orthorhombic_c_or_pnma": ("orthorhombic", ("P", "C", *orthorhombic_group_rules(65, "C"),
+                                                *orthorhombic_group_rules(62))),
+}
+FORMAT_8_LATTICES = 4  # the searches of format-8 artifacts: the first four
 READ_AS_WAVELENGTH_ANGSTROM = 1.5406  # Cu Kα1
 CONFIDENT_M = 20.0  # de Wolff's rule of thumb: M20 > 20 is a cell worth believing
 L2_PENALTY = 1.0
 #: 84 weights; on fewer patterns the fit learns the split's accidents (a 24-pattern fit turned silicon monoclinic)
 MIN_FIT_PATTERNS = 300
+#: a larger calibration split is sampled down to this many patterns for the fit: at ~0.6 s a pattern, the searches
+#: of a full MP retrain's split (~12,000 patterns) would add an hour
+MAX_FIT_PATTERNS = 3000
 PARALLEL_MIN_ROWS = 64  # below this, starting worker processes costs more than it saves
 
 
@@ -53,9 +74,9 @@ def check_lattice_evidence_fit(modality: str, n_calibration_patterns: int) -> No
     if modality != "xrd":
         raise LatticeEvidenceError("the lattice evidence indexes patterns: it is for XRD models only")
     if n_calibration_patterns < MIN_FIT_PATTERNS:
-        raise LatticeEvidenceError(f"the lattice evidence is fitted on the calibration split's patterns: it needs at least "
-                         f"{MIN_FIT_PATTERNS}, and this training set gives {n_calibration_patterns}; train on more "
-                         "crystals or patterns (about 11 % of them are the calibration split)")
+        raise LatticeEvidenceError(f"the lattice evidence is fitted on the calibration split's patterns: it needs at "
+                                   f"least {MIN_FIT_PATTERNS}, and this training set gives {n_calibration_patterns}; "
+                                   "train on more crystals or patterns (about 11 % of them are the calibration split)")
 
 
 def enough_for_lattice_evidence(n_training_rows: int, calibration_fraction: float, fit_share: float = 0.9) -> bool:
@@ -64,21 +85,26 @@ def enough_for_lattice_evidence(n_training_rows: int, calibration_fraction: floa
     return n_training_rows * fit_share * calibration_fraction >= 1.5 * MIN_FIT_PATTERNS
 
 
-def pattern_cells(q_inv_angstrom: np.ndarray, wavelength_angstrom: float = READ_AS_WAVELENGTH_ANGSTROM) -> np.ndarray:
-    """``(M, fraction of peaks indexed)`` of the best cell of each lattice in ``LATTICE_SEARCHES``, flattened in
-    that order (8 numbers; ``(0, 0)`` where no cell indexes the peaks), for peaks at ``q_inv_angstrom``."""
+def pattern_cells(q_inv_angstrom: np.ndarray, wavelength_angstrom: float = READ_AS_WAVELENGTH_ANGSTROM,
+                  lattices: tuple[str, ...] = tuple(LATTICE_SEARCHES)) -> np.ndarray:
+    """``(M, fraction of peaks indexed)`` of the best cell of each of ``lattices`` (``LATTICE_SEARCHES``),
+    flattened in that order (``(0, 0)`` where no cell indexes the peaks), for peaks at ``q_inv_angstrom``. The
+    searches of one family run together, so a rule two searches share is searched once."""
     q = np.asarray(q_inv_angstrom, dtype=float)
     q = np.sort(q[np.isfinite(q) & (q > 0)])
-    out = np.zeros(2 * len(LATTICE_SEARCHES))
-    for i, number in enumerate(LATTICE_SEARCHES.values()):
-        cell = index_answer(q, wavelength_angstrom, number)
-        if cell is not None:
-            out[2 * i:2 * i + 2] = cell.de_wolff_m, cell.peaks_indexed / cell.peaks_used
+    out = np.zeros(2 * len(lattices))
+    for family in dict.fromkeys(LATTICE_SEARCHES[name][0] for name in lattices):
+        names = [name for name in lattices if LATTICE_SEARCHES[name][0] == family]
+        figures = best_cell_figures(q, wavelength_angstrom, family, tuple(LATTICE_SEARCHES[n][1] for n in names))
+        for name, figure in zip(names, figures):
+            i = lattices.index(name)
+            out[2 * i:2 * i + 2] = figure
     return out
 
 
-def _cells_of_peak_rows(peak_rows: np.ndarray) -> np.ndarray:
-    return np.array([pattern_cells(row) for row in peak_rows]).reshape(len(peak_rows), 2 * len(LATTICE_SEARCHES))
+def _cells_of_peak_rows(peak_rows: np.ndarray, lattices: tuple[str, ...]) -> np.ndarray:
+    return np.array([pattern_cells(row, lattices=lattices) for row in peak_rows]).reshape(len(peak_rows),
+                                                                                          2 * len(lattices))
 
 
 @lru_cache(maxsize=None)
@@ -89,25 +115,30 @@ def _peak_columns(feature_version: str) -> np.ndarray:
                            "the lattice evidence (the first peaks of XRD features)")
 
 
-def lattice_cells(X: np.ndarray, feature_version: str, n_jobs: int = 1) -> np.ndarray:
-    """``pattern_cells`` of each XRD feature row's first peaks (n x 8), with ``n_jobs`` processes (0: all cores)
-    for large batches."""
+def lattice_cells(X: np.ndarray, feature_version: str, n_jobs: int = 1,
+                  lattices: tuple[str, ...] = tuple(LATTICE_SEARCHES)) -> np.ndarray:
+    """``pattern_cells`` of each XRD feature row's first peaks (n x 2 per lattice), with ``n_jobs`` processes (0:
+    all cores) for large batches."""
+    unknown = [name for name in lattices if name not in LATTICE_SEARCHES]
+    if unknown:
+        raise ValueError(f"unknown lattice searches {unknown}: {', '.join(LATTICE_SEARCHES)}")
     peaks = np.asarray(X, dtype=float)[:, _peak_columns(feature_version)]
     workers = (os.cpu_count() or 1) if n_jobs == 0 else n_jobs
     if workers <= 1 or len(peaks) < PARALLEL_MIN_ROWS:
-        return _cells_of_peak_rows(peaks)
+        return _cells_of_peak_rows(peaks, tuple(lattices))
     chunks = np.array_split(peaks, min(len(peaks) // 16, 8 * workers))
     # spawn, not fork: the caller may hold XGBoost/OpenMP threads that a forked child would inherit broken
     with ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn")) as pool:
-        return np.vstack(list(pool.map(_cells_of_peak_rows, chunks)))
+        return np.vstack(list(pool.map(_cells_of_peak_rows, chunks, [tuple(lattices)] * len(chunks))))
 
 
 def evidence_columns(cells: np.ndarray) -> np.ndarray:
-    """The regression's inputs from ``lattice_cells`` (n x 8): per lattice ln(1 + M), ln(1 + M x fraction^8) (how
-    ``tasks.cells`` ranks cells) and whether M exceeds ``CONFIDENT_M`` (n x 12)."""
+    """The regression's inputs from ``lattice_cells`` (n x 2L for L lattices): per lattice ln(1 + M),
+    ln(1 + M x fraction^8) (how ``tasks.cells`` ranks cells) and whether M exceeds ``CONFIDENT_M`` (n x 3L, in
+    three blocks of L)."""
     cells = np.asarray(cells, dtype=float).reshape(len(cells), -1)
-    if cells.shape[1] != 2 * len(LATTICE_SEARCHES):
-        raise ValueError(f"expected {2 * len(LATTICE_SEARCHES)} cell figures per row, got {cells.shape[1]}")
+    if cells.shape[1] % 2:
+        raise ValueError(f"expected two cell figures per lattice, got {cells.shape[1]} per row")
     m, fraction = cells[:, 0::2], cells[:, 1::2]
     ranked = np.log1p(m * fraction ** UNINDEXED_PENALTY_POWER)
     return np.column_stack([np.log1p(m), ranked, (m > CONFIDENT_M).astype(float)])
@@ -115,15 +146,26 @@ def evidence_columns(cells: np.ndarray) -> np.ndarray:
 
 @dataclass(frozen=True)
 class LatticeEvidence:
-    """Per crystal system (``CRYSTAL_SYSTEMS`` order), the weight of each of ``evidence_columns``."""
+    """Per crystal system (``CRYSTAL_SYSTEMS`` order), the weight of each of ``evidence_columns`` of the first
+    ``len(weights) / 3`` searches of ``LATTICE_SEARCHES`` (``lattices``)."""
 
-    weights: np.ndarray  # (12, 7)
+    weights: np.ndarray  # (3L, 7)
+
+    @property
+    def lattices(self) -> tuple[str, ...]:
+        """The searches whose cells the weights read, in ``lattice_cells`` order."""
+        return tuple(LATTICE_SEARCHES)[:len(self.weights) // 3]
 
     @classmethod
     def fit(cls, system_log_proba: np.ndarray, cells: np.ndarray, system_index: np.ndarray,
             l2_penalty: float = L2_PENALTY) -> "LatticeEvidence":
         """Fit on a model's answers: its log-probability of each crystal system (n x 7, the fixed offset), the
-        patterns' ``lattice_cells`` and their true systems (indices into ``CRYSTAL_SYSTEMS``)."""
+        patterns' ``lattice_cells`` of the first L searches of ``LATTICE_SEARCHES`` (all of them for a new model)
+        and their true systems (indices into ``CRYSTAL_SYSTEMS``)."""
+        cells = np.asarray(cells, dtype=float)
+        if cells.ndim != 2 or cells.shape[1] not in (2 * FORMAT_8_LATTICES, 2 * len(LATTICE_SEARCHES)):
+            raise ValueError(f"expected the cells of {FORMAT_8_LATTICES} or {len(LATTICE_SEARCHES)} lattice searches "
+                             f"per row, got {cells.shape}")
         offset = np.asarray(system_log_proba, dtype=float)
         features = evidence_columns(cells)
         y = np.asarray(system_index, dtype=int)
@@ -146,7 +188,12 @@ class LatticeEvidence:
         return cls(result.x.reshape(d, k))
 
     def log_shift(self, cells: np.ndarray) -> np.ndarray:
-        """What the cells add to each crystal system's log-probability (n x 7)."""
+        """What the cells (``lattice_cells`` of ``lattices``) add to each crystal system's log-probability
+        (n x 7)."""
+        cells = np.asarray(cells, dtype=float).reshape(len(cells), -1)
+        if cells.shape[1] != 2 * len(self.lattices):
+            raise ValueError(f"the lattice evidence reads the cells of {len(self.lattices)} searches "
+                             f"({', '.join(self.lattices)}), got {cells.shape[1] // 2}")
         return evidence_columns(cells) @ self.weights
 
     def to_arrays(self) -> dict[str, np.ndarray]:
@@ -155,17 +202,17 @@ class LatticeEvidence:
     @classmethod
     def from_arrays(cls, arrays) -> "LatticeEvidence":
         weights = np.asarray(arrays["lattice_evidence"], dtype=np.float64)
-        expected = (3 * len(LATTICE_SEARCHES), len(CRYSTAL_SYSTEMS))
-        if weights.shape != expected:
-            raise ValueError(f"lattice evidence weights of shape {weights.shape}, expected {expected}")
+        shapes = [(3 * n, len(CRYSTAL_SYSTEMS)) for n in (FORMAT_8_LATTICES, len(LATTICE_SEARCHES))]
+        if weights.shape not in shapes:
+            raise ValueError(f"lattice evidence weights of shape {weights.shape}, expected one of {shapes}")
         return cls(weights)
 
 
-def lattice_evidence_dict(cells_row: np.ndarray) -> dict:
-    """One pattern's ``pattern_cells`` as an answer reports them: per lattice, the cell's de Wolff M and the
-    fraction of the first peaks it indexes, or None where no cell indexes them."""
+def lattice_evidence_dict(cells_row: np.ndarray, lattices: tuple[str, ...] = tuple(LATTICE_SEARCHES)) -> dict:
+    """One pattern's ``pattern_cells`` of ``lattices`` as an answer reports them: per lattice search, the cell's
+    de Wolff M and the fraction of the first peaks it indexes, or None where no cell indexes them."""
     out = {}
-    for i, lattice in enumerate(LATTICE_SEARCHES):
+    for i, lattice in enumerate(lattices):
         m, fraction = (float(v) for v in cells_row[2 * i:2 * i + 2])
         out[lattice] = None if m <= 0 else {"de_wolff_m": round(m, 2), "fraction_indexed": round(fraction, 3)}
     return out

@@ -71,14 +71,16 @@ from tasks.forest import CompiledForest
 from tasks.priors import SpaceGroupPrior, class_frequencies
 
 ARTIFACT_FORMAT = "spacegroup-xgb-npz-7"
-#: models with the lattice evidence; those without keep format 7, which the code before the stage still reads
-LATTICE_EVIDENCE_FORMAT = "spacegroup-xgb-npz-8"
+#: models with the lattice evidence, by the number of lattice searches it reads; those without keep format 7,
+#: which the code before the stage still reads
+LATTICE_EVIDENCE_FORMATS = {4: "spacegroup-xgb-npz-8", 5: "spacegroup-xgb-npz-9"}
 # 1: no system head; 2: no training prior (answers cannot be moved to another prior); 3: no confidence
 # calibration; 4: no candidate re-ranker; 5: no isotypic cell refinement of the search's neighbours; 6: a
-# re-ranker without the refined-fit features; 7: no lattice evidence. Each is refused by the code before it,
-# which would ignore what it adds (or, for 7, hand the re-ranker fewer features than its trees read).
+# re-ranker without the refined-fit features; 7: no lattice evidence; 8: the evidence of the four primitive
+# lattices only. Each is refused by the code before it, which would ignore what it adds (or, for 7, hand the
+# re-ranker fewer features than its trees read).
 READABLE_FORMATS = ("spacegroup-xgb-npz-1", "spacegroup-xgb-npz-2", "spacegroup-xgb-npz-3", "spacegroup-xgb-npz-4",
-                    "spacegroup-xgb-npz-5", "spacegroup-xgb-npz-6", ARTIFACT_FORMAT, LATTICE_EVIDENCE_FORMAT)
+                    "spacegroup-xgb-npz-5", "spacegroup-xgb-npz-6", ARTIFACT_FORMAT, *LATTICE_EVIDENCE_FORMATS.values())
 #: once ``prepare_small_batches`` has run, up to this many rows are scored by walking the trees in compiled code:
 #: faster than XGBoost for both shipped models (bench/model_latency.py measures the crossover; for the shipped
 #: XRD model it lies above 16 rows)
@@ -278,14 +280,23 @@ class SpaceGroupClassifier(ClassifierMixin, BaseEstimator):
         (``tasks.lattice_evidence``), fitted on the calibration split with the answer so far as its offset:
         ``answers``, what ``fit_answer_calibration`` returned (else ``predict_proba``, which lets a model with the
         structure-type search find each pattern's own material and look surer than on new ones); ``cells`` are
-        ``lattice_cells(X_calib)`` where the caller has them. Without: none."""
-        from tasks.lattice_evidence import LatticeEvidence, check_lattice_evidence_fit, lattice_cells
+        ``lattice_cells(X_calib)`` where the caller has them. A split larger than ``MAX_FIT_PATTERNS`` is sampled
+        down to it (seeded by ``random_state``). Without: none."""
+        from tasks.lattice_evidence import (MAX_FIT_PATTERNS, LatticeEvidence, check_lattice_evidence_fit,
+                                            lattice_cells)
 
         self.lattice_evidence_ = None
         if not self.lattice_evidence:
             return
         check_lattice_evidence_fit(self.modality, len(X_calib))
         X_calib = np.asarray(X_calib, dtype=np.float32)
+        encoded_calib = np.asarray(encoded_calib)
+        if len(X_calib) > MAX_FIT_PATTERNS:  # the searches cost ~0.6 s a pattern; ~100 weights need no more
+            keep = np.sort(np.random.default_rng(self.random_state).choice(len(X_calib), MAX_FIT_PATTERNS,
+                                                                          replace=False))
+            X_calib, encoded_calib = X_calib[keep], encoded_calib[keep]
+            cells = None if cells is None else np.asarray(cells)[keep]
+            answers = None if answers is None else np.asarray(answers)[keep]
         if cells is None:
             cells = lattice_cells(X_calib, self.feature_version, self.n_jobs)
         answers = self.predict_proba(X_calib) if answers is None else answers
@@ -422,6 +433,11 @@ class SpaceGroupClassifier(ClassifierMixin, BaseEstimator):
             raise ValueError(f"{len(lattice_cells)} rows of lattice cells for {n_rows} patterns")
         return self.lattice_evidence_.log_shift(lattice_cells)[:, self.systems_[self.class_system_]]
 
+    @property
+    def lattice_searches(self) -> tuple[str, ...]:
+        """The lattice searches whose ``lattice_cells`` the stage reads (empty without it)."""
+        return self.lattice_evidence_.lattices if self.has_lattice_evidence else ()
+
     def _mixed_logits(self, logits: np.ndarray, vote: np.ndarray, best_similarity: np.ndarray) -> np.ndarray:
         """The boosters' answer mixed with the structure-type vote, as log-probabilities."""
         weight = self.neighbour_weight(best_similarity)[:, None]
@@ -468,7 +484,8 @@ class SpaceGroupClassifier(ClassifierMixin, BaseEstimator):
 
     # -- persistence ----------------------------------------------------------------------------------
     def to_bytes(self) -> bytes:
-        meta = {"format": LATTICE_EVIDENCE_FORMAT if self.has_lattice_evidence else ARTIFACT_FORMAT,
+        meta = {"format": (LATTICE_EVIDENCE_FORMATS[len(self.lattice_evidence_.lattices)]
+                           if self.has_lattice_evidence else ARTIFACT_FORMAT),
                 "params": self.get_params(), "best_iteration": self.best_iteration_,
                 "n_features_in": self.n_features_in_, "system_best_iteration": self.system_best_iteration_}
         arrays = {

@@ -218,9 +218,10 @@ class Predictor:
         """Answers for ``patterns``; with ``cells``, each also carries a ``cell`` of its answer's lattice that
         indexes its peaks (``tasks.cells``; None where none is found or the lattice is not searched); with
         ``composition`` (a formula, the samples'), the formula model's answer for it is combined with each
-        pattern's (``tasks.combine``); with ``lattice_evidence``, each pattern is indexed in the primitive cubic,
-        tetragonal, hexagonal and orthorhombic lattices and the model corrects its crystal systems by the cells
-        (``tasks.lattice_evidence``; ~0.15 s a pattern), which the answer reports."""
+        pattern's (``tasks.combine``); with ``lattice_evidence``, each pattern is indexed by the searches the
+        model's stage reads (the primitive cubic, tetragonal, hexagonal and orthorhombic lattices, and orthorhombic
+        cells thinned by a C centring or Pnma's rules) and the model corrects its crystal systems by the cells
+        (``tasks.lattice_evidence``; ~0.6 s a pattern), which the answer reports."""
         if self.xrd is None:
             raise ModelUnavailableError("no XRD model is registered; run `spacegroup train --modality xrd`")
         if not patterns:
@@ -262,7 +263,7 @@ class Predictor:
                         entry |= {"pattern_probability": round(from_pattern, 6),
                                   "formula_probability": round(from_formula, 6)}
                 if row is not None:
-                    result["lattice_evidence"] = lattice_evidence_dict(row)
+                    result["lattice_evidence"] = lattice_evidence_dict(row, self.xrd.model.lattice_searches)
                 if cells:
                     result["cell"] = cell_for_answer(pattern, result["space_group"]["number"])
                 out.append(result)
@@ -270,7 +271,8 @@ class Predictor:
 
     def _rank_block(self, X: np.ndarray, formula_answer: np.ndarray | None, lattice_evidence: bool,
                     found_cells: list[np.ndarray]) -> list[tuple[RankedPrediction, list]]:
-        cells = lattice_cells(X, XRD_FEATURE_VERSION, self.n_jobs) if lattice_evidence else None
+        searches = self.xrd.model.lattice_searches
+        cells = lattice_cells(X, XRD_FEATURE_VERSION, self.n_jobs, searches) if lattice_evidence else None
         if cells is not None:
             found_cells.append(cells)
         return self._rank_patterns(X, formula_answer, cells)

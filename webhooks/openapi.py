@@ -56,8 +56,9 @@ SCHEMAS = {
                                        "model together (the answer's prior is then 'composition')"},
         "lattice_evidence": {"type": "boolean", "default": False,
                              "description": "index the pattern in the primitive cubic, tetragonal, hexagonal and "
-                                            "orthorhombic lattices and correct the crystal system by the cells "
-                                            "(models trained with it; ~0.15 s); the cells are in the answer"}}},
+                                            "orthorhombic lattices (and orthorhombic cells thinned by a C centring "
+                                            "or Pnma's rules) and correct the crystal system by the cells (models "
+                                            "trained with it; ~0.6 s); the cells are in the answer"}}},
     "LatticeCell": {"type": ["object", "null"], "description": "the lattice's best cell; null where none indexes the "
                     "peaks", "properties": {"de_wolff_m": {"type": "number"},
                                             "fraction_indexed": {"type": "number"}}},
@@ -101,10 +102,12 @@ SCHEMAS = {
                        "excluded_two_theta_deg": {"type": "array", "items": {"type": "array"},
                                                   "description": "the 2θ regions taken out of the pattern, if any"},
                        "cell": _ref("Cell"),
-                       "lattice_evidence": {"type": "object", "description": "with xrd.lattice_evidence: each "
-                                            "primitive lattice's best cell",
+                       "lattice_evidence": {"type": "object", "description": "with xrd.lattice_evidence: the best "
+                                            "cell of each search the model's stage reads (models of artifact "
+                                            "format 8 read the first four)",
                                             "properties": {lattice: _ref("LatticeCell") for lattice in
-                                                           ("orthorhombic", "cubic", "tetragonal", "hexagonal")}}}},
+                                                           ("orthorhombic", "cubic", "tetragonal", "hexagonal",
+                                                            "orthorhombic_c_or_pnma")}}}},
     "BatchRequest": {"type": "object", "required": ["items"], "properties": {
         "items": {"type": "array", "items": _ref("PredictRequest"), "minItems": 1},
         "callback_url": {"type": "string", "format": "uri",

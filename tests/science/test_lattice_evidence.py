@@ -13,6 +13,7 @@ from tasks.models import ModelFormatError, SpaceGroupClassifier
 from tests.science.test_cells import ORTHORHOMBIC, STRUCTURES, measured_like
 
 ORTHO = list(LATTICE_SEARCHES).index("orthorhombic")
+N_FIGURES = 2 * len(LATTICE_SEARCHES)
 
 
 def _cells_of(structure):
@@ -29,9 +30,27 @@ def test_each_pattern_is_indexed_by_its_own_lattice_from_its_feature_row():
     assert set(rutile) == set(LATTICE_SEARCHES)
 
 
+def test_c_centring_and_pnma_rules_raise_the_figure_of_the_crystals_whose_lines_they_thin():
+    def ranked(figure):  # how tasks.cells ranks a cell: M x fraction^8
+        return figure["de_wolff_m"] * figure["fraction_indexed"] ** 8
+
+    figures = {name: lattice_evidence_dict(_cells_of(ORTHORHOMBIC[name][0]))
+               for name in ("alpha-U", "forsterite", "marcasite")}
+    for name, cells in figures.items():  # the search includes the primitive lattice: never below it
+        assert ranked(cells["orthorhombic_c_or_pnma"]) >= ranked(cells["orthorhombic"]), name
+    # alpha-U is Cmcm, forsterite Pnma: their real cells have a third fewer lines than the primitive lattice's
+    for name in ("alpha-U", "forsterite"):
+        assert ranked(figures[name]["orthorhombic_c_or_pnma"]) > 1.3 * ranked(figures[name]["orthorhombic"]), name
+    X = XRDPatternFeaturizer().featurize_many([measured_like(ORTHORHOMBIC["forsterite"][0], 0.002, 0.03)])
+    cubic_only = lattice_cells(X, XRD_FEATURE_VERSION, lattices=("cubic",))
+    assert np.array_equal(cubic_only, lattice_cells(X, XRD_FEATURE_VERSION)[:, 2:4])
+    with pytest.raises(ValueError, match="unknown lattice searches"):
+        lattice_cells(X, XRD_FEATURE_VERSION, lattices=("monoclinic",))
+
+
 def test_rows_without_peaks_have_no_cells_and_other_feature_versions_are_refused():
     X = np.full((2, XRDPatternFeaturizer().n_features), np.nan)
-    assert np.array_equal(lattice_cells(X, XRD_FEATURE_VERSION), np.zeros((2, 8)))
+    assert np.array_equal(lattice_cells(X, XRD_FEATURE_VERSION), np.zeros((2, N_FIGURES)))
     with pytest.raises(ValueError, match="lattice evidence"):
         lattice_cells(X, "xrd-some-other-version")
 
@@ -43,7 +62,7 @@ def _labelled_cells(n: int, seed: int = 0):
     systems = rng.choice([CRYSTAL_SYSTEMS.index(s) for s in ("orthorhombic", "monoclinic", "triclinic")], n)
     is_ortho = systems == CRYSTAL_SYSTEMS.index("orthorhombic")
     indexed = np.where(is_ortho, rng.random(n) < 0.6, rng.random(n) < 0.03)
-    cells = np.zeros((n, 8))
+    cells = np.zeros((n, N_FIGURES))
     cells[:, 2 * ORTHO] = np.where(indexed, rng.uniform(25, 80, n), rng.uniform(2, 8, n))
     cells[:, 2 * ORTHO + 1] = np.where(indexed, 1.0, rng.uniform(0.6, 0.9, n))
     return cells, systems, indexed
@@ -78,8 +97,10 @@ def test_too_few_patterns_and_wrong_shapes_are_refused_by_name():
         LatticeEvidence.fit(np.zeros((len(systems), 7)), cells, systems)
     with pytest.raises(ValueError, match="system log-probabilities"):
         LatticeEvidence.fit(np.zeros((len(systems), 6)), cells, systems)
-    with pytest.raises(ValueError, match="8 cell figures"):
-        evidence_columns(np.zeros((3, 6)))
+    with pytest.raises(ValueError, match="two cell figures per lattice"):
+        evidence_columns(np.zeros((3, 7)))
+    with pytest.raises(ValueError, match="lattice searches per row"):
+        LatticeEvidence.fit(np.zeros((len(systems), 7)), cells[:, :6], systems)
     with pytest.raises(ValueError, match="shape"):
         LatticeEvidence.from_arrays({"lattice_evidence": np.zeros((12, 6))})
 
@@ -111,13 +132,44 @@ def test_the_model_moves_each_group_by_its_systems_shift_and_keeps_it_in_its_art
     assert corrected[orthorhombic, 1].mean() > plain[orthorhombic, 1].mean()
     loaded = SpaceGroupClassifier.from_bytes(model.to_bytes())
     assert loaded.has_lattice_evidence and loaded.get_params()["lattice_evidence"] is True
-    assert _format(model) == "spacegroup-xgb-npz-8"  # the code before the stage refuses it rather than ignore it
+    assert loaded.lattice_searches == tuple(LATTICE_SEARCHES)
+    assert _format(model) == "spacegroup-xgb-npz-9"  # the code before the fifth search refuses it by its format
     loaded.lattice_evidence_ = None
     assert _format(loaded) == "spacegroup-xgb-npz-7"  # without it, still readable there
     loaded = SpaceGroupClassifier.from_bytes(model.to_bytes())
     assert np.allclose(loaded.predict_proba(X, lattice_cells=cells), corrected, atol=1e-6)
     ranked = loaded.rank(X[:3], k=2, lattice_cells=cells[:3])
     assert [r.space_groups[0] for r in ranked] == list(loaded.classes_[corrected[:3].argmax(axis=1)])
+
+
+def test_a_stage_of_the_four_primitive_lattices_still_reads_and_answers_as_format_8(toy_model):
+    model, X, y, cells = toy_model
+    older = SpaceGroupClassifier.from_bytes(model.to_bytes())
+    older.fit_lattice_evidence(X, np.searchsorted(older.classes_, y), cells[:, :8])
+    assert older.lattice_searches == ("orthorhombic", "cubic", "tetragonal", "hexagonal")
+    assert _format(older) == "spacegroup-xgb-npz-8"
+    loaded = SpaceGroupClassifier.from_bytes(older.to_bytes())
+    assert np.allclose(loaded.predict_proba(X, lattice_cells=cells[:, :8]),
+                       older.predict_proba(X, lattice_cells=cells[:, :8]), atol=1e-9)
+    with pytest.raises(ValueError, match="reads the cells of 4 searches"):
+        loaded.predict_proba(X, lattice_cells=cells)
+
+
+def test_a_large_calibration_split_is_indexed_on_a_sample_only(toy_model, monkeypatch):
+    import tasks.lattice_evidence as stage
+
+    model, X, y, cells = toy_model
+    indexed = []
+
+    def recorded(X_rows, feature_version, n_jobs=1, lattices=tuple(LATTICE_SEARCHES)):
+        indexed.append(len(X_rows))
+        return cells[:len(X_rows)]
+
+    monkeypatch.setattr(stage, "MAX_FIT_PATTERNS", 350)
+    monkeypatch.setattr(stage, "lattice_cells", recorded)
+    copy = SpaceGroupClassifier.from_bytes(model.to_bytes())
+    copy.fit_lattice_evidence(X, np.searchsorted(copy.classes_, y))
+    assert indexed == [350] and copy.has_lattice_evidence
 
 
 def _format(model) -> str:
