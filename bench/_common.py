@@ -75,3 +75,26 @@ def held_out_draw(n_train: int, n_test: int, seed: int = 0):
     records = mp_structures(n_train + n_test, start=3, step=step)
     order = np.random.default_rng(seed).permutation(len(records))
     return records, order[n_test:], order[:n_test]
+
+
+def cached_lattice_cells(X):
+    """``lattice_cells`` of the rows for every search of ``LATTICE_SEARCHES`` (cached by the rows' hash; a cache
+    holding the first searches only is extended by the others)."""
+    import hashlib
+
+    import numpy as np
+
+    from tasks.features import XRD_FEATURE_VERSION
+    from tasks.lattice_evidence import LATTICE_SEARCHES, lattice_cells
+
+    key = hashlib.sha256(np.ascontiguousarray(X, dtype=np.float32).tobytes()).hexdigest()[:16]
+    cache = REPO / "bench" / "out" / f"lattice-cells-{XRD_FEATURE_VERSION}-{key}.npz"
+    cells = np.zeros((len(X), 0))
+    if cache.exists():
+        with np.load(cache) as d:
+            cells = d["cells"]
+    missing = tuple(LATTICE_SEARCHES)[cells.shape[1] // 2:]
+    if missing:
+        cells = np.hstack([cells, lattice_cells(X, XRD_FEATURE_VERSION, n_jobs=0, lattices=missing)])
+        np.savez_compressed(cache, cells=cells)
+    return cells

@@ -7,6 +7,8 @@ structures from ../shared/data (split by material id, so no material is on both 
     python bench/accuracy.py [--train 2500 --test 800] [--add-remaining]
 
 ``--add-remaining`` also trains on every CGCNN material outside the draw (the same test materials stay held out).
+``--lattice-evidence`` also fits the MP-trained model's lattice evidence (tasks/lattice_evidence.py) on its
+calibration split and adds its answers with it on (b) and (c); the cells are cached in bench/out.
 """
 
 from __future__ import annotations
@@ -23,8 +25,8 @@ import numpy as np
 import sys
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from bench._common import (CGCNN_MATERIALS, REPO, SHARED, held_out_draw, mp_structures, require_shared,
-                           write_section)
+from bench._common import (CGCNN_MATERIALS, REPO, SHARED, cached_lattice_cells, held_out_draw, mp_structures,
+                           require_shared, write_section)
 
 OUT = REPO / "bench" / "out"
 # folder name -> space group, as interpreted in autoxrd_thinfilm_exp/PROVENANCE.md
@@ -34,6 +36,7 @@ NO_SEARCH_ROW = "MP-trained, structure-type search switched off"
 NO_RERANKING_ROW = "MP-trained, candidate re-ranking switched off (boosters and vote mixed)"
 NO_REFINEMENT_ROW = "MP-trained, isotypic cell refinement switched off"
 SEARCH_ROW = "structure-type search alone (MP train)"
+EVIDENCE_ROW = "MP-trained, with its lattice evidence"
 HEADLINE = ("n", "sg_top1", "sg_top3", "sg_top5", "crystal_system_accuracy", "extinction_group_accuracy",
             "sg_macro_f1", "sg_balanced_accuracy", "sg_ovr_roc_auc", "ece", "ece_sampling_floor")
 
@@ -135,6 +138,8 @@ def main() -> None:
     parser.add_argument("--params", type=json.loads, default=None,
                         help="hyperparameters as JSON, used without a search (e.g. the best of an earlier, smaller run's "
                              "search, when a search at this size would take hours)")
+    parser.add_argument("--lattice-evidence", action="store_true",
+                        help="fit the MP-trained model's lattice evidence too, and score its answers with it")
     args = parser.parse_args()
     warnings.filterwarnings("ignore")
     from tasks.calibration import IDENTITY
@@ -192,13 +197,14 @@ def main() -> None:
     fitted_rows = training_and_held_out_rows(train, seed=0)[0]  # the rows fit_and_validate fits the model on
     if args.reuse_model:
         mp_model = SpaceGroupClassifier.from_bytes(args.reuse_model.read_bytes())
-        mp_model.set_params(**REAL_PATTERN_MODEL_OPTIONS)
+        mp_model.set_params(**REAL_PATTERN_MODEL_OPTIONS, lattice_evidence=args.lattice_evidence)
         mp_model.refit_answer_calibration(train.X[fitted_rows], train.space_group[fitted_rows], train.groups[fitted_rows],
-                                          reference_lines=train_lines)
+                                          reference_lines=train_lines, cells_of=cached_lattice_cells)
     else:
         train = FeatureSet(train.X, train.space_group, train.groups, train.feature_version, train_lines, train.groups)
         searched = search_hyperparameters(train, args.trials, seed=0)[0] if args.trials else (args.params or {})
-        mp_model = fit_and_validate(train, searched | REAL_PATTERN_MODEL_OPTIONS, seed=0, n_estimators=400).model
+        mp_model = fit_and_validate(train, searched | REAL_PATTERN_MODEL_OPTIONS
+                                    | {"lattice_evidence": args.lattice_evidence}, seed=0, n_estimators=400).model
     fit_seconds = time.perf_counter() - t_fit
     if args.save_model:
         args.save_model.write_bytes(mp_model.to_bytes())
@@ -232,10 +238,15 @@ def main() -> None:
     add("(b) MP held-out, augmented", "MP-trained", mp_model.predict_proba(test.X), mp_model.classes_,
         test.space_group, "mp_model_mp")
     mp_ms_per_pattern = 1000 * (time.perf_counter() - t_mp) / len(test.X)
+    if mp_model.has_lattice_evidence:
+        add("(b) MP held-out, augmented", EVIDENCE_ROW,
+            mp_model.predict_proba(test.X, None, cached_lattice_cells(test.X)), mp_model.classes_, test.space_group,
+            "mp_model_mp_lattice_evidence")
     # the same boosters and search without the cell refinement, gate, re-ranker and calibration refitted so
     without_refinement = copy.copy(mp_model)
     without_refinement.neighbours_ = copy.copy(mp_model.neighbours_)
     without_refinement.neighbours_.lines_ = None
+    without_refinement.set_params(lattice_evidence=False)  # its rows are scored without cells
     without_refinement.refit_answer_calibration(train.X[fitted_rows], train.space_group[fitted_rows],
                                                 train.groups[fitted_rows])
     add("(b) MP held-out, augmented", NO_REFINEMENT_ROW, without_refinement.predict_proba(test.X), mp_model.classes_,
@@ -261,6 +272,10 @@ def main() -> None:
     add("(c) measured patterns", PRIOR_ROW, pretrained.predict_proba(X_measured, mp_prior), pretrained.classes_,
         measured_y)
     add("(c) measured patterns", "MP-trained", mp_model.predict_proba(X_measured), mp_model.classes_, measured_y)
+    if mp_model.has_lattice_evidence:
+        add("(c) measured patterns", EVIDENCE_ROW, mp_model.predict_proba(X_measured, None,
+                                                                     cached_lattice_cells(X_measured)),
+            mp_model.classes_, measured_y)
     p, c = knn_baseline_proba(train.X, train.space_group, X_measured, profile_cols)
     add("(c) measured patterns", "baseline k-NN on profile (MP train)", p, c, measured_y)
 
@@ -320,7 +335,11 @@ def main() -> None:
               f"{NO_RERANKING_ROW}: the same model without the re-ranker (the mixture of boosters and vote, no "
               f"confidence calibration); {NO_SEARCH_ROW}: without the search's term either (temperature and head "
               f"weight left as fitted with it); {SEARCH_ROW}: the vote of its 20 nearest training patterns up to a "
-              "lattice scale change, their cells refined, alone.",
+              "lattice scale change, their cells refined, alone."
+              + (f" {EVIDENCE_ROW}: the same answers with each pattern's best cells of the "
+                 f"{len(mp_model.lattice_searches)} lattice searches correcting their crystal systems "
+                 "(tasks/lattice_evidence.py; `--lattice-evidence`), by weights fitted on the model's calibration "
+                 "split (sampled down to 3,000 patterns)." if mp_model.has_lattice_evidence else ""),
               f"Pretrained model, in-process (features + model, one pattern at a time): p50 {np.percentile(single, 50):.1f} ms, "
               f"p95 {np.percentile(single, 95):.1f} ms; batch of {len(batch)}: {batch_rate:.0f} patterns/s.",
               "", "ece_sampling_floor: the ECE a perfectly calibrated model would show on the same number of answers at "

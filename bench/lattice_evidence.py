@@ -22,7 +22,6 @@ is extended by the missing ones.
 from __future__ import annotations
 
 import argparse
-import hashlib
 import sys
 import time
 import warnings
@@ -31,30 +30,11 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from bench._common import held_out_draw, require_shared, write_section  # noqa: E402
+from bench._common import cached_lattice_cells, held_out_draw, require_shared, write_section  # noqa: E402
 
 OUT = Path(__file__).resolve().parent / "out"
 TIMED_PATTERNS = 200
 HEADLINE = ("n", "sg_top1", "sg_top5", "crystal_system_accuracy", "extinction_group_accuracy", "ece")
-
-
-def _cells(X: np.ndarray) -> np.ndarray:
-    """``lattice_cells`` of the rows for every search of ``LATTICE_SEARCHES`` (cached by the rows' hash; a cache
-    holding the first searches only is extended by the others)."""
-    from tasks.features import XRD_FEATURE_VERSION
-    from tasks.lattice_evidence import LATTICE_SEARCHES, lattice_cells
-
-    key = hashlib.sha256(np.ascontiguousarray(X, dtype=np.float32).tobytes()).hexdigest()[:16]
-    cache = OUT / f"lattice-cells-{XRD_FEATURE_VERSION}-{key}.npz"
-    cells = np.zeros((len(X), 0))
-    if cache.exists():
-        with np.load(cache) as d:
-            cells = d["cells"]
-    missing = tuple(LATTICE_SEARCHES)[cells.shape[1] // 2:]
-    if missing:
-        cells = np.hstack([cells, lattice_cells(X, XRD_FEATURE_VERSION, n_jobs=0, lattices=missing)])
-        np.savez_compressed(cache, cells=cells)
-    return cells
 
 
 def _seconds_per_pattern(X: np.ndarray, lattices: tuple[str, ...]) -> float:
@@ -101,7 +81,7 @@ def main() -> None:
     prior = SpaceGroupPrior("mp (training materials)", counts / counts.sum(), MP_PRIOR_STRENGTH)
     measured, measured_y, _, _ = measured_patterns()
     X_c = XRDPatternFeaturizer().featurize_many(measured)
-    cells_b, cells_v, cells_c = _cells(test.X), _cells(valid.X), _cells(X_c)
+    cells_b, cells_v, cells_c = (cached_lattice_cells(X) for X in (test.X, valid.X, X_c))
     four = tuple(LATTICE_SEARCHES)[:FORMAT_8_LATTICES]
     timing = {lattices: _seconds_per_pattern(test.X[:TIMED_PATTERNS], lattices)
               for lattices in (four, tuple(LATTICE_SEARCHES))}
@@ -175,12 +155,12 @@ def main() -> None:
                                              model.random_state)
         encoded = np.searchsorted(model.classes_, y[calib])
         answers = model.fit_answer_calibration(X[calib], encoded, g[calib])
-        cells_calib = _cells(X[calib])
+        cells_calib = cached_lattice_cells(X[calib])
         model.fit_lattice_evidence(X[calib], encoded, cells=cells_calib, answers=answers)
         t_fit = time.perf_counter() - t_fit
         model_four = with_four_lattices(model, np.log(np.clip(model._system_marginals(answers), 1e-9, 1.0)),
                                         cells_calib, model.systems_[model.class_system_[encoded]])
-        cells_te = _cells(X_te)
+        cells_te = cached_lattice_cells(X_te)
         lines += ["", f"2. An MP-trained model ({args.mp_model.name}: boosters and structure-type search trained on "
                   f"the {args.mp_train} / {args.mp_test} draw's training materials, {args.augment} patterns each), "
                   f"its gate, re-ranker, confidence calibration and lattice evidence refitted on its own calibration "

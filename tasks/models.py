@@ -229,11 +229,13 @@ class SpaceGroupClassifier(ClassifierMixin, BaseEstimator):
         self.fit_lattice_evidence(X[calib], encoded[calib], answers=answers)
         return self
 
-    def refit_answer_calibration(self, X, y, groups, reference_lines=None, line_rows=None) -> "SpaceGroupClassifier":
-        """Refit the gate, the re-ranker (as ``candidate_reranking`` now says) and the confidence calibration on the
-        calibration split of the rows ``fit`` was given (``X``, ``y``, ``groups``), keeping the boosters and the
-        search: what a new fit with these settings would end with, at a fraction of its cost. ``reference_lines``
-        and ``line_rows`` (as in ``fit``) give the search the cell refinement first."""
+    def refit_answer_calibration(self, X, y, groups, reference_lines=None, line_rows=None,
+                                 cells_of=None) -> "SpaceGroupClassifier":
+        """Refit the gate, the re-ranker (as ``candidate_reranking`` now says), the confidence calibration and (as
+        ``lattice_evidence`` now says) the lattice evidence on the calibration split of the rows ``fit`` was given
+        (``X``, ``y``, ``groups``), keeping the boosters and the search: what a new fit with these settings would end
+        with, at a fraction of its cost. ``reference_lines`` and ``line_rows`` (as in ``fit``) give the search the
+        cell refinement first; ``cells_of`` as in ``fit_lattice_evidence``."""
         X, y, groups = np.asarray(X, dtype=np.float32), np.asarray(y).astype(int), np.asarray(groups)
         if self.candidate_reranking and self.neighbours_ is None:
             raise ValueError("candidate_reranking re-ranks the structure-type search's candidates: this model has none")
@@ -247,7 +249,7 @@ class SpaceGroupClassifier(ClassifierMixin, BaseEstimator):
                                              self.random_state)
         encoded = np.searchsorted(self.classes_, y[calib])
         answers = self.fit_answer_calibration(X[calib], encoded, groups[calib])
-        self.fit_lattice_evidence(X[calib], encoded, answers=answers)
+        self.fit_lattice_evidence(X[calib], encoded, answers=answers, cells_of=cells_of)
         return self
 
     def fit_answer_calibration(self, X_calib, encoded_calib, groups_calib) -> np.ndarray:
@@ -275,12 +277,13 @@ class SpaceGroupClassifier(ClassifierMixin, BaseEstimator):
         return softmax(self._confidence_calibrated(logits), axis=1)
 
     def fit_lattice_evidence(self, X_calib, encoded_calib, cells: np.ndarray | None = None,
-                             answers: np.ndarray | None = None) -> None:
+                             answers: np.ndarray | None = None, cells_of=None) -> None:
         """With ``lattice_evidence``: the correction of the answer's crystal systems by the patterns' cells
         (``tasks.lattice_evidence``), fitted on the calibration split with the answer so far as its offset:
         ``answers``, what ``fit_answer_calibration`` returned (else ``predict_proba``, which lets a model with the
         structure-type search find each pattern's own material and look surer than on new ones); ``cells`` are
-        ``lattice_cells(X_calib)`` where the caller has them. A split larger than ``MAX_FIT_PATTERNS`` is sampled
+        ``lattice_cells(X_calib)`` where the caller has them, else ``cells_of(rows)`` of the (sampled) rows where the
+        caller keeps them (a cache), else computed here. A split larger than ``MAX_FIT_PATTERNS`` is sampled
         down to it (seeded by ``random_state``). Without: none."""
         from tasks.lattice_evidence import (MAX_FIT_PATTERNS, LatticeEvidence, check_lattice_evidence_fit,
                                             lattice_cells)
@@ -298,7 +301,8 @@ class SpaceGroupClassifier(ClassifierMixin, BaseEstimator):
             cells = None if cells is None else np.asarray(cells)[keep]
             answers = None if answers is None else np.asarray(answers)[keep]
         if cells is None:
-            cells = lattice_cells(X_calib, self.feature_version, self.n_jobs)
+            cells = (cells_of(X_calib) if cells_of is not None
+                     else lattice_cells(X_calib, self.feature_version, self.n_jobs))
         answers = self.predict_proba(X_calib) if answers is None else answers
         system_log_proba = np.log(np.clip(self._system_marginals(answers), 1e-9, 1.0))
         self.lattice_evidence_ = LatticeEvidence.fit(system_log_proba, cells,

@@ -170,6 +170,12 @@ def test_a_large_calibration_split_is_indexed_on_a_sample_only(toy_model, monkey
     copy = SpaceGroupClassifier.from_bytes(model.to_bytes())
     copy.fit_lattice_evidence(X, np.searchsorted(copy.classes_, y))
     assert indexed == [350] and copy.has_lattice_evidence
+    # a caller's cache of cells (bench/accuracy.py's) is asked for the same sampled rows, and the search is not run
+    cached = []
+    copy.fit_lattice_evidence(X, np.searchsorted(copy.classes_, y),
+                              cells_of=lambda rows: cached.append(rows) or cells[:len(rows)])
+    assert indexed == [350] and len(cached) == 1 and len(cached[0]) == 350
+    assert set(map(bytes, cached[0])) <= set(map(bytes, X.astype(np.float32)))
 
 
 def _format(model) -> str:
