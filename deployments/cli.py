@@ -57,9 +57,9 @@ def build_parser() -> argparse.ArgumentParser:
                               "(files it does not list are answered from the pattern alone)")
     predict.add_argument("--top-k", type=int, default=5)
     predict.add_argument("--cell", action="store_true",
-                         help="also index each pattern: a cell of its answer's lattice (cubic, tetragonal, hexagonal, "
-                              "rhombohedral or orthorhombic) refined with a zero shift, and de Wolff's M20 (a few ms "
-                              "per pattern; ~0.4 s for orthorhombic answers)")
+                         help="also index each pattern: a cell of its answer's lattice (any but triclinic) refined "
+                              "with a zero shift, and de Wolff's M20 (a few ms per pattern; ~0.4 s for orthorhombic "
+                              "answers, ~1-9 s for monoclinic ones)")
     predict.add_argument("--lattice-evidence", action="store_true",
                          help="index each pattern in the primitive cubic, tetragonal, hexagonal and orthorhombic "
                               "lattices (and orthorhombic cells thinned by a C centring or Pnma's rules) and let the "

@@ -162,13 +162,15 @@ def _human_cell(result: dict) -> str:
         from tasks.crystallography import crystal_system_of
 
         system = crystal_system_of(result["space_group"]["number"])  # the cell is the top group's lattice
-        if system in ("triclinic", "monoclinic"):
-            return f"; cell: not searched for {system} lattices"
+        if system == "triclinic":
+            return "; cell: not searched for triclinic lattices"
         return "; cell: none indexes the peaks for the answer's lattice"
     b = f", b = {cell['b_angstrom']:.4f}" if cell.get("b_angstrom") is not None else ""
     c = f", c = {cell['c_angstrom']:.4f}" if cell["c_angstrom"] is not None else ""
+    c += f" Å, β = {cell['beta_deg']:.3f}°" if cell.get("beta_deg") is not None else ""
     setting = " (the space group's setting)" if cell.get("reflection_conditions") == "space group" else ""
-    return (f"; cell {cell['lattice']} a = {cell['a_angstrom']:.4f}{b}{c} Å{setting}, "
+    unit = "" if cell.get("beta_deg") is not None else " Å"
+    return (f"; cell {cell['lattice']} a = {cell['a_angstrom']:.4f}{b}{c}{unit}{setting}, "
             f"zero {cell['zero_shift_two_theta_deg']:+.3f}°, {cell['peaks_indexed']}/{cell['peaks_used']} peaks "
             f"indexed, M{cell['peaks_used']} = {cell['de_wolff_m']:.1f}")
 

@@ -1,13 +1,14 @@
 """The unit cell behind an XRD answer: a cell of the answer's lattice that indexes the pattern's peaks, with
 de Wolff's figure of merit, so that a crystallographer can check the answer and start a Pawley or Le Bail fit.
 
-Searched for the lattices whose cells have right angles: cubic (P, I, F), tetragonal (P, I), hexagonal axes
-(hP, and hR for rhombohedral groups) and orthorhombic (P, C, I, F), for the answer's centring and the primitive
+Searched for every lattice but the triclinic: cubic (P, I, F), tetragonal (P, I), hexagonal axes (hP, and hR for
+rhombohedral groups), orthorhombic (P, C, I, F) and monoclinic (P, C), for the answer's centring and the primitive
 lattice.
 
 1. Trial cells: the tetragonal and hexagonal ones from the dichotomy search the classifier's features use
    (``tasks.dichotomy_indexing``, here with the centring's own lines), orthorhombic ones from its three-parameter
-   form (``tasks.orthorhombic_indexing``), cubic ones from each of the first peaks read as each allowed line; each
+   form (``tasks.orthorhombic_indexing``), monoclinic ones from its four-parameter form
+   (``tasks.monoclinic_indexing``), cubic ones from each of the first peaks read as each allowed line; each
    search at a wide 2θ tolerance (an unknown zero shift) and at a narrow one (less misled by impurity lines).
    Each trial cell's ``RELATED_CELLS`` (sub- and supercells) are tried too.
 2. Each is refined by least squares in 2θ with a zero shift (Gauss-Newton; the peaks assigned to their nearest
@@ -18,8 +19,8 @@ lattice.
    the lines does not outweigh M, nor does M a cell that leaves real lines unexplained.
 
 On measured-like patterns of real structures (bench/cell_indexing.py) right cubic cells have M of a few hundred,
-right tetragonal and hexagonal ones 60-90 and wrong ones 10-25. Monoclinic and triclinic cells are not searched
-(their ab-initio indexing is a project of its own: DICVOL's oblique boxes, TREOR, McMaille).
+right tetragonal and hexagonal ones 60-90 and wrong ones 10-25. Triclinic cells are not searched (six parameters:
+their ab-initio indexing is a project of its own).
 """
 
 from __future__ import annotations
@@ -31,11 +32,13 @@ import numpy as np
 
 from tasks.crystallography import centring_allows, space_group_type
 from tasks.dichotomy_indexing import index_by_dichotomy, peak_tolerance_s
-from tasks.orthorhombic_indexing import allowed_mask, index_orthorhombic, rule_table, space_group_rules
+from tasks.monoclinic_indexing import CENTRED_RULES, cell_of_metric, index_monoclinic, reciprocal_metric
+from tasks.orthorhombic_indexing import (MONOCLINIC_SETTINGS, allowed_mask, distinct_rules, index_orthorhombic,
+                                         space_group_rules)
 
 M_PEAKS = 20  # de Wolff's M20
 # a cell with fewer parameters needs fewer lines to be checked
-MIN_PEAKS = {"cubic": 4, "tetragonal": 6, "hexagonal": 6, "orthorhombic": 8}
+MIN_PEAKS = {"cubic": 4, "tetragonal": 6, "hexagonal": 6, "orthorhombic": 8, "monoclinic": 10}
 CUBIC_MAX_M = 50  # h^2 + k^2 + l^2 of the lines a first peak may be
 SEARCH_TOLERANCE_DEG = 0.15  # 2θ: wide enough for an unknown zero shift of ~0.1°, which the refinement removes
 # 2θ: a peak is indexed within this of a line once the zero shift is out (broad, noisy or overlapping peaks are
@@ -53,7 +56,12 @@ FINAL_TOLERANCE_DEG = 0.1
 SEARCH_TOLERANCES_DEG = {"cubic": (SEARCH_TOLERANCE_DEG, FINAL_TOLERANCE_DEG),
                          "tetragonal": (SEARCH_TOLERANCE_DEG, FINAL_TOLERANCE_DEG),
                          "hexagonal": (SEARCH_TOLERANCE_DEG, FINAL_TOLERANCE_DEG),
-                         "orthorhombic": (0.05, FINAL_TOLERANCE_DEG)}
+                         "orthorhombic": (0.05, FINAL_TOLERANCE_DEG),
+                         # each monoclinic search takes ~0.3-3 s: one tolerance, one zero shift. On the tuning draw
+                         # of bench/monoclinic_indexing.py (40 / 100 patterns, right cells): 0.05° 0.30, 0.08° 0.23,
+                         # both 0.03° and 0.08° 0.33 at twice the time; trial zero shifts of -0.06, 0, 0.06° 0.27
+                         # against 0.23 (lattice rules only) at three times the time
+                         "monoclinic": (0.05,)}
 ORTHORHOMBIC_TRIAL_ZERO_SHIFTS_DEG = (-0.08, -0.04, 0.0, 0.04, 0.08)  # for the 0.05° search: its tolerance apart
 ORTHORHOMBIC_TRIAL_CELLS = 3  # the best cells kept from each orthorhombic search with the lattice's lines
 SPACE_GROUP_TRIAL_ZERO_SHIFTS_DEG = (-0.06, 0.0, 0.06)
@@ -65,17 +73,20 @@ MIN_INDEXED_FRACTION = 0.6  # of the first peaks: impurity lines and merged doub
 UNINDEXED_PENALTY_POWER = 8  # the cell reported maximises M x (fraction indexed)^8
 MAX_ZERO_SHIFT_DEG = 0.5  # a larger refined zero shift means the cell was not the pattern's
 FAMILY_OF_SYSTEM = {"cubic": "cubic", "tetragonal": "tetragonal", "trigonal": "hexagonal", "hexagonal": "hexagonal",
-                    "orthorhombic": "orthorhombic"}
-Axes = tuple  # (a,) cubic, (a, c) tetragonal and hexagonal, (a, b, c) orthorhombic; Å
+                    "orthorhombic": "orthorhombic", "monoclinic": "monoclinic"}
+# (a,) cubic, (a, c) tetragonal and hexagonal, (a, b, c) orthorhombic, in Å; (a, b, c, β) monoclinic, Å and degrees
+Axes = tuple
 
 
 @dataclass(frozen=True)
 class IndexedCell:
-    """A cell of ``lattice`` (Pearson symbol: cP, cI, cF, tP, tI, hP, hR on hexagonal axes, oP, oC, oI, oF) for a
-    pattern's peaks; ``c_angstrom`` is None for cubic cells, ``b_angstrom`` None but for orthorhombic ones. An
-    orthorhombic cell found with its space group's own conditions (``reflection_conditions`` "space group") has
-    the group's standard axes (Pnma's a, b, c); one found with its lattice's has them in ascending length (oC:
-    a <= b, the centred face (a, b))."""
+    """A cell of ``lattice`` (Pearson symbol: cP, cI, cF, tP, tI, hP, hR on hexagonal axes, oP, oC, oI, oF, mP, mC)
+    for a pattern's peaks; ``c_angstrom`` is None for cubic cells, ``b_angstrom`` None but for orthorhombic and
+    monoclinic ones, ``beta_deg`` None but for monoclinic ones (unique axis b, β >= 90°; mC cells C-centred). An
+    orthorhombic or monoclinic cell found with its space group's own conditions (``reflection_conditions`` "space
+    group") has the group's standard axes (Pnma's a, b, c; P2_1/c's with the glide along c); an orthorhombic one
+    found with its lattice's has them in ascending length (oC: a <= b, the centred face (a, b)), a monoclinic one
+    a <= c (mP) in a reduced (a, c) net."""
 
     lattice: str
     a_angstrom: float
@@ -88,9 +99,10 @@ class IndexedCell:
     # per peak used: (2θ measured, d measured in Å, (h, k, l) or None where unindexed, 2θ measured - calculated)
     peaks: tuple[tuple[float, float, tuple[int, int, int] | None, float | None], ...] = ()
     b_angstrom: float | None = None
-    # whose reflection conditions the cell's lines follow: its lattice's centring, or (orthorhombic answers) the
-    # space group's glides and screws too, the axes then in the group's standard setting
+    # whose reflection conditions the cell's lines follow: its lattice's centring, or (orthorhombic and monoclinic
+    # answers) the space group's glides and screws too, the axes then in the group's standard setting
     reflection_conditions: str = "lattice"
+    beta_deg: float | None = None
 
     def to_dict(self) -> dict:
         fields = asdict(self)
@@ -122,8 +134,24 @@ def calculated_lines(family: str, centring: str, axes: Axes, s_max: float) -> np
 
 def _metric(axes: Axes) -> np.ndarray:
     """``(A)``, ``(A, C)`` or ``(A, B, C)`` = ``1/a^2``, ``1/b^2``, ``1/c^2`` (Å⁻²), the parameters ``s`` is linear
-    in."""
+    in; monoclinic ``(A, B, C, D)`` (``tasks.monoclinic_indexing.reciprocal_metric``)."""
+    if len(axes) == 4:
+        return reciprocal_metric(*axes)
     return 1.0 / np.asarray(axes, dtype=float) ** 2
+
+
+def _axes_of_metric(params: np.ndarray) -> Axes:
+    """``_metric``'s inverse; a monoclinic cell with β >= 90° (l -> -l turns D's sign and keeps the lines)."""
+    if len(params) == 4:
+        return cell_of_metric(params[0], params[1], params[2], abs(params[3]))
+    return tuple(float(x) for x in 1.0 / np.sqrt(params))
+
+
+def _valid_metric(params: np.ndarray) -> bool:
+    """Positive axes (and, monoclinic, a positive definite (a*, c*) form: D^2 < 4 A C)."""
+    if np.any(params[:3] <= 0):
+        return False
+    return len(params) != 4 or params[3] ** 2 < 4.0 * params[0] * params[2]
 
 
 def _nearest(s_calc: np.ndarray, s_obs: np.ndarray) -> np.ndarray:
@@ -161,29 +189,35 @@ def _indexed(s_obs: np.ndarray, s_calc: np.ndarray, tol: np.ndarray) -> np.ndarr
 
 
 def _design(family: str, centring: str, axes: Axes, s_max: float) -> np.ndarray:
-    """Rows ``(m)`` (cubic), ``(m, l^2)`` with ``s = A m + C l^2`` (hexagonal m includes the 4/3) or
-    ``(h^2, k^2, l^2)`` (orthorhombic) of the distinct allowed lines up to ``s_max`` (and some beyond: the index
-    box, not ``s``, bounds them)."""
+    """Rows ``(m)`` (cubic), ``(m, l^2)`` with ``s = A m + C l^2`` (hexagonal m includes the 4/3),
+    ``(h^2, k^2, l^2)`` (orthorhombic) or ``(h^2, k^2, l^2, h l)`` (monoclinic) of the distinct allowed lines up to
+    ``s_max`` (and some beyond: the index box, not ``s``, bounds them)."""
     return _design_rows(family, centring, *_index_bounds(axes, s_max))
 
 
 def _index_bounds(axes: Axes, s_max: float) -> tuple[int, int, int]:
     """``(h_max, k_max, l_max)``: |h| <= h_max, |k| <= k_max and |l| <= l_max hold every reflection with
     ``s <= s_max`` (the 1.2 covers hexagonal axes, where |h| can reach 2/√3 a √s)."""
-    a, b, c = axes[0], axes[1 if len(axes) == 3 else 0], axes[-1]
     root = np.sqrt(s_max)
+    if len(axes) == 4:  # |h| = |a . d*| <= a sqrt(s), whatever the angles
+        return tuple(int(np.ceil(x * root)) + 1 for x in axes[:3])
+    a, b, c = axes[0], axes[1 if len(axes) == 3 else 0], axes[-1]
     return (int(np.ceil(a * root * 1.2)) + 1, int(np.ceil(b * root * 1.2)) + 1, int(np.ceil(c * root)) + 1)
 
 
 @lru_cache(maxsize=128)  # ~20 MB at most: rows of the large cells run to ~10k
 def _design_rows(family: str, centring: str, h_max: int, k_max: int, l_max: int) -> np.ndarray:
-    k_low = 0 if family == "orthorhombic" else -k_max  # orthorhombic lines depend on h^2, k^2, l^2 alone
+    # orthorhombic lines depend on h^2, k^2, l^2 alone, monoclinic ones on h^2, k^2, l^2 and h l
+    k_low = 0 if family in ("orthorhombic", "monoclinic") else -k_max
+    l_low = -l_max if family == "monoclinic" else 0
     h, k, l = (g.ravel() for g in np.meshgrid(np.arange(0, h_max + 1), np.arange(k_low, k_max + 1),
-                                              np.arange(0, l_max + 1), indexing="ij"))
-    keep = _allowed(h, k, l, centring) & ~((h == 0) & (k == 0) & (l == 0))
+                                              np.arange(l_low, l_max + 1), indexing="ij"))
+    keep = _allowed(h, k, l, centring) & ~((h == 0) & (k == 0) & (l == 0)) & ~((h == 0) & (l < 0))
     h, k, l = h[keep], k[keep], l[keep]
     if family == "orthorhombic":
         rows = np.stack([h * h, k * k, l * l], axis=1).astype(float)
+    elif family == "monoclinic":
+        rows = np.stack([h * h, k * k, l * l, h * l], axis=1).astype(float)
     elif family == "cubic":
         rows = np.unique(h * h + k * k + l * l)[:, None].astype(float)
     else:
@@ -239,10 +273,10 @@ def _refined(family: str, centring: str, axes: Axes, s_obs: np.ndarray, tol: np.
             jacobian = np.column_stack([rows * slope[:, None], np.ones(len(s))])
             residual = observed - (_two_theta_deg(s, wavelength_angstrom) + x[-1])
             x = x + np.linalg.lstsq(jacobian, residual, rcond=None)[0]
-        if np.any(x[:-1] <= 0) or not abs(x[-1]) <= MAX_ZERO_SHIFT_DEG:
+        if not _valid_metric(x[:-1]) or not abs(x[-1]) <= MAX_ZERO_SHIFT_DEG:
             break
         params, zero = x[:-1], float(x[-1])
-    return tuple(float(x) for x in 1.0 / np.sqrt(params)), zero
+    return _axes_of_metric(params), zero
 
 
 @lru_cache(maxsize=None)
@@ -279,6 +313,7 @@ RELATED_CELLS = {
                   (np.sqrt(3.0), 1.0), (1 / np.sqrt(3.0), 1.0)),
     "orthorhombic": ((1.0, 1.0, 1.0), (2.0, 1.0, 1.0), (1.0, 2.0, 1.0), (1.0, 1.0, 2.0), (0.5, 1.0, 1.0),
                      (1.0, 0.5, 1.0), (1.0, 1.0, 0.5)),
+    "monoclinic": ((1.0, 1.0, 1.0, 1.0), (1.0, 2.0, 1.0, 1.0), (1.0, 0.5, 1.0, 1.0)),  # β is kept
 }
 
 
@@ -298,6 +333,9 @@ def _trial_cells(family: str, centring: str, q: np.ndarray, s_obs: np.ndarray, w
     if family == "cubic":
         a = _cubic_cell(s_obs, width, centring)
         return [] if a is None else [(a,)]
+    if family == "monoclinic":
+        found = index_monoclinic(s_obs, width, centring)
+        return [] if found is None else [found[2:]]
     if family == "orthorhombic":
         narrow = width_deg < FINAL_TOLERANCE_DEG
         if ":" in centring:  # a space group's rules: the narrow search only, one cell each (the time is 6 rules')
@@ -313,7 +351,7 @@ def _trial_cells(family: str, centring: str, q: np.ndarray, s_obs: np.ndarray, w
 
 def index_answer(q_inv_angstrom: np.ndarray, wavelength_angstrom: float, space_group_number: int) -> IndexedCell | None:
     """A cell of the answer's lattice for peaks at ``q_inv_angstrom`` (Å⁻¹, ascending), or None where the lattice
-    is not searched (monoclinic and triclinic), there are too few peaks (``MIN_PEAKS``), or no cell indexes
+    is not searched (triclinic), there are too few peaks (``MIN_PEAKS``), or no cell indexes
     ``MIN_INDEXED_FRACTION`` of them.
 
     The searches' cells for the answer's centring and for the primitive lattice, and their ``RELATED_CELLS``, are
@@ -327,6 +365,14 @@ def index_answer(q_inv_angstrom: np.ndarray, wavelength_angstrom: float, space_g
     assignment of its standard axes to the ascending lengths). Such a cell is judged on the group's lines, so it
     wins where the glides and screws explain the missing lines, and is reported in the group's standard setting
     (a Pnma answer's a, b, c as Pnma has them), each peak labelled on those axes. These answers take ~0.4 s.
+
+    Monoclinic answers are searched in a reduced (a, c) net (``tasks.monoclinic_indexing``), a C-centred lattice
+    in its C and I settings (an I cell is reported in a C setting), and with the space group's own glide and screw
+    conditions in each of its settings (``monoclinic_group_rules``: P2_1/c seen as P2_1/c, P2_1/a or P2_1/n); such a
+    cell is reported in the group's standard setting (unique axis b, cell choice 1). On the tuning draw of
+    bench/monoclinic_indexing.py (100 patterns) the group's rules raised right cells from 0.23 to 0.33 (0.37 once
+    the refinement assigned peaks at the wide search tolerance, as for the other lattices). These answers take
+    ~1-9 s.
     """
     group = space_group_type(space_group_number)
     family = FAMILY_OF_SYSTEM.get(group.crystal_system)
@@ -335,15 +381,19 @@ def index_answer(q_inv_angstrom: np.ndarray, wavelength_angstrom: float, space_g
     # A-centred settings (Amm2, Aea2, ...) are the C lattice with the axes relabelled; a space group's own rules
     # see them in its standard setting
     lattice_centring = "C" if group.bravais_lattice == "oC" else group.bravais_lattice[1]
-    rules = [lattice_centring, "P"]
+    rules = [*(CENTRED_RULES if family == "monoclinic" and lattice_centring == "C" else [lattice_centring]), "P"]
     if family == "orthorhombic":  # the group's glides and screws remove lines its lattice has
         rules += orthorhombic_group_rules(space_group_number, lattice_centring)
+    elif family == "monoclinic":
+        rules += monoclinic_group_rules(space_group_number, lattice_centring)
     q, s_obs, candidates = _search(q_inv_angstrom, wavelength_angstrom, family, rules)
     best = _best(candidates, len(s_obs))
     if best is None:
         return None
     n_indexed, figure, centring, fitted, zero = best
     tol = peak_tolerance_s(q, wavelength_angstrom, FINAL_TOLERANCE_DEG)
+    if family == "monoclinic":
+        return _monoclinic_cell(centring, fitted, zero, s_obs, tol, n_indexed, figure, wavelength_angstrom)
     volume = float(np.prod(fitted) * fitted[0] ** (3 - len(fitted)))  # a^3, a^2 c, a b c
     if family == "hexagonal":
         volume *= np.sqrt(3.0) / 2.0
@@ -360,11 +410,65 @@ def index_answer(q_inv_angstrom: np.ndarray, wavelength_angstrom: float, space_g
                        len(s_obs), n_indexed, figure, peaks, fitted[1] if len(fitted) == 3 else None, conditions)
 
 
+def _monoclinic_cell(centring: str, axes: Axes, zero: float, s_obs: np.ndarray, tol: np.ndarray, n_indexed: int,
+                     figure: float, wavelength_angstrom: float) -> IndexedCell:
+    """``index_answer``'s monoclinic cell, an I cell turned to a C setting (the same lattice and lines), a cell of
+    a space group's rules to its standard setting."""
+    conditions = "lattice"
+    if centring == "I":
+        axes, centring = i_to_c_setting(axes), "C"
+    elif ":" in centring:
+        number, setting = centring.split(":")
+        axes, centring, conditions = monoclinic_standard_setting(axes, setting), f"{number}:hl", "space group"
+    a, b, c, beta = axes
+    volume = float(a * b * c * np.sin(np.radians(beta)))
+    peaks = _labelled_peaks("monoclinic", centring, axes, zero, s_obs, tol, wavelength_angstrom)
+    lattice = "m" + (centring if conditions == "lattice" else space_group_type(int(centring[1:].split(":")[0]))
+                     .bravais_lattice[1])
+    return IndexedCell(lattice, a, c, volume, zero, len(s_obs), n_indexed, figure, peaks, b, conditions, beta)
+
+
+def monoclinic_standard_setting(axes: Axes, setting: str) -> Axes:
+    """The cell ``(a, b, c, β)`` of a search in ``setting`` (``MONOCLINIC_SETTINGS``: the standard indices as sums
+    of ours) in the standard setting: ``(a_std, c_std) = M (a, c)``, c_std's sign chosen so that β >= 90°."""
+    a, b, c, beta = axes
+    a_vec = np.array([a, 0.0])
+    c_vec = np.array([c * np.cos(np.radians(beta)), c * np.sin(np.radians(beta))])
+    (m00, m01), (m10, m11) = MONOCLINIC_SETTINGS[setting]
+    new_a, new_c = m00 * a_vec + m01 * c_vec, m10 * a_vec + m11 * c_vec
+    cosine = float(new_a @ new_c / (np.linalg.norm(new_a) * np.linalg.norm(new_c)))
+    return float(np.linalg.norm(new_a)), b, float(np.linalg.norm(new_c)), float(np.degrees(np.arccos(-abs(cosine))))
+
+
+def monoclinic_group_rules(space_group_number: int, lattice_centring: str = "P") -> list[str]:
+    """A monoclinic space group's own reflection rules in each setting of a reduced (a, c) net whose conditions
+    differ (``"m14:h,h+l"``, ``tasks.orthorhombic_indexing.MONOCLINIC_SETTINGS``), less those that remove no more
+    lines than its lattice's centring in some setting."""
+    lattice = 5 if lattice_centring == "C" else 3  # C2, P2: the centring alone, in each setting
+    return distinct_rules([f"m{space_group_number}:{setting}" for setting in MONOCLINIC_SETTINGS],
+                          excluded=[f"m{lattice}:{setting}" for setting in MONOCLINIC_SETTINGS])
+
+
+def i_to_c_setting(axes: Axes) -> Axes:
+    """A C setting ``(a', b, c', β')`` of a body-centred monoclinic cell ``(a, b, c, β)``: ``a' = a + c`` and ``c'``
+    the one of ``a``, ``c`` that makes β' nearest 90° (signs then chosen so that β' >= 90°). The centring vector
+    (a + b + c) / 2 is (a' + b) / 2."""
+    a, b, c, beta = axes
+    cos_b, sin_b = np.cos(np.radians(beta)), np.sin(np.radians(beta))
+    a_vec, c_vec = np.array([a, 0.0]), np.array([c * cos_b, c * sin_b])
+    new_a = a_vec + c_vec
+    options = []
+    for new_c in (c_vec, a_vec):
+        cosine = float(new_a @ new_c / (np.linalg.norm(new_a) * np.linalg.norm(new_c)))
+        options.append((abs(cosine), np.linalg.norm(new_c), cosine))
+    _, length, cosine = min(options)
+    return float(np.linalg.norm(new_a)), b, float(length), float(np.degrees(np.arccos(-abs(cosine))))
+
+
 def orthorhombic_group_rules(space_group_number: int, lattice_centring: str = "P") -> list[str]:
     """An orthorhombic space group's own reflection rules (``space_group_rules``: each assignment of its standard
     axes to the ascending lengths), less those that remove no more lines than its lattice's centring."""
-    lattice_table = rule_table(lattice_centring).tobytes()
-    return [rule for rule in space_group_rules(space_group_number) if rule_table(rule).tobytes() != lattice_table]
+    return distinct_rules(space_group_rules(space_group_number), excluded=[lattice_centring])
 
 
 def best_cell_figures(q_inv_angstrom: np.ndarray, wavelength_angstrom: float, family: str,
@@ -432,7 +536,9 @@ def _reflections(family: str, centring: str, axes: Axes, s_max: float) -> tuple[
     keep = _allowed(h, k, l, centring) & ~((h == 0) & (k == 0) & (l == 0))
     hkl = np.stack([h[keep], k[keep], l[keep]], axis=1)
     rows = hkl.astype(float) ** 2
-    if family == "cubic":
+    if family == "monoclinic":
+        s = np.column_stack([rows, hkl[:, 0] * hkl[:, 2]]) @ _metric(axes)
+    elif family == "cubic":
         s = rows.sum(axis=1) / a ** 2
     elif family == "tetragonal":
         s = (rows[:, 0] + rows[:, 1]) / a ** 2 + rows[:, 2] / cc ** 2

@@ -44,10 +44,19 @@ STOP_RELATIVE_WIDTH = 2e-4  # a box this narrow in A, B and C (relative) is one 
 MAX_BOXES = 400_000  # a hard cap on the work per search
 
 
+# A monoclinic group's conditions (unique axis b) in a setting of a reduced (a, c) net: the standard setting's
+# (h, l) as combinations of ours. Its conditions are parities, so the six maps of GL(2, Z/2) are every setting;
+# each is also the basis change (a_std, c_std) = M (a, c), an integer matrix of determinant +-1.
+MONOCLINIC_SETTINGS = {"hl": ((1, 0), (0, 1)), "lh": ((0, 1), (1, 0)), "h,h+l": ((1, 0), (1, 1)),
+                       "h+l,l": ((1, 1), (0, 1)), "l,h+l": ((0, 1), (1, 1)), "h+l,h": ((1, 1), (1, 0))}
+
+
 def allowed_mask(rule: str, h: np.ndarray, k: np.ndarray, l: np.ndarray) -> np.ndarray:
-    """Which reflections (h k l) a rule allows: a lattice centring (``P``, ``C``, ``I``, ``F``) or an orthorhombic
+    """Which reflections (h k l) a rule allows: a lattice centring (``P``, ``C``, ``I``, ``F``), an orthorhombic
     space group's own reflection conditions with its axes relabelled (``"62:cab"``: our a, b, c are the standard
-    setting's c, a, b, as ``space_group_rules`` makes them). (0 0 0) is never allowed."""
+    setting's c, a, b, as ``space_group_rules`` makes them), or a monoclinic one's in a setting of
+    ``MONOCLINIC_SETTINGS`` (``"m14:h,h+l"``: the standard l is our h + l, P2_1/c seen as P2_1/n). (0 0 0) is never
+    allowed."""
     h, k, l = (np.asarray(x, dtype=np.int64) for x in (h, k, l))
     zero = (h == 0) * 4 + (k == 0) * 2 + (l == 0)
     return rule_table(rule)[zero, h % 4, k % 4, l % 4].astype(bool)
@@ -58,19 +67,27 @@ def rule_table(rule: str) -> np.ndarray:
     """``table[zero, h % 4, k % 4, l % 4]`` (uint8): whether a rule allows (h k l), ``zero`` = 4 [h = 0] + 2 [k = 0]
     + [l = 0]. Orthorhombic reflection conditions (centring, glides, screws) are all parities or residues mod 4 of
     the indices within one of these zero patterns, so one representative of each entry decides it for every
-    (h k l): the residue itself, 4 for a non-zero index of residue 0."""
+    (h k l): the residue itself, 4 for a non-zero index of residue 0. So are monoclinic ones, whose standard indices
+    are sums of ours (``MONOCLINIC_SETTINGS``)."""
     if ":" in rule:
         number, axes = rule.split(":")
-        ops = spglib.get_symmetry_from_database(hall_numbers_by_space_group()[int(number)][0])
+        if number.startswith("m") and axes not in MONOCLINIC_SETTINGS:
+            raise ValueError(f"unknown monoclinic setting {axes!r}: one of {', '.join(MONOCLINIC_SETTINGS)}")
+        ops = spglib.get_symmetry_from_database(hall_numbers_by_space_group()[int(number.lstrip("m"))][0])
     elif rule not in ("P", "C", "I", "F"):
-        raise ValueError(f"unknown rule {rule!r}: P, C, I, F or 'number:axes'")
+        raise ValueError(f"unknown rule {rule!r}: P, C, I, F, 'number:axes' or 'm<number>:setting'")
     table = np.zeros((8, 4, 4, 4), np.uint8)
     for zero in range(7):  # 7: (0 0 0)
         entries = [residues for residues in itertools.product(range(4), repeat=3)
                    if all((residue == 0) or not zero & bit for residue, bit in zip(residues, (4, 2, 1)))]
         ours = np.array([[0 if zero & bit else (residue or 4) for residue, bit in zip(residues, (4, 2, 1))]
                          for residues in entries])
-        if ":" in rule:
+        if ":" in rule and number.startswith("m"):
+            (m00, m01), (m10, m11) = MONOCLINIC_SETTINGS[axes]
+            standard = np.stack([m00 * ours[:, 0] + m01 * ours[:, 2], ours[:, 1], m10 * ours[:, 0] + m11 * ours[:, 2]],
+                                axis=1)
+            allowed = ~absent_reflections(np.asarray(ops["rotations"]), np.asarray(ops["translations"]), standard)
+        elif ":" in rule:
             standard = np.zeros_like(ours)
             for i, axis in enumerate(axes):  # our axis i is the standard setting's ``axis``
                 standard[:, "abc".index(axis)] = ours[:, i]
@@ -86,14 +103,19 @@ def rule_table(rule: str) -> np.ndarray:
 def space_group_rules(space_group_number: int) -> list[str]:
     """The rules of an orthorhombic space group's reflection conditions, one per assignment of the standard
     setting's axes to ascending lengths whose conditions differ (one for Pmmm, six for Pnma)."""
-    rules, seen = [], set()
-    for axes in ("abc", "acb", "bac", "bca", "cab", "cba"):
-        rule = f"{space_group_number}:{axes}"
+    return distinct_rules([f"{space_group_number}:{axes}" for axes in ("abc", "acb", "bac", "bca", "cab", "cba")])
+
+
+def distinct_rules(rules, excluded=()) -> list[str]:
+    """``rules`` in order, less each one that allows the same reflections as an earlier one or one of
+    ``excluded``: each is searched once."""
+    out, seen = [], {rule_table(rule).tobytes() for rule in excluded}
+    for rule in rules:
         key = rule_table(rule).tobytes()
         if key not in seen:
             seen.add(key)
-            rules.append(rule)
-    return rules
+            out.append(rule)
+    return out
 
 
 @numba.njit(cache=True, nogil=True, inline="always")
@@ -235,22 +257,30 @@ def search_orthorhombic(s_obs, tol, table, ordered_bc, A_min, A_max, B_min, B_ma
             continue
         if top + 2 > stack.shape[0]:
             break
-        for j in range(6):
-            stack[top + 1, j] = stack[top, j]
-        # halve the relatively widest side; the half with the smaller cells (larger A, B, C) is searched first
+        # halve the relatively widest side
         if width_a >= width_b and width_a >= width_c:
             axis = 0
         elif width_b >= width_c:
             axis = 2
         else:
             axis = 4
-        mid = 0.5 * (stack[top, axis] + stack[top, axis + 1])
-        stack[top, axis + 1] = mid
-        stack[top + 1, axis] = mid
-        first_l[top, :] = here
-        first_l[top + 1, :] = here
-        top += 2
+        top = halve_box(stack, first_l, top, axis, here)
     return best, boxes
+
+
+@numba.njit(cache=True, nogil=True, inline="always")
+def halve_box(stack, first_index, top, axis, here):
+    """Replace the box on top of a dichotomy's ``stack`` (rows of (low, high) pairs) by its two halves along the
+    parameter in columns ``axis``, ``axis + 1``, each resuming its peaks' index search at ``here``; the half with
+    the larger parameter (the smaller cells) goes on top, to be searched first. Returns the new top."""
+    for j in range(stack.shape[1]):
+        stack[top + 1, j] = stack[top, j]
+    mid = 0.5 * (stack[top, axis] + stack[top, axis + 1])
+    stack[top, axis + 1] = mid
+    stack[top + 1, axis] = mid
+    first_index[top, :] = here
+    first_index[top + 1, :] = here
+    return top + 2
 
 
 def index_orthorhombic(s_obs: np.ndarray, tol: np.ndarray, rule: str = "P", n_best: int = 1,

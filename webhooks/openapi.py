@@ -70,10 +70,13 @@ SCHEMAS = {
         "cell": {"type": "boolean", "default": False,
                  "description": "for a pattern, also index it: a cell of the answer's lattice and de Wolff's M20"}}},
     "Cell": {"type": ["object", "null"], "description": "a cell of the answer's lattice indexing the peaks; null "
-             "where none is found or the lattice is monoclinic or triclinic", "properties": {
-                 "lattice": {"type": "string", "examples": ["tP", "oP"]}, "a_angstrom": {"type": "number"},
-                 "b_angstrom": {"type": ["number", "null"], "description": "orthorhombic cells only"},
-                 "c_angstrom": {"type": ["number", "null"]}, "volume_angstrom3": {"type": "number"},
+             "where none is found or the lattice is triclinic", "properties": {
+                 "lattice": {"type": "string", "examples": ["tP", "oP", "mC"]}, "a_angstrom": {"type": "number"},
+                 "b_angstrom": {"type": ["number", "null"], "description": "orthorhombic and monoclinic cells only"},
+                 "c_angstrom": {"type": ["number", "null"]},
+                 "beta_deg": {"type": ["number", "null"], "description": "monoclinic cells only (unique axis b, "
+                              "β >= 90°, a <= c for mP; mC cells C-centred)"},
+                 "volume_angstrom3": {"type": "number"},
                  "reflection_conditions": {"type": "string", "enum": ["lattice", "space group"],
                                            "description": "whose absences the cell's lines follow; 'space group': "
                                            "the answer's glides and screws too, axes in its standard setting"},

@@ -209,6 +209,18 @@ def test_cells_are_indexed_on_request_in_both_outputs(tmp_path):
     assert "cell tP a = 4.62" in human and "peaks indexed" in human
 
 
+def test_a_monoclinic_cell_is_shown_with_beta_and_a_triclinic_answer_says_why_it_has_none():
+    from deployments.commands import _human_cell
+
+    cell = {"lattice": "mP", "a_angstrom": 6.0596, "b_angstrom": 4.14, "c_angstrom": 7.5865, "beta_deg": 101.524,
+            "zero_shift_two_theta_deg": 0.06, "peaks_indexed": 20, "peaks_used": 20, "de_wolff_m": 81.9,
+            "reflection_conditions": "lattice"}
+    shown = _human_cell({"cell": cell, "space_group": {"number": 11}})
+    assert "cell mP a = 6.0596, b = 4.1400, c = 7.5865 Å, β = 101.524°, zero +0.060°" in shown
+    assert _human_cell({"cell": None, "space_group": {"number": 2}}) == "; cell: not searched for triclinic lattices"
+    assert "none indexes the peaks" in _human_cell({"cell": None, "space_group": {"number": 14}})
+
+
 def test_the_lattice_evidence_is_reported_in_both_outputs_and_refused_for_formulas(tmp_path):
     zno = str(EXAMPLES / "ZnO_wurtzite_CuKa.xy")
     answer = json.loads(run_cli(tmp_path / "home", "predict", "--json", "--lattice-evidence", zno,

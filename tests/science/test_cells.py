@@ -1,6 +1,6 @@
 """Cells behind XRD answers: the answer's lattice indexed on measured-like patterns of known cells, with the
-zero shift refined; orthorhombic cells in their space group's setting; de Wolff's figure of merit; the lattices that
-are not searched."""
+zero shift refined; orthorhombic cells in their space group's setting; monoclinic cells with β; de Wolff's figure
+of merit; the lattice that is not searched."""
 
 import dataclasses
 import warnings
@@ -76,10 +76,101 @@ def test_a_centring_the_peaks_refute_falls_back_to_the_primitive_lattice():
 
 def test_lattices_that_are_not_searched_and_too_few_peaks_give_none():
     q = np.linspace(1.5, 5.0, 12)
-    assert index_answer(q, 1.54184, 14) is None  # monoclinic
     assert index_answer(q, 1.54184, 2) is None  # triclinic
     assert index_answer(q[:3], 1.54184, 225) is None
     assert index_answer(q[:7], 1.54184, 62) is None  # three axes need 8 peaks
+    assert index_answer(q[:9], 1.54184, 14) is None  # four need 10
+
+
+MONOCLINIC = {  # (structure, space group, lattice); a <= c as the search reports them
+    "P2_1/c": (Structure.from_spacegroup("P2_1/c", Lattice.monoclinic(5.2, 7.1, 8.3, 104.0), ["Zn", "O"],
+                                         [[0.21, 0.13, 0.37], [0.62, 0.41, 0.08]]), 14, "mP"),
+    "C2/m": (Structure.from_spacegroup("C2/m", Lattice.monoclinic(5.9, 3.7, 6.3, 110.0), ["Sr", "O"],
+                                       [[0.2, 0, 0.3], [0.4, 0, 0.8]]), 12, "mC"),
+}
+
+
+@pytest.mark.parametrize("name", sorted(MONOCLINIC))
+def test_monoclinic_cells_come_back_with_beta(name):
+    structure, number, lattice = MONOCLINIC[name]
+    strain, zero = 0.003, 0.05
+    cell = cell_for_answer(measured_like(structure, strain, zero), number)
+    assert cell is not None and cell["lattice"] == lattice
+    abc = np.array(structure.lattice.abc) * (1 + strain)
+    assert [cell[f"{x}_angstrom"] for x in "abc"] == pytest.approx(abc, rel=1e-3)
+    assert cell["beta_deg"] == pytest.approx(structure.lattice.beta, abs=0.05)
+    assert cell["volume_angstrom3"] == pytest.approx(structure.volume * (1 + strain) ** 3, rel=2e-3)
+    assert cell["zero_shift_two_theta_deg"] == pytest.approx(zero, abs=0.03)
+    assert cell["peaks_indexed"] >= cell["peaks_used"] - 1 and cell["de_wolff_m"] > 20
+    if lattice == "mC":
+        assert all((h + k) % 2 == 0 for h, k, _ in (p["hkl"] for p in cell["peaks"] if p["hkl"] is not None))
+
+
+def test_the_monoclinic_metric_and_its_settings():
+    from tasks.cells import i_to_c_setting
+    from tasks.monoclinic_indexing import cell_of_metric, reciprocal_metric
+
+    axes = (6.1, 7.3, 9.2, 107.5)
+    assert cell_of_metric(*reciprocal_metric(*axes)) == pytest.approx(axes)
+    # s = 1/d^2 of (h k l) from the metric is pymatgen's
+    lattice = Lattice.monoclinic(*axes)
+    for hkl in [(1, 0, 1), (1, 0, -1), (2, 3, -1), (0, 2, 3)]:
+        h, k, l = hkl
+        s = np.array([h * h, k * k, l * l, h * l]) @ reciprocal_metric(*axes)
+        assert s == pytest.approx(1.0 / lattice.d_hkl(hkl) ** 2)
+    # a body-centred cell and its C setting have the same lines
+    body_centred = (11.285, 9.538, 16.818, 92.9)
+    c_setting = i_to_c_setting(body_centred)
+    assert c_setting[3] >= 90.0
+    assert np.allclose(calculated_lines("monoclinic", "I", body_centred, 0.3),
+                       calculated_lines("monoclinic", "C", c_setting, 0.3))
+
+
+def test_monoclinic_groups_conditions_in_each_setting_and_back_to_the_standard_one():
+    from tasks.cells import monoclinic_group_rules, monoclinic_standard_setting
+
+    # P2_1/c, standard: h0l l = 2n, 0k0 k = 2n; in the setting whose standard l is our h + l: P2_1/n
+    assert [bool(allowed_mask("m14:hl", *hkl)) for hkl in [(1, 0, 1), (1, 0, 2), (2, 0, -2), (0, 1, 0), (1, 1, 1)]] \
+        == [False, True, True, False, True]
+    assert [bool(allowed_mask("m14:h,h+l", *hkl)) for hkl in [(1, 0, 1), (1, 0, 2), (2, 0, 1)]] == [True, False, False]
+    assert monoclinic_group_rules(14) == ["m14:hl", "m14:lh", "m14:h,h+l"]  # P2_1/c, P2_1/a, P2_1/n
+    assert monoclinic_group_rules(12, "C") == [] and monoclinic_group_rules(10) == []  # no glide, no screw
+    assert len(monoclinic_group_rules(15, "C")) == 3
+    with pytest.raises(ValueError, match="monoclinic setting"):
+        rule_table("m14:xy")
+    # a P2_1/n cell (c_std = a + c) comes back in the standard setting, with the same lines
+    a_std, b, c_std, beta = 5.2, 7.1, 8.3, 104.0
+    a_vec, c_vec = np.array([a_std, 0.0]), c_std * np.array([np.cos(np.radians(beta)), np.sin(np.radians(beta))])
+    ours = c_vec - a_vec
+    beta_ours = np.degrees(np.arccos(a_vec @ ours / (a_std * np.linalg.norm(ours))))
+    axes = (a_std, b, float(np.linalg.norm(ours)), float(beta_ours))
+    assert monoclinic_standard_setting(axes, "h,h+l") == pytest.approx((a_std, b, c_std, beta))
+    assert np.allclose(calculated_lines("monoclinic", "m14:h,h+l", axes, 0.3),
+                       calculated_lines("monoclinic", "m14:hl", (a_std, b, c_std, beta), 0.3))
+
+
+@pytest.mark.parametrize("rule", ["P", "C", "I"])
+def test_the_monoclinic_searchs_line_count_is_the_enumerated_one(rule):
+    from tasks.monoclinic_indexing import _n_lines, reciprocal_metric
+
+    axes = (5.3, 6.2, 8.8, 112.0)
+    A, B, C, D = reciprocal_metric(*axes)
+    lines = calculated_lines("monoclinic", rule, axes, 0.25)
+    assert _n_lines(A, B, C, D, D, 0.25, rule_table(rule), 10 ** 6) == len(lines)
+
+
+def test_the_monoclinic_search_finds_a_cell_from_its_lines():
+    from tasks.monoclinic_indexing import index_monoclinic
+
+    axes = (5.3, 6.2, 8.8, 112.0)
+    s_obs = calculated_lines("monoclinic", "P", axes, 0.2)[:12]
+    found = index_monoclinic(s_obs, np.full(len(s_obs), 2e-5), "P")
+    assert found is not None and found[0] == 1.0 and found[1] == 1.0  # every peak, and no line more
+    # the lattice's reduced setting: (5.3, 6.2, 8.8, 112°) is (5.3, 6.2, 8.4, 103.8°) with c' = c + a
+    assert found[2:] == pytest.approx((5.3, 6.2, 8.401, 103.80), rel=2e-3)
+    assert np.allclose(calculated_lines("monoclinic", "P", found[2:], 0.2)[:12], s_obs, rtol=2e-3)
+    with pytest.raises(ValueError, match="monoclinic rule"):
+        index_monoclinic(s_obs, np.full(len(s_obs), 2e-5), "F")
 
 
 ORTHORHOMBIC = {  # (structure, space group, a, b, c of the group's standard setting)
@@ -196,6 +287,19 @@ def test_measured_orthorhombic_patterns_index_to_their_rietveld_cells_and_settin
     cell = cell_for_answer(read_pdcif(shared_path("iucr_rietveld_pxrd_cifs", name), wavelength), number)
     assert cell is not None
     assert [cell[f"{x}_angstrom"] for x in "abc"] == pytest.approx(abc, rel=2e-3)
+
+
+def test_a_measured_monoclinic_pattern_indexes_to_its_rietveld_cell():
+    """BiCdClO2 (P2_1/m, Cu Kα): the authors' a = 7.5878, b = 4.1397, c = 6.0594 Å, β = 101.529°; the search
+    reports a <= c, so their a and c swap."""
+    from tasks.readers import read_pdcif
+    from tests.conftest import shared_path
+
+    pattern = read_pdcif(shared_path("iucr_rietveld_pxrd_cifs", "br1340Isup2.rtv.combined.cif"), 1.5418)
+    cell = cell_for_answer(pattern, 11)
+    assert cell is not None and cell["lattice"] == "mP"
+    assert [cell[f"{x}_angstrom"] for x in "abc"] == pytest.approx([6.0594, 4.1397, 7.5878], rel=2e-3)
+    assert cell["beta_deg"] == pytest.approx(101.529, abs=0.05) and cell["de_wolff_m"] > 20
 
 
 @pytest.mark.parametrize("name", sorted(IUCR_CELLS))
