@@ -393,7 +393,8 @@ def index_answer(q_inv_angstrom: np.ndarray, wavelength_angstrom: float, space_g
     n_indexed, figure, centring, fitted, zero = best
     tol = peak_tolerance_s(q, wavelength_angstrom, FINAL_TOLERANCE_DEG)
     if family == "monoclinic":
-        return _monoclinic_cell(centring, fitted, zero, s_obs, tol, n_indexed, figure, wavelength_angstrom)
+        return _monoclinic_cell(centring, lattice_centring, fitted, zero, s_obs, tol, n_indexed, figure,
+                                wavelength_angstrom)
     volume = float(np.prod(fitted) * fitted[0] ** (3 - len(fitted)))  # a^3, a^2 c, a b c
     if family == "hexagonal":
         volume *= np.sqrt(3.0) / 2.0
@@ -410,10 +411,10 @@ def index_answer(q_inv_angstrom: np.ndarray, wavelength_angstrom: float, space_g
                        len(s_obs), n_indexed, figure, peaks, fitted[1] if len(fitted) == 3 else None, conditions)
 
 
-def _monoclinic_cell(centring: str, axes: Axes, zero: float, s_obs: np.ndarray, tol: np.ndarray, n_indexed: int,
-                     figure: float, wavelength_angstrom: float) -> IndexedCell:
+def _monoclinic_cell(centring: str, lattice_centring: str, axes: Axes, zero: float, s_obs: np.ndarray,
+                     tol: np.ndarray, n_indexed: int, figure: float, wavelength_angstrom: float) -> IndexedCell:
     """``index_answer``'s monoclinic cell, an I cell turned to a C setting (the same lattice and lines), a cell of
-    a space group's rules to its standard setting."""
+    the space group's rules (its lattice ``lattice_centring``) to its standard setting."""
     conditions = "lattice"
     if centring == "I":
         axes, centring = i_to_c_setting(axes), "C"
@@ -423,8 +424,7 @@ def _monoclinic_cell(centring: str, axes: Axes, zero: float, s_obs: np.ndarray, 
     a, b, c, beta = axes
     volume = float(a * b * c * np.sin(np.radians(beta)))
     peaks = _labelled_peaks("monoclinic", centring, axes, zero, s_obs, tol, wavelength_angstrom)
-    lattice = "m" + (centring if conditions == "lattice" else space_group_type(int(centring[1:].split(":")[0]))
-                     .bravais_lattice[1])
+    lattice = "m" + (centring if conditions == "lattice" else lattice_centring)
     return IndexedCell(lattice, a, c, volume, zero, len(s_obs), n_indexed, figure, peaks, b, conditions, beta)
 
 

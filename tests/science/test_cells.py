@@ -147,6 +147,18 @@ def test_monoclinic_groups_conditions_in_each_setting_and_back_to_the_standard_o
     assert monoclinic_standard_setting(axes, "h,h+l") == pytest.approx((a_std, b, c_std, beta))
     assert np.allclose(calculated_lines("monoclinic", "m14:h,h+l", axes, 0.3),
                        calculated_lines("monoclinic", "m14:hl", (a_std, b, c_std, beta), 0.3))
+    # a cell the group's rules found in that setting is reported in P2_1/c's, its peaks labelled on those axes
+    from tasks.cells import _monoclinic_cell
+    from tasks.dichotomy_indexing import peak_tolerance_s
+
+    s_obs = calculated_lines("monoclinic", "m14:h,h+l", axes, 0.3)[:20]
+    q = 2 * np.pi * np.sqrt(s_obs)
+    cell = _monoclinic_cell("m14:h,h+l", "P", axes, 0.0, s_obs, peak_tolerance_s(q, 1.5406, 0.1), 20, 50.0, 1.5406)
+    assert cell.lattice == "mP" and cell.reflection_conditions == "space group"
+    assert (cell.a_angstrom, cell.b_angstrom, cell.c_angstrom, cell.beta_deg) == pytest.approx((a_std, b, c_std, beta))
+    labels = [hkl for _, _, hkl, _ in cell.peaks]
+    assert None not in labels and all(allowed_mask("m14:hl", *hkl) for hkl in labels)
+    assert not any(k == 0 and l % 2 for _, k, l in labels)  # the c glide's h0l, l odd, absent on P2_1/c's axes
 
 
 @pytest.mark.parametrize("rule", ["P", "C", "I"])
