@@ -33,8 +33,8 @@ import numpy as np
 from tasks.crystallography import centring_allows, space_group_type
 from tasks.dichotomy_indexing import index_by_dichotomy, peak_tolerance_s
 from tasks.monoclinic_indexing import CENTRED_RULES, cell_of_metric, index_monoclinic, reciprocal_metric
-from tasks.orthorhombic_indexing import (MONOCLINIC_SETTINGS, allowed_mask, distinct_rules, index_orthorhombic,
-                                         space_group_rules)
+from tasks.orthorhombic_indexing import index_orthorhombic
+from tasks.reflection_rules import MONOCLINIC_SETTINGS, allowed_mask, monoclinic_group_rules, orthorhombic_group_rules
 
 M_PEAKS = 20  # de Wolff's M20
 # a cell with fewer parameters needs fewer lines to be checked
@@ -440,15 +440,6 @@ def monoclinic_standard_setting(axes: Axes, setting: str) -> Axes:
     return float(np.linalg.norm(new_a)), b, float(np.linalg.norm(new_c)), float(np.degrees(np.arccos(-abs(cosine))))
 
 
-def monoclinic_group_rules(space_group_number: int, lattice_centring: str = "P") -> list[str]:
-    """A monoclinic space group's own reflection rules in each setting of a reduced (a, c) net whose conditions
-    differ (``"m14:h,h+l"``, ``tasks.orthorhombic_indexing.MONOCLINIC_SETTINGS``), less those that remove no more
-    lines than its lattice's centring in some setting."""
-    lattice = 5 if lattice_centring == "C" else 3  # C2, P2: the centring alone, in each setting
-    return distinct_rules([f"m{space_group_number}:{setting}" for setting in MONOCLINIC_SETTINGS],
-                          excluded=[f"m{lattice}:{setting}" for setting in MONOCLINIC_SETTINGS])
-
-
 def i_to_c_setting(axes: Axes) -> Axes:
     """A C setting ``(a', b, c', β')`` of a body-centred monoclinic cell ``(a, b, c, β)``: ``a' = a + c`` and ``c'``
     the one of ``a``, ``c`` that makes β' nearest 90° (signs then chosen so that β' >= 90°). The centring vector
@@ -463,12 +454,6 @@ def i_to_c_setting(axes: Axes) -> Axes:
         options.append((abs(cosine), np.linalg.norm(new_c), cosine))
     _, length, cosine = min(options)
     return float(np.linalg.norm(new_a)), b, float(length), float(np.degrees(np.arccos(-abs(cosine))))
-
-
-def orthorhombic_group_rules(space_group_number: int, lattice_centring: str = "P") -> list[str]:
-    """An orthorhombic space group's own reflection rules (``space_group_rules``: each assignment of its standard
-    axes to the ascending lengths), less those that remove no more lines than its lattice's centring."""
-    return distinct_rules(space_group_rules(space_group_number), excluded=[lattice_centring])
 
 
 def best_cell_figures(q_inv_angstrom: np.ndarray, wavelength_angstrom: float, family: str,

@@ -200,6 +200,21 @@ def search_cells(s_obs, tol, f, counts, A_min, A_max, C_min, C_max, max_missing,
     return best_hits, best_lines, best_A, best_C, boxes
 
 
+@numba.njit(cache=True, nogil=True, inline="always")
+def halve_box(stack, first_index, top, axis, here):
+    """Replace the box on top of a dichotomy's ``stack`` (rows of (low, high) pairs) by its two halves along the
+    parameter in columns ``axis``, ``axis + 1``, each resuming its peaks' index search at ``here``; the half with
+    the larger parameter (the smaller cells) goes on top, to be searched first. Returns the new top."""
+    for j in range(stack.shape[1]):
+        stack[top + 1, j] = stack[top, j]
+    mid = 0.5 * (stack[top, axis] + stack[top, axis + 1])
+    stack[top, axis + 1] = mid
+    stack[top + 1, axis] = mid
+    first_index[top, :] = here
+    first_index[top + 1, :] = here
+    return top + 2
+
+
 def peak_tolerance_s(q_inv_angstrom: np.ndarray, wavelength_angstrom: float,
                      tolerance_two_theta_deg: float = TOLERANCE_TWO_THETA_DEG) -> np.ndarray:
     """The tolerance on ``s = 1/d^2`` (Å⁻²) of each peak from an angular one: ``ds = 2 sin(2θ) / λ² · d(2θ)``."""

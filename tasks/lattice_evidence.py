@@ -33,7 +33,8 @@ import numpy as np
 from scipy.optimize import minimize
 from scipy.special import log_softmax
 
-from tasks.cells import UNINDEXED_PENALTY_POWER, best_cell_figures, orthorhombic_group_rules
+from tasks.cells import UNINDEXED_PENALTY_POWER, best_cell_figures
+from tasks.reflection_rules import orthorhombic_group_rules
 from tasks.crystallography import CRYSTAL_SYSTEMS
 
 # Each search: the family and the reflection rules its cells' lines may follow. The four primitive lattices came

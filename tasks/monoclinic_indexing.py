@@ -25,7 +25,8 @@ from __future__ import annotations
 import numba
 import numpy as np
 
-from tasks.orthorhombic_indexing import _ok, halve_box, rule_table
+from tasks.dichotomy_indexing import halve_box
+from tasks.reflection_rules import allows, rule_table
 
 # As the orthorhombic search: 12 peaks, one of them free to be an impurity line or a merged doublet, at most 4
 # lines per peak (16 peaks: right cells 0.23 against 0.30 on 40 patterns of bench/monoclinic_indexing.py's tuning
@@ -67,7 +68,7 @@ def _first_fitting_h(lo_s, hi_s, A_lo, A_hi, B_lo, B_hi, C_lo, C_hi, D_lo, D_hi,
             k_lo = int(np.ceil(np.sqrt(need / B_hi))) if need > 0 else 0
             k_hi = int(np.sqrt((hi_s - rest_lo) / B_lo))
             for k in range(k_lo, min(k_hi, k_lo + 4) + 1):  # beyond k = 0 the rules repeat every 4
-                if (h != 0 or k != 0 or l != 0) and _ok(table, h, k, l):
+                if (h != 0 or k != 0 or l != 0) and allows(table, h, k, l):
                     return h
     return -1
 
@@ -87,7 +88,7 @@ def _n_lines(A, B, C, D_pos, D_neg, s_max, table, limit):
             if rest > s_max:
                 continue
             for k in range(0, int(np.sqrt((s_max - rest) / B)) + 1):
-                if (h != 0 or k != 0 or l != 0) and _ok(table, h, k, l):
+                if (h != 0 or k != 0 or l != 0) and allows(table, h, k, l):
                     n += 1
             if n > limit:
                 return n
@@ -189,7 +190,7 @@ def index_monoclinic(s_obs: np.ndarray, tol: np.ndarray, rule: str = "P",
                      max_boxes: int = MAX_BOXES) -> tuple[float, float, float, float, float, float] | None:
     """The best monoclinic cell for the first ``N_PEAKS`` peaks at ``s_obs`` (``1/d^2``, Å⁻², ascending) with
     tolerances ``tol`` (Å⁻²) whose lines ``rule`` allows (``P``, a centred setting of ``CENTRED_RULES``, or a
-    space group's conditions in one setting, ``tasks.orthorhombic_indexing.allowed_mask``'s ``"m14:h,h+l"``):
+    space group's conditions in one setting, ``tasks.reflection_rules.allowed_mask``'s ``"m14:h,h+l"``):
     ``(fraction indexed, lines per peak, a, b, c, β)`` in Å and degrees, or None when no cell indexes all but
     ``MAX_MISSING`` peaks."""
     if rule not in ("P", *CENTRED_RULES) and not rule.startswith("m"):

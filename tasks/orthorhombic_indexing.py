@@ -11,9 +11,10 @@ M20 idea). A box is dropped when even its smallest cell has more than ``MAX_LINE
 The axes are searched in ascending length (a <= b <= c), so each cell is searched once, not six times; for the
 base-centred lattice only a <= b, the centred face being (a, b) (C; an A- or B-centred setting is the same lattice
 with its axes relabelled). The centrings, and a space group's glide and screw conditions, are conditions on the
-indices mod 4 (``rule_table``), checked per line, so the search for a centred lattice or a space group sees only
-its allowed lines and finds its cell, not a cell whose extra lines would exceed the line budget (a Pnma crystal's
-cell has a third fewer lines than its primitive lattice's among the first peaks: 16 against 25 for InLaO3).
+indices mod 4 (``tasks.reflection_rules``), checked per line, so the search for a centred lattice or a space group
+sees only its allowed lines and finds its cell, not a cell whose extra lines would exceed the line budget (a Pnma
+crystal's cell has a third fewer lines than its primitive lattice's among the first peaks: 16 against 25 for
+InLaO3).
 
 This search is for the cell behind an orthorhombic answer (``tasks.cells``): at tens of milliseconds a pattern it
 is too slow for the classifier's features, which must stay near a millisecond a pattern.
@@ -21,15 +22,11 @@ is too slow for the classifier's features, which must stay near a millisecond a 
 
 from __future__ import annotations
 
-import itertools
-from functools import lru_cache
-
 import numba
 import numpy as np
-import spglib
 
-from tasks.crystallography import centring_allows, hall_numbers_by_space_group
-from tasks.extinction import absent_reflections
+from tasks.dichotomy_indexing import halve_box
+from tasks.reflection_rules import allows, rule_table
 
 # Chosen on bench/cell_indexing.py's tuning draw (150 orthorhombic patterns, right cells after tasks.cells's
 # refinement): 10 / 12 / 15 / 20 peaks with 1, 1, 1 / 2, 2 missing 0.41 / 0.53 / 0.49 / 0.51 / 0.49; 6 lines per peak
@@ -44,90 +41,11 @@ STOP_RELATIVE_WIDTH = 2e-4  # a box this narrow in A, B and C (relative) is one 
 MAX_BOXES = 400_000  # a hard cap on the work per search
 
 
-# A monoclinic group's conditions (unique axis b) in a setting of a reduced (a, c) net: the standard setting's
-# (h, l) as combinations of ours. Its conditions are parities, so the six maps of GL(2, Z/2) are every setting;
-# each is also the basis change (a_std, c_std) = M (a, c), an integer matrix of determinant +-1.
-MONOCLINIC_SETTINGS = {"hl": ((1, 0), (0, 1)), "lh": ((0, 1), (1, 0)), "h,h+l": ((1, 0), (1, 1)),
-                       "h+l,l": ((1, 1), (0, 1)), "l,h+l": ((0, 1), (1, 1)), "h+l,h": ((1, 1), (1, 0))}
-
-
-def allowed_mask(rule: str, h: np.ndarray, k: np.ndarray, l: np.ndarray) -> np.ndarray:
-    """Which reflections (h k l) a rule allows: a lattice centring (``P``, ``C``, ``I``, ``F``), an orthorhombic
-    space group's own reflection conditions with its axes relabelled (``"62:cab"``: our a, b, c are the standard
-    setting's c, a, b, as ``space_group_rules`` makes them), or a monoclinic one's in a setting of
-    ``MONOCLINIC_SETTINGS`` (``"m14:h,h+l"``: the standard l is our h + l, P2_1/c seen as P2_1/n). (0 0 0) is never
-    allowed."""
-    h, k, l = (np.asarray(x, dtype=np.int64) for x in (h, k, l))
-    zero = (h == 0) * 4 + (k == 0) * 2 + (l == 0)
-    return rule_table(rule)[zero, h % 4, k % 4, l % 4].astype(bool)
-
-
-@lru_cache(maxsize=None)
-def rule_table(rule: str) -> np.ndarray:
-    """``table[zero, h % 4, k % 4, l % 4]`` (uint8): whether a rule allows (h k l), ``zero`` = 4 [h = 0] + 2 [k = 0]
-    + [l = 0]. Orthorhombic reflection conditions (centring, glides, screws) are all parities or residues mod 4 of
-    the indices within one of these zero patterns, so one representative of each entry decides it for every
-    (h k l): the residue itself, 4 for a non-zero index of residue 0. So are monoclinic ones, whose standard indices
-    are sums of ours (``MONOCLINIC_SETTINGS``)."""
-    if ":" in rule:
-        number, axes = rule.split(":")
-        if number.startswith("m") and axes not in MONOCLINIC_SETTINGS:
-            raise ValueError(f"unknown monoclinic setting {axes!r}: one of {', '.join(MONOCLINIC_SETTINGS)}")
-        ops = spglib.get_symmetry_from_database(hall_numbers_by_space_group()[int(number.lstrip("m"))][0])
-    elif rule not in ("P", "C", "I", "F"):
-        raise ValueError(f"unknown rule {rule!r}: P, C, I, F, 'number:axes' or 'm<number>:setting'")
-    table = np.zeros((8, 4, 4, 4), np.uint8)
-    for zero in range(7):  # 7: (0 0 0)
-        entries = [residues for residues in itertools.product(range(4), repeat=3)
-                   if all((residue == 0) or not zero & bit for residue, bit in zip(residues, (4, 2, 1)))]
-        ours = np.array([[0 if zero & bit else (residue or 4) for residue, bit in zip(residues, (4, 2, 1))]
-                         for residues in entries])
-        if ":" in rule and number.startswith("m"):
-            (m00, m01), (m10, m11) = MONOCLINIC_SETTINGS[axes]
-            standard = np.stack([m00 * ours[:, 0] + m01 * ours[:, 2], ours[:, 1], m10 * ours[:, 0] + m11 * ours[:, 2]],
-                                axis=1)
-            allowed = ~absent_reflections(np.asarray(ops["rotations"]), np.asarray(ops["translations"]), standard)
-        elif ":" in rule:
-            standard = np.zeros_like(ours)
-            for i, axis in enumerate(axes):  # our axis i is the standard setting's ``axis``
-                standard[:, "abc".index(axis)] = ours[:, i]
-            allowed = ~absent_reflections(np.asarray(ops["rotations"]), np.asarray(ops["translations"]), standard)
-        else:
-            allowed = centring_allows(rule, *ours.T)
-        for residues, ok in zip(entries, allowed):
-            table[(zero, *residues)] = ok
-    table.flags.writeable = False
-    return table
-
-
-def space_group_rules(space_group_number: int) -> list[str]:
-    """The rules of an orthorhombic space group's reflection conditions, one per assignment of the standard
-    setting's axes to ascending lengths whose conditions differ (one for Pmmm, six for Pnma)."""
-    return distinct_rules([f"{space_group_number}:{axes}" for axes in ("abc", "acb", "bac", "bca", "cab", "cba")])
-
-
-def distinct_rules(rules, excluded=()) -> list[str]:
-    """``rules`` in order, less each one that allows the same reflections as an earlier one or one of
-    ``excluded``: each is searched once."""
-    out, seen = [], {rule_table(rule).tobytes() for rule in excluded}
-    for rule in rules:
-        key = rule_table(rule).tobytes()
-        if key not in seen:
-            seen.add(key)
-            out.append(rule)
-    return out
-
-
-@numba.njit(cache=True, nogil=True, inline="always")
-def _ok(table, h, k, l):
-    return table[(h == 0) * 4 + (k == 0) * 2 + (l == 0), h % 4, k % 4, l % 4] != 0
-
-
 @numba.njit(cache=True, nogil=True, inline="always")
 def _any_h(table, h_lo, h_hi, k, l):
     """Whether some h in [h_lo, h_hi] makes (h k l) allowed (beyond h = 0 the rule repeats every 4)."""
     for h in range(h_lo, min(h_hi, h_lo + 4) + 1):
-        if _ok(table, h, k, l):
+        if allows(table, h, k, l):
             return True
     return False
 
@@ -162,7 +80,7 @@ def _n_lines(A, B, C, s_max, table, limit):
         k = 0
         while l * l * C + k * k * B <= s_max:
             h_hi = int(np.sqrt((s_max - l * l * C - k * k * B) / A))
-            n += _ok(table, 0, k, l)
+            n += allows(table, 0, k, l)
             zero = (k == 0) * 2 + (l == 0)
             for r in range(4):  # h >= 1 with h % 4 == r
                 if table[zero, r, k % 4, l % 4]:
@@ -268,27 +186,12 @@ def search_orthorhombic(s_obs, tol, table, ordered_bc, A_min, A_max, B_min, B_ma
     return best, boxes
 
 
-@numba.njit(cache=True, nogil=True, inline="always")
-def halve_box(stack, first_index, top, axis, here):
-    """Replace the box on top of a dichotomy's ``stack`` (rows of (low, high) pairs) by its two halves along the
-    parameter in columns ``axis``, ``axis + 1``, each resuming its peaks' index search at ``here``; the half with
-    the larger parameter (the smaller cells) goes on top, to be searched first. Returns the new top."""
-    for j in range(stack.shape[1]):
-        stack[top + 1, j] = stack[top, j]
-    mid = 0.5 * (stack[top, axis] + stack[top, axis + 1])
-    stack[top, axis + 1] = mid
-    stack[top + 1, axis] = mid
-    first_index[top, :] = here
-    first_index[top + 1, :] = here
-    return top + 2
-
-
 def index_orthorhombic(s_obs: np.ndarray, tol: np.ndarray, rule: str = "P", n_best: int = 1,
                        max_boxes: int = MAX_BOXES) -> list[tuple[float, float, float, float, float]]:
     """The ``n_best`` best orthorhombic cells for the first ``N_PEAKS`` peaks at ``s_obs`` (``1/d^2``, Å⁻²,
     ascending) with tolerances ``tol`` (Å⁻²), best first, whose lines are those ``rule`` allows (a centring, or a
-    space group's conditions: ``allowed_mask``): ``(fraction indexed, lines per peak, a, b, c)`` in Å (a <= b <= c;
-    for C, a <= b); empty when no cell indexes all but ``MAX_MISSING`` peaks."""
+    space group's conditions: ``tasks.reflection_rules.allowed_mask``): ``(fraction indexed, lines per peak, a, b,
+    c)`` in Å (a <= b <= c; for C, a <= b); empty when no cell indexes all but ``MAX_MISSING`` peaks."""
     s = np.ascontiguousarray(s_obs[:N_PEAKS], dtype=np.float64)
     t = np.ascontiguousarray(tol[:N_PEAKS], dtype=np.float64)
     best, _ = search_orthorhombic(

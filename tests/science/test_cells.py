@@ -11,7 +11,8 @@ from pymatgen.core import Lattice, Structure
 
 from tasks.augment import MeasuredLikeAugmenter
 from tasks.cells import calculated_lines, cell_for_answer, de_wolff_m, index_answer
-from tasks.orthorhombic_indexing import allowed_mask, index_orthorhombic, rule_table, space_group_rules
+from tasks.orthorhombic_indexing import index_orthorhombic
+from tasks.reflection_rules import allowed_mask, orthorhombic_axes_rules, rule_table
 from tasks.xrd import PowderXRDSimulator
 
 STRUCTURES = {  # textbook cells: (structure, space group, a, c)
@@ -127,7 +128,8 @@ def test_the_monoclinic_metric_and_its_settings():
 
 
 def test_monoclinic_groups_conditions_in_each_setting_and_back_to_the_standard_one():
-    from tasks.cells import monoclinic_group_rules, monoclinic_standard_setting
+    from tasks.cells import monoclinic_standard_setting
+    from tasks.reflection_rules import monoclinic_group_rules
 
     # P2_1/c, standard: h0l l = 2n, 0k0 k = 2n; in the setting whose standard l is our h + l: P2_1/n
     assert [bool(allowed_mask("m14:hl", *hkl)) for hkl in [(1, 0, 1), (1, 0, 2), (2, 0, -2), (0, 1, 0), (1, 1, 1)]] \
@@ -226,7 +228,7 @@ def test_reflection_conditions_of_orthorhombic_groups():
     hkl = rng.integers(-9, 10, size=(500, 3))
     # "cab": our (h k l) are the standard setting's (l h k)
     assert np.array_equal(allowed_mask("62:cab", *hkl.T), allowed_mask("62:abc", hkl[:, 1], hkl[:, 2], hkl[:, 0]))
-    assert len(space_group_rules(62)) == 6 and len(space_group_rules(47)) == 1  # Pnma, Pmmm
+    assert len(orthorhombic_axes_rules(62)) == 6 and len(orthorhombic_axes_rules(47)) == 1  # Pnma, Pmmm
     assert np.array_equal(rule_table("23:abc"), rule_table("I"))  # I222: the centring alone
     h, k, l = hkl.T
     assert np.array_equal(allowed_mask("F", h, k, l), (h % 2 == k % 2) & (k % 2 == l % 2) & hkl.any(axis=1))
