@@ -16,6 +16,7 @@ cell's times the pattern's strain) and the volume within 0.5 %.
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 import time
 import warnings
@@ -98,6 +99,26 @@ def measured_table() -> list[str]:
     return lines
 
 
+def _thread_check(inputs: list) -> str:
+    """The same answers in one thread and in one per core (the searches of an answer's rules side by side), timed
+    alternately, pattern by pattern: the speed-up as a ratio in one run."""
+    from tasks.cells import index_answer
+
+    spent = {"one": 0.0, "all": 0.0}
+    same = True
+    for i, (q, wavelength, number) in enumerate(inputs):
+        answers = {}
+        for name in ("one", "all") if i % 2 else ("all", "one"):
+            start = time.perf_counter()
+            cell = index_answer(q, wavelength, number, threads=1 if name == "one" else None)
+            spent[name] += time.perf_counter() - start
+            answers[name] = None if cell is None else cell.to_dict()
+        same &= answers["one"] == answers["all"]
+    return (f"Threads: the first {len(inputs)} patterns answered in one thread took {spent['one']:.1f} s, with one "
+            f"thread per core ({os.cpu_count()}) {spent['all']:.1f} s: {spent['one'] / max(spent['all'], 1e-9):.2f}x "
+            f"faster, {'the same' if same else 'DIFFERENT'} answers.")
+
+
 def main() -> None:
     from pymatgen.symmetry.analyzer import SpacegroupAnalyzer
 
@@ -112,6 +133,8 @@ def main() -> None:
     parser.add_argument("--limit", type=int, default=200, help="monoclinic structures of the draw indexed, at most")
     parser.add_argument("--start", type=int, default=2, help="the draw's first index (1: the tuning draw)")
     parser.add_argument("--no-write", action="store_true", help="print only (tuning runs)")
+    parser.add_argument("--thread-check", type=int, default=40,
+                        help="patterns answered again in one thread and in one per core, for the speed-up")
     args = parser.parse_args()
     step = CGCNN_MATERIALS // args.materials
     records = [r for r in mp_structures(indices=list(range(args.start, args.start + args.materials * step, step)))
@@ -119,6 +142,7 @@ def main() -> None:
     simulator, augmenter = PowderXRDSimulator(two_theta_range_deg=(0, 150)), MeasuredLikeAugmenter()
     rows: dict[str, dict[str, list]] = {}
     times: dict[str, list[float]] = {"cells": [], "baseline": []}
+    inputs = []
     for i, (_, structure, number) in enumerate(records):
         rng = np.random.default_rng((2, i))
         sample = augmenter.sample(rng, wavelength="CuKa")
@@ -129,6 +153,7 @@ def main() -> None:
         true_abc, true_volume = _reduced(primitive)
         true_abc, true_volume = true_abc * (1 + sample.strain), true_volume * (1 + sample.strain) ** 3
         peaks = find_pattern_peaks(pattern)
+        inputs.append((peaks.q_inv_angstrom, pattern.wavelength_angstrom, number))
         start = time.perf_counter()
         cell = index_answer(peaks.q_inv_angstrom, pattern.wavelength_angstrom, number)
         times["cells"].append(time.perf_counter() - start)
@@ -173,6 +198,7 @@ def main() -> None:
     n = sum(len(row["found"]) for row in rows.values())
     lines.append(f"| all | {n} | " + " | ".join(f"{np.mean([v for row in rows.values() for v in row[k]]):.2f}"
                                                 for k in keys) + " | | |")
+    threads = _thread_check(inputs[:args.thread_check])
     body = "\n".join([
         "## Monoclinic cells behind XRD answers (bench/monoclinic_indexing.py)", "",
         f"The first {n} monoclinic Materials Project structures of an evenly spaced draw of {args.materials} CGCNN "
@@ -188,7 +214,7 @@ def main() -> None:
         *lines, "",
         f"Time per pattern (peaks given), mean / 95th percentile / largest: {np.mean(times['cells']):.2f} / "
         f"{np.percentile(times['cells'], 95):.2f} / {np.max(times['cells']):.2f} s refined; bare search "
-        f"{np.mean(times['baseline']):.2f} s.",
+        f"{np.mean(times['baseline']):.2f} s.", "", threads,
         "", "Measured patterns (the IUCr Rietveld powder CIFs of ../shared/data with one monoclinic phase), indexed "
         "for their published space group, against the cell the authors refined (compared as reduced cells):", "",
         *measured_table(),

@@ -25,6 +25,8 @@ their ab-initio indexing is a project of its own).
 
 from __future__ import annotations
 
+import os
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass
 from functools import lru_cache
 
@@ -349,7 +351,8 @@ def _trial_cells(family: str, centring: str, q: np.ndarray, s_obs: np.ndarray, w
     return [(a, c)] if found > 0 else []
 
 
-def index_answer(q_inv_angstrom: np.ndarray, wavelength_angstrom: float, space_group_number: int) -> IndexedCell | None:
+def index_answer(q_inv_angstrom: np.ndarray, wavelength_angstrom: float, space_group_number: int,
+                 threads: int | None = None) -> IndexedCell | None:
     """A cell of the answer's lattice for peaks at ``q_inv_angstrom`` (Å⁻¹, ascending), or None where the lattice
     is not searched (triclinic), there are too few peaks (``MIN_PEAKS``), or no cell indexes
     ``MIN_INDEXED_FRACTION`` of them.
@@ -357,9 +360,10 @@ def index_answer(q_inv_angstrom: np.ndarray, wavelength_angstrom: float, space_g
     The searches' cells for the answer's centring and for the primitive lattice, and their ``RELATED_CELLS``, are
     each refined, and the one maximising ``M x (fraction indexed)^UNINDEXED_PENALTY_POWER`` is reported. So a
     primitive cell is reported where the answer's centring explains no more (its centring is then doubtful), and
-    a sub-cell where a supercell's extra lines are unseen. Refining every trial costs ~40 ms a pattern; refining
-    only the 3 or 5 best by their unrefined score halved that but lost 3 points of right cells on the tuning
-    draw (0.670 -> 0.639 / 0.646), so all are refined.
+    a sub-cell where a supercell's extra lines are unseen. The searches of the rules run in ``threads`` threads
+    (None: one per core this process may use), with the same answer whatever their number. Refining every trial
+    costs ~40 ms a pattern; refining only the 3 or 5 best by their unrefined score halved that but lost 3 points
+    of right cells on the tuning draw (0.670 -> 0.639 / 0.646), so all are refined.
 
     Orthorhombic answers are also searched with their space group's own reflection conditions (``rules``: each
     assignment of its standard axes to the ascending lengths). Such a cell is judged on the group's lines, so it
@@ -372,7 +376,7 @@ def index_answer(q_inv_angstrom: np.ndarray, wavelength_angstrom: float, space_g
     cell is reported in the group's standard setting (unique axis b, cell choice 1). On the tuning draw of
     bench/monoclinic_indexing.py (100 patterns) the group's rules raised right cells from 0.23 to 0.33 (0.37 once
     the refinement assigned peaks at the wide search tolerance, as for the other lattices). These answers take
-    ~1-9 s.
+    ~3 s of CPU (0.5-9 s; 1.8 s on average on 2 cores).
     """
     group = space_group_type(space_group_number)
     family = FAMILY_OF_SYSTEM.get(group.crystal_system)
@@ -386,7 +390,10 @@ def index_answer(q_inv_angstrom: np.ndarray, wavelength_angstrom: float, space_g
         rules += orthorhombic_group_rules(space_group_number, lattice_centring)
     elif family == "monoclinic":
         rules += monoclinic_group_rules(space_group_number, lattice_centring)
-    q, s_obs, candidates = _search(q_inv_angstrom, wavelength_angstrom, family, rules)
+    # one answer at a time, in batches too: its searches share the cores (the lattice evidence, which runs
+    # patterns in worker processes, searches each in one thread)
+    q, s_obs, candidates = _search(q_inv_angstrom, wavelength_angstrom, family, rules,
+                                   (os.cpu_count() or 1) if threads is None else threads)
     best = _best(candidates, len(s_obs))
     if best is None:
         return None
@@ -471,10 +478,11 @@ def best_cell_figures(q_inv_angstrom: np.ndarray, wavelength_angstrom: float, fa
     return out
 
 
-def _search(q_inv_angstrom: np.ndarray, wavelength_angstrom: float, family: str,
-            rules: list[str]) -> tuple[np.ndarray, np.ndarray, list[tuple[int, float, str, Axes, float]]]:
+def _search(q_inv_angstrom: np.ndarray, wavelength_angstrom: float, family: str, rules: list[str],
+            threads: int = 1) -> tuple[np.ndarray, np.ndarray, list[tuple[int, float, str, Axes, float]]]:
     """``(q, s, candidates)`` of the first ``M_PEAKS`` peaks: each trial cell of each rule, refined and judged as
-    ``_evaluated`` returns it; no candidates where there are fewer than ``MIN_PEAKS`` peaks."""
+    ``_evaluated`` returns it; no candidates where there are fewer than ``MIN_PEAKS`` peaks. The searches of the
+    rules run in up to ``threads`` threads; the candidates are the same in the same order whatever their number."""
     q = np.sort(np.asarray(q_inv_angstrom, dtype=float))[:M_PEAKS]
     s_obs = (q / (2.0 * np.pi)) ** 2
     if len(q) < MIN_PEAKS[family]:
@@ -482,13 +490,21 @@ def _search(q_inv_angstrom: np.ndarray, wavelength_angstrom: float, family: str,
     # searched and assigned with a wide tolerance (the zero shift is not known yet), judged with a narrow one
     search_tol = peak_tolerance_s(q, wavelength_angstrom, SEARCH_TOLERANCE_DEG)
     tol = peak_tolerance_s(q, wavelength_angstrom, FINAL_TOLERANCE_DEG)
+    # the wide search survives a zero shift; the narrow one is less often misled by impurity lines
+    jobs = [(family, centring, q, s_obs, peak_tolerance_s(q, wavelength_angstrom, width_deg), width_deg,
+             wavelength_angstrom) for centring in dict.fromkeys(rules) for width_deg in SEARCH_TOLERANCES_DEG[family]]
+    if threads > 1 and len(jobs) > 1:  # the compiled searches release the GIL
+        with ThreadPoolExecutor(min(threads, len(jobs))) as pool:
+            found = list(pool.map(lambda job: _trial_cells(*job), jobs))
+    else:
+        found = [_trial_cells(*job) for job in jobs]
     candidates = []
     for centring in dict.fromkeys(rules):
         starts: list[Axes] = []
-        for width_deg in SEARCH_TOLERANCES_DEG[family]:
-            width = peak_tolerance_s(q, wavelength_angstrom, width_deg)
-            # the wide search survives a zero shift; the narrow one is less often misled by impurity lines
-            for axes in _trial_cells(family, centring, q, s_obs, width, width_deg, wavelength_angstrom):
+        for job, cells in zip(jobs, found):
+            if job[1] != centring:
+                continue
+            for axes in cells:
                 # one refinement per cell: the searches find the same one within their tolerance
                 axes = tuple(round(x, 4) for x in axes)
                 if not any(np.allclose(axes, other, rtol=SAME_CELL_RELATIVE) for other in starts):

@@ -187,6 +187,45 @@ def test_the_monoclinic_search_finds_a_cell_from_its_lines():
         index_monoclinic(s_obs, np.full(len(s_obs), 2e-5), "F")
 
 
+def test_the_monoclinic_search_keeps_to_its_volume_shell_and_beats_the_bound_it_is_given():
+    from tasks.monoclinic_indexing import (A_MAX_ANGSTROM, AXIS_MIN_ANGSTROM, B_MAX_ANGSTROM, C_MAX_ANGSTROM,
+                                           reciprocal_metric, search_monoclinic)
+
+    axes = (5.3, 6.2, 8.8, 112.0)
+    s_obs = calculated_lines("monoclinic", "P", axes, 0.2)[:12]
+    tol = np.full(len(s_obs), 2e-5)
+    lows = np.array([A_MAX_ANGSTROM ** -2, B_MAX_ANGSTROM ** -2, C_MAX_ANGSTROM ** -2, 0.0])
+    highs = np.full(4, AXIS_MIN_ANGSTROM ** -2)
+
+    def search(v_lo, v_hi, best_hits=-1, best_lines=1 << 30):
+        return search_monoclinic(s_obs, tol, rule_table("P"), True, lows, highs, 1, 4.0, 1e-3, 2_000_000,
+                                 1.0 / v_hi ** 2, 1.0 / v_lo ** 2 if v_lo else np.inf, best_hits, best_lines)[0]
+
+    def volume(metric):
+        A, B, C, D = metric
+        return 1.0 / np.sqrt(B * (A * C - D ** 2 / 4))
+
+    true_volume = 5.3 * 6.2 * 8.8 * np.sin(np.radians(112.0))  # 268 Å^3
+    assert volume(reciprocal_metric(*axes)) == pytest.approx(true_volume)
+    found = search(200.0, 400.0)
+    assert (found[0], found[1]) == (12, 12) and volume(found[2:]) == pytest.approx(true_volume, rel=2e-3)
+    larger = search(400.0, 800.0)  # supercells index these lines too, with more lines
+    assert larger[0] >= 11 and 400.0 <= volume(larger[2:]) <= 800.0 and larger[1] > 12
+    assert np.isnan(search(200.0, 400.0, best_hits=12, best_lines=12)[0])  # nothing beats the true cell
+
+
+def test_an_answers_searches_give_the_same_candidates_in_threads_as_in_one():
+    from tasks.cells import _search
+    from tasks.reflection_rules import monoclinic_group_rules
+
+    axes = (5.3, 6.2, 8.8, 112.0)
+    s_obs = calculated_lines("monoclinic", "P", axes, 0.2)[:14]
+    q = 2 * np.pi * np.sqrt(s_obs)
+    rules = ["P", *monoclinic_group_rules(14)]
+    one, two = _search(q, 1.5406, "monoclinic", rules, threads=1), _search(q, 1.5406, "monoclinic", rules, threads=2)
+    assert len(one[2]) > 0 and repr(one[2]) == repr(two[2])
+
+
 ORTHORHOMBIC = {  # (structure, space group, a, b, c of the group's standard setting)
     "alpha-U": (Structure.from_spacegroup("Cmcm", Lattice.orthorhombic(2.854, 5.869, 4.955), ["U"],
                                           [[0, 0.1025, 0.25]]), 63, 2.854, 5.869, 4.955),
