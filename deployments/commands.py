@@ -127,7 +127,9 @@ def _human(result: dict) -> str:
         return f"{result['input']}: ERROR {result['error']}"
     top = ", ".join(f"{t['symbol']} ({t['number']}) {t['probability']:.2f}" for t in result["top_k"])
     ext = result["extinction_group"]
-    flag = "  [abstained: low confidence]" if result.get("abstained") else ""
+    flag = "  [abstained: low confidence]" if result.get("abstained") and not result.get("warnings") else ""
+    flag += "".join(f"  [{'abstained; ' if result.get('abstained') else ''}warning: {w}]"
+                    for w in result.get("warnings", []))
     given = f", with {result['composition']}" if result.get("composition") else ""
     return (f"{result['input']} [{result['modality']}{given}]: {result['space_group']['symbol']} "
             f"({result['space_group']['number']}), {result['crystal_system']} "

@@ -95,6 +95,8 @@ SCHEMAS = {
                        "space_group": _ref("SpaceGroup"), "crystal_system": {"type": "string"},
                        "crystal_system_probability": {"type": "number"}, "extinction_group": {"type": "object"},
                        "top_k": {"type": "array", "items": _ref("SpaceGroup")}, "abstained": {"type": "boolean"},
+                       "warnings": {"type": "array", "items": {"type": "string"},
+                                    "description": "what limits this answer (a pattern with too few peaks)"},
                        "model_version": {"type": "object"}, "inference_ms": {"type": "number"},
                        "prior": {"enum": ["mp", "training", "composition"],
                                  "description": "space-group prior the probabilities assume ('composition': the "

@@ -221,6 +221,20 @@ def test_a_monoclinic_cell_is_shown_with_beta_and_a_triclinic_answer_says_why_it
     assert "none indexes the peaks" in _human_cell({"cell": None, "space_group": {"number": 14}})
 
 
+def test_a_warning_is_shown_on_the_answers_line_in_place_of_the_low_confidence_flag():
+    from deployments.commands import _human
+
+    answer = {"input": "film.xy", "modality": "xrd", "space_group": {"number": 221, "symbol": "Pm-3m"},
+              "crystal_system": "cubic", "crystal_system_probability": 0.4,
+              "extinction_group": {"id": 1, "label": "P---"}, "top_k": [{"number": 221, "symbol": "Pm-3m",
+                                                                      "probability": 0.3}], "abstained": True}
+    assert _human(answer).endswith("[abstained: low confidence]")
+    shown = _human(answer | {"warnings": ["only 3 peaks stand out of the noise"]})
+    assert "[abstained; warning: only 3 peaks stand out of the noise]" in shown and "low confidence" not in shown
+    assert "[warning: only 3 peaks" in _human(answer | {"abstained": False, "warnings": ["only 3 peaks"]})
+    assert len(shown.splitlines()) == 1
+
+
 def test_the_lattice_evidence_is_reported_in_both_outputs_and_refused_for_formulas(tmp_path):
     zno = str(EXAMPLES / "ZnO_wurtzite_CuKa.xy")
     answer = json.loads(run_cli(tmp_path / "home", "predict", "--json", "--lattice-evidence", zno,

@@ -115,3 +115,25 @@ def test_a_composition_is_answered_by_the_formula_model_once(predictor, monkeypa
     for composition in ("Ge", "C", "Si"):  # two others push Si out of a cache of two: answered again
         fresh.predict_pattern(silicon, "si", composition=composition)
     assert len(calls) == 4 and len(fresh._composition_answers) == 2
+
+
+def test_a_pattern_with_few_peaks_is_answered_with_a_warning_and_abstained_on_without_a_composition(predictor):
+    from tasks.patterns import PowderPattern
+    from tasks.predict import FEW_PEAKS
+
+    # a textured perovskite film: only its (100), (200) and (300) lines
+    two_theta = np.linspace(5, 60, 2751)
+    lines = sum(h * np.exp(-(((two_theta - c) / 0.08) ** 2)) for c, h in ((14.9, 1000), (30.1, 400), (45.9, 80)))
+    film = PowderPattern(two_theta, 50 + lines + np.random.default_rng(3).normal(0, 2, len(two_theta)), 1.54184,
+                         "film")
+    alone = predictor.predict_pattern(film, "film")
+    assert 3 < FEW_PEAKS and alone["abstained"] and "space_group" in alone
+    assert alone["warnings"] == [alone["warnings"][0]] and alone["warnings"][0].startswith(
+        "only 3 peaks stand out of the noise: too few to fix a lattice")
+    assert "confidence is overstated" in alone["warnings"][0]
+    with_formula = predictor.predict_pattern(film, "film", composition="CsPbBr3")
+    assert "leans on the composition" in with_formula["warnings"][0]
+    threshold = predictor.xrd.model.abstain_threshold
+    assert with_formula["abstained"] == (with_formula["top_k"][0]["probability"] < threshold)
+    silicon = predictor.predict_pattern(read_pattern(EXAMPLES / "Si_diamond_CuKa.xy"), "si")
+    assert "warnings" not in silicon and not silicon["abstained"]
