@@ -39,6 +39,7 @@ from tasks.priors import SpaceGroupPrior, space_group_prior
 from tasks.readers import (PATTERN_SUFFIXES, FormulaError, StructureError, composition_of, input_kind, is_powder_cif,
                            parse_formula, read_pattern, read_pdcif, read_structures)
 from tasks.symmetry import SymmetryError, disordered_site_count, symmetry_labels, tolerance_sweep
+from tasks.texture import single_plane_family_d_angstrom
 
 
 ALL_SPACE_GROUPS = np.arange(1, 231)
@@ -48,11 +49,6 @@ COMPOSITION_CACHE_SIZE = 1024  # formula answers kept per predictor (a few KB ea
 PARALLEL_MIN_PATTERNS = 128
 _PARALLEL_CHUNK = 32
 _RANK_BLOCK = 256  # rows per model call while worker processes featurise
-#: a pattern with fewer peaks is answered with a warning, and abstained on without a composition: its lines cannot
-#: fix a lattice (the cell searches need 4-10), and the models' confidences were calibrated on patterns with many
-#: more. On the 100 measured patterns of bench/few_peaks.py, those with 1-5 peaks are answered far below the
-#: confidence the model gives them (BENCHMARKS.md).
-FEW_PEAKS = 6
 
 
 class PredictionError(ValueError):
@@ -108,12 +104,13 @@ def _no_peaks(name: str) -> dict:
                      "amorphous sample, the background alone, or too few counts?"}
 
 
-def _few_peaks_warning(n_peaks: int, with_composition: bool) -> str:
-    lines = "1 peak stands" if n_peaks == 1 else f"{n_peaks} peaks stand"
+def _one_plane_family_warning(n_peaks: int, d_angstrom: float, with_composition: bool) -> str:
+    seen = (f"only 1 peak stands out of the noise (d = {d_angstrom:.3f} Å)" if n_peaks == 1 else
+            f"all {n_peaks} peaks are orders of one reflection (d = {d_angstrom:.3f} Å), as in a textured film")
     leans = ("the answer leans on the composition" if with_composition else
              "the answer is mostly the prior and its confidence is overstated")
-    return (f"only {lines} out of the noise: too few to fix a lattice, let alone a space group ({leans}); "
-            "measure a wider 2θ range or longer, or give the composition")
+    return (f"{seen}: one plane spacing cannot fix a lattice, let alone a space group ({leans}); measure the "
+            "powder (or the film in grazing incidence) or a wider 2θ range, or give the composition")
 
 
 def _amorphous(name: str, width_deg: float, pattern: PowderPattern) -> dict:
@@ -146,6 +143,8 @@ class Predictor:
         self.max_pattern_points = max_pattern_points
         self._xrd_featurizer = XRDPatternFeaturizer()
         self._n_peaks_column = self._xrd_featurizer.feature_labels().index("n_peaks")
+        self._first_q_columns = [i for i, name in enumerate(self._xrd_featurizer.feature_labels())
+                                 if name.startswith("peak_q_")]
         self._formula_featurizer = None
         self._composition_answers: dict[str, tuple[str, np.ndarray]] = {}
         self.n_jobs = n_jobs  # processes for featurising large pattern batches; 0 = all cores, 1 = this one
@@ -245,6 +244,7 @@ class Predictor:
         ranked: list[tuple[RankedPrediction, list | None]] = []
         waiting: list[np.ndarray] = []
         peak_counts: list[np.ndarray] = []
+        first_peaks: list[np.ndarray] = []  # the first peaks' Q, as the feature rows keep them
         found_cells: list[np.ndarray] = []
         pooled = self._uses_workers(len(patterns))
         # while worker processes featurise on every core, BLAS threads here only spin against them (measured on
@@ -254,23 +254,26 @@ class Predictor:
             for block in self._feature_blocks(patterns):
                 waiting.append(block)
                 peak_counts.append(block[:, self._n_peaks_column])
+                first_peaks.append(block[:, self._first_q_columns])
                 if sum(len(b) for b in waiting) >= _RANK_BLOCK:
                     ranked += self._rank_block(np.vstack(waiting), formula_answer, lattice_evidence, found_cells)
                     waiting = []
             if waiting:
                 ranked += self._rank_block(np.vstack(waiting), formula_answer, lattice_evidence, found_cells)
         n_peaks = np.concatenate(peak_counts)
+        first_q_rows = np.vstack(first_peaks)
         lattice_rows = np.vstack(found_cells) if found_cells else [None] * len(patterns)
         out = []
-        for pattern, name, (answer, evidence), count, row in zip(patterns, names, ranked, n_peaks, lattice_rows):
+        for pattern, name, (answer, evidence), count, first_q, row in zip(patterns, names, ranked, n_peaks,
+                                                                          first_q_rows, lattice_rows):
             if count == 0:
                 out.append(_no_peaks(name))
             elif count <= 2 and (width := strongest_feature_fwhm_deg(pattern)) > AMORPHOUS_FWHM_DEG:
                 out.append(_amorphous(name, width, pattern))
             else:
                 result = _result_from_ranking(name, "xrd", answer, self.xrd, self._xrd_prior)
-                if count < FEW_PEAKS:
-                    result["warnings"] = [_few_peaks_warning(int(count), reduced is not None)]
+                if (d := single_plane_family_d_angstrom(first_q[:int(count)])) is not None:
+                    result["warnings"] = [_one_plane_family_warning(int(count), d, reduced is not None)]
                     result["abstained"] = result["abstained"] or reduced is None
                 if reduced is not None:
                     result |= {"prior": "composition", "composition": reduced,

@@ -96,7 +96,7 @@ SCHEMAS = {
                        "crystal_system_probability": {"type": "number"}, "extinction_group": {"type": "object"},
                        "top_k": {"type": "array", "items": _ref("SpaceGroup")}, "abstained": {"type": "boolean"},
                        "warnings": {"type": "array", "items": {"type": "string"},
-                                    "description": "what limits this answer (a pattern with too few peaks)"},
+                                    "description": "what limits this answer (peaks of one family of lattice planes)"},
                        "model_version": {"type": "object"}, "inference_ms": {"type": "number"},
                        "prior": {"enum": ["mp", "training", "composition"],
                                  "description": "space-group prior the probabilities assume ('composition': the "
