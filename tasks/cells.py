@@ -361,7 +361,7 @@ def index_answer(q_inv_angstrom: np.ndarray, wavelength_angstrom: float, space_g
     each refined, and the one maximising ``M x (fraction indexed)^UNINDEXED_PENALTY_POWER`` is reported. So a
     primitive cell is reported where the answer's centring explains no more (its centring is then doubtful), and
     a sub-cell where a supercell's extra lines are unseen. The searches of the rules run in ``threads`` threads
-    (None: one per core this process may use), with the same answer whatever their number. Refining every trial
+    (None: one per core), with the same answer whatever their number. Refining every trial
     costs ~40 ms a pattern; refining only the 3 or 5 best by their unrefined score halved that but lost 3 points
     of right cells on the tuning draw (0.670 -> 0.639 / 0.646), so all are refined.
 
