@@ -39,7 +39,7 @@ from tasks.priors import SpaceGroupPrior, space_group_prior
 from tasks.readers import (PATTERN_SUFFIXES, FormulaError, StructureError, composition_of, input_kind, is_powder_cif,
                            parse_formula, read_pattern, read_pdcif, read_structures)
 from tasks.symmetry import SymmetryError, disordered_site_count, symmetry_labels, tolerance_sweep
-from tasks.texture import single_plane_family_d_angstrom
+from tasks.texture import too_few_plane_families
 
 
 ALL_SPACE_GROUPS = np.arange(1, 231)
@@ -104,12 +104,18 @@ def _no_peaks(name: str) -> dict:
                      "amorphous sample, the background alone, or too few counts?"}
 
 
-def _one_plane_family_warning(n_peaks: int, d_angstrom: float, with_composition: bool) -> str:
-    seen = (f"only 1 peak stands out of the noise (d = {d_angstrom:.3f} Å)" if n_peaks == 1 else
-            f"all {n_peaks} peaks are orders of one reflection (d = {d_angstrom:.3f} Å), as in a textured film")
+def _plane_families_warning(n_peaks: int, spacings_angstrom: list[float], with_composition: bool) -> str:
+    shown = " and ".join(f"{d:.3f}" for d in spacings_angstrom)
+    if n_peaks == 1:
+        seen = f"only 1 peak stands out of the noise (d = {shown} Å)"
+    elif len(spacings_angstrom) == 1:
+        seen = f"all {n_peaks} peaks are orders of one reflection (d = {shown} Å), as in a textured film"
+    else:
+        seen = (f"all {n_peaks} peaks are orders of two reflections (d = {shown} Å), as in a film grown in two "
+                "orientations")
     leans = ("the answer leans on the composition" if with_composition else
              "the answer is mostly the prior and its confidence is overstated")
-    return (f"{seen}: one plane spacing cannot fix a lattice, let alone a space group ({leans}); measure the "
+    return (f"{seen}: so few plane spacings cannot fix a lattice, let alone a space group ({leans}); measure the "
             "powder (or the film in grazing incidence) or a wider 2θ range, or give the composition")
 
 
@@ -272,8 +278,8 @@ class Predictor:
                 out.append(_amorphous(name, width, pattern))
             else:
                 result = _result_from_ranking(name, "xrd", answer, self.xrd, self._xrd_prior)
-                if (d := single_plane_family_d_angstrom(first_q[:int(count)])) is not None:
-                    result["warnings"] = [_one_plane_family_warning(int(count), d, reduced is not None)]
+                if (spacings := too_few_plane_families(first_q[:int(count)])) is not None:
+                    result["warnings"] = [_plane_families_warning(int(count), spacings, reduced is not None)]
                     result["abstained"] = result["abstained"] or reduced is None
                 if reduced is not None:
                     result |= {"prior": "composition", "composition": reduced,

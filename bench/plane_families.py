@@ -1,5 +1,5 @@
-"""Patterns whose peaks are all orders of one reflection (``tasks.texture``): how the XRD models answer them, beside
-the other patterns and beside patterns with merely few peaks, on the measured patterns of ../shared/data
+"""Patterns whose peaks are all orders of one or two reflections (``tasks.texture``): how the XRD models answer them,
+beside the other patterns and beside patterns with merely few peaks, on the measured patterns of ../shared/data
 (bench/accuracy.py's set (c)) and, where bench/accuracy.py left them in bench/out, its 1,600 measured-like patterns
 of held-out MP materials (set (b)).
 
@@ -7,7 +7,7 @@ The reason `spacegroup predict` warns on such patterns and abstains unless a com
 shipped one under the MP prior (as `spacegroup predict` answers), and the MP-trained model bench/accuracy.py saved
 (``--mp-model``, default bench/out/mp-model-all.sgm) where present.
 
-    python bench/one_plane_family.py [--mp-model bench/out/mp-model-all.sgm]
+    python bench/plane_families.py [--mp-model bench/out/mp-model-all.sgm]
 """
 
 from __future__ import annotations
@@ -26,16 +26,15 @@ OUT = REPO / "bench" / "out"
 
 def _groups(X: np.ndarray) -> dict[str, np.ndarray]:
     from tasks.features import XRDPatternFeaturizer
-    from tasks.texture import single_plane_family_d_angstrom
+    from tasks.texture import too_few_plane_families
 
     labels = XRDPatternFeaturizer().feature_labels()
     n_peaks = X[:, labels.index("n_peaks")].astype(int)
     first_q = X[:, [i for i, name in enumerate(labels) if name.startswith("peak_q_")]]
-    one_family = np.array([n > 0 and single_plane_family_d_angstrom(q[:n]) is not None
-                           for q, n in zip(first_q, n_peaks)])
-    return {"all peaks orders of one reflection": one_family,
-            "the others, 1-5 peaks": ~one_family & (n_peaks > 0) & (n_peaks < 6),
-            "the others, 6 peaks or more": ~one_family & (n_peaks >= 6)}
+    families = np.array([0 if n == 0 else len(too_few_plane_families(q[:n]) or []) for q, n in zip(first_q, n_peaks)])
+    return {"orders of one reflection": families == 1, "orders of two reflections (3 peaks or more)": families == 2,
+            "the others, 1-5 peaks": (families == 0) & (n_peaks > 0) & (n_peaks < 6),
+            "the others, 6 peaks or more": (families == 0) & (n_peaks >= 6)}
 
 
 def _rows(data: str, model: str, proba: np.ndarray, classes: np.ndarray, y: np.ndarray,
@@ -95,11 +94,12 @@ def main() -> None:
             proba = model.predict_proba(X, prior) if prior is not None else model.predict_proba(X)
             lines += _rows(data, name, proba, model.classes_, y, groups)
     body = "\n".join([
-        "## Patterns of one family of lattice planes (bench/one_plane_family.py)", "",
-        "Patterns whose peaks (the first 16 the featuriser finds) are all orders of one reflection, Q, 2Q, 3Q, ... "
-        "within 1 % (`tasks.texture`; a single peak counts): a textured film's or an oriented crystal's, which one "
-        "plane spacing cannot index. `spacegroup predict` answers them with a warning and abstains unless a "
-        "composition is given. Beside them, the other patterns with 1-5 peaks and with more. (c): the "
+        "## Patterns of one or two families of lattice planes (bench/plane_families.py)", "",
+        "Patterns whose peaks (the first 16 the featuriser finds) are all orders, Q, 2Q, 3Q, ... within 1 %, of one "
+        "reflection (a single peak counts) or of two (with 3 peaks or more; `tasks.texture`): a textured film's or "
+        "an oriented crystal's, which one or two plane spacings cannot index. `spacegroup predict` answers them "
+        "with a warning and abstains unless a composition is given. Beside them, the other patterns with 1-5 peaks "
+        "and with more. (c): the "
         f"{len(labels)} readable measured patterns of bench/accuracy.py (thin films, IUCr Rietveld powder CIFs, "
         "TaCr2O6); (b): its measured-like patterns of 800 held-out MP materials. Confidence - top-1: how far the "
         "answers' mean confidence is above the share that is right (0 for calibrated answers).", "",
@@ -107,7 +107,7 @@ def main() -> None:
         f"Unreadable measured files left out: {len(skipped)}.",
     ])
     print(body)
-    write_section("one_plane_family", body)
+    write_section("plane_families", body)
 
 
 if __name__ == "__main__":
