@@ -464,13 +464,14 @@ def i_to_c_setting(axes: Axes) -> Axes:
 
 
 def best_cell_figures(q_inv_angstrom: np.ndarray, wavelength_angstrom: float, family: str,
-                      rule_sets: tuple[tuple[str, ...], ...]) -> list[tuple[float, float]]:
+                      rule_sets: tuple[tuple[str, ...], ...], threads: int = 1) -> list[tuple[float, float]]:
     """For each set of reflection rules (centrings, or orthorhombic groups' rules as ``orthorhombic_group_rules``
     gives them), ``(de Wolff M, fraction of the first peaks indexed)`` of the best cell of ``family`` whose lines
     follow one of the set's rules, chosen as ``index_answer`` chooses; ``(0, 0)`` where none indexes
-    ``MIN_INDEXED_FRACTION`` of the peaks. The searches of rules shared between sets run once."""
+    ``MIN_INDEXED_FRACTION`` of the peaks. The searches of rules shared between sets run once, in up to ``threads``
+    threads."""
     rules = list(dict.fromkeys(rule for rule_set in rule_sets for rule in rule_set))
-    _, s_obs, candidates = _search(q_inv_angstrom, wavelength_angstrom, family, rules)
+    _, s_obs, candidates = _search(q_inv_angstrom, wavelength_angstrom, family, rules, threads)
     out = []
     for rule_set in rule_sets:
         best = _best([c for c in candidates if c[2] in rule_set], len(s_obs))

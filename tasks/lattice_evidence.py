@@ -87,25 +87,27 @@ def enough_for_lattice_evidence(n_training_rows: int, calibration_fraction: floa
 
 
 def pattern_cells(q_inv_angstrom: np.ndarray, wavelength_angstrom: float = READ_AS_WAVELENGTH_ANGSTROM,
-                  lattices: tuple[str, ...] = tuple(LATTICE_SEARCHES)) -> np.ndarray:
+                  lattices: tuple[str, ...] = tuple(LATTICE_SEARCHES), threads: int = 1) -> np.ndarray:
     """``(M, fraction of peaks indexed)`` of the best cell of each of ``lattices`` (``LATTICE_SEARCHES``),
     flattened in that order (``(0, 0)`` where no cell indexes the peaks), for peaks at ``q_inv_angstrom``. The
-    searches of one family run together, so a rule two searches share is searched once."""
+    searches of one family run together (in up to ``threads`` threads), so a rule two searches share is searched
+    once."""
     q = np.asarray(q_inv_angstrom, dtype=float)
     q = np.sort(q[np.isfinite(q) & (q > 0)])
     out = np.zeros(2 * len(lattices))
     for family in dict.fromkeys(LATTICE_SEARCHES[name][0] for name in lattices):
         names = [name for name in lattices if LATTICE_SEARCHES[name][0] == family]
-        figures = best_cell_figures(q, wavelength_angstrom, family, tuple(LATTICE_SEARCHES[n][1] for n in names))
+        figures = best_cell_figures(q, wavelength_angstrom, family, tuple(LATTICE_SEARCHES[n][1] for n in names),
+                                    threads)
         for name, figure in zip(names, figures):
             i = lattices.index(name)
             out[2 * i:2 * i + 2] = figure
     return out
 
 
-def _cells_of_peak_rows(peak_rows: np.ndarray, lattices: tuple[str, ...]) -> np.ndarray:
-    return np.array([pattern_cells(row, lattices=lattices) for row in peak_rows]).reshape(len(peak_rows),
-                                                                                          2 * len(lattices))
+def _cells_of_peak_rows(peak_rows: np.ndarray, lattices: tuple[str, ...], threads: int = 1) -> np.ndarray:
+    return np.array([pattern_cells(row, lattices=lattices, threads=threads)
+                     for row in peak_rows]).reshape(len(peak_rows), 2 * len(lattices))
 
 
 @lru_cache(maxsize=None)
@@ -119,14 +121,15 @@ def _peak_columns(feature_version: str) -> np.ndarray:
 def lattice_cells(X: np.ndarray, feature_version: str, n_jobs: int = 1,
                   lattices: tuple[str, ...] = tuple(LATTICE_SEARCHES)) -> np.ndarray:
     """``pattern_cells`` of each XRD feature row's first peaks (n x 2 per lattice), with ``n_jobs`` processes (0:
-    all cores) for large batches."""
+    all cores) for large batches, and as many threads for each pattern of a small one."""
     unknown = [name for name in lattices if name not in LATTICE_SEARCHES]
     if unknown:
         raise ValueError(f"unknown lattice searches {unknown}: {', '.join(LATTICE_SEARCHES)}")
     peaks = np.asarray(X, dtype=float)[:, _peak_columns(feature_version)]
     workers = (os.cpu_count() or 1) if n_jobs == 0 else n_jobs
     if workers <= 1 or len(peaks) < PARALLEL_MIN_ROWS:
-        return _cells_of_peak_rows(peaks, tuple(lattices))
+        # a few patterns: each one's searches side by side in threads, which the compiled searches allow
+        return _cells_of_peak_rows(peaks, tuple(lattices), threads=workers)
     chunks = np.array_split(peaks, min(len(peaks) // 16, 8 * workers))
     # spawn, not fork: the caller may hold XGBoost/OpenMP threads that a forked child would inherit broken
     with ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn")) as pool:

@@ -46,6 +46,8 @@ def test_c_centring_and_pnma_rules_raise_the_figure_of_the_crystals_whose_lines_
     assert np.array_equal(cubic_only, lattice_cells(X, XRD_FEATURE_VERSION)[:, 2:4])
     with pytest.raises(ValueError, match="unknown lattice searches"):
         lattice_cells(X, XRD_FEATURE_VERSION, lattices=("monoclinic",))
+    # a small batch searches each pattern in threads (n_jobs of them): the same cells as in one
+    assert np.array_equal(lattice_cells(X, XRD_FEATURE_VERSION, 2), lattice_cells(X, XRD_FEATURE_VERSION, 1))
 
 
 def test_rows_without_peaks_have_no_cells_and_other_feature_versions_are_refused():
