@@ -25,12 +25,12 @@ OUT = REPO / "bench" / "out"
 
 
 def _groups(X: np.ndarray) -> dict[str, np.ndarray]:
-    from tasks.features import XRDPatternFeaturizer
+    from tasks.features import XRD_FEATURE_VERSION, XRDPatternFeaturizer, feature_columns
     from tasks.texture import too_few_plane_families
 
-    labels = XRDPatternFeaturizer().feature_labels()
-    n_peaks = X[:, labels.index("n_peaks")].astype(int)
-    first_q = X[:, [i for i, name in enumerate(labels) if name.startswith("peak_q_")]]
+    featurizer = XRDPatternFeaturizer()
+    n_peaks = X[:, featurizer.feature_labels().index("n_peaks")].astype(int)
+    first_q = X[:, feature_columns(featurizer, XRD_FEATURE_VERSION, lambda name: name.startswith("peak_q_"), "bench")]
     families = np.array([0 if n == 0 else len(too_few_plane_families(q[:n]) or []) for q, n in zip(first_q, n_peaks)])
     return {"orders of one reflection": families == 1, "orders of two reflections (3 peaks or more)": families == 2,
             "the others, 1-5 peaks": (families == 0) & (n_peaks > 0) & (n_peaks < 6),

@@ -31,7 +31,7 @@ from tasks.crystallography import space_group_type
 from tasks.excluded_regions import take_out, validate_regions, validate_substrates
 from tasks.extinction import extinction_group_by_index, extinction_group_of
 from tasks.features import (AMORPHOUS_FWHM_DEG, FORMULA_FEATURE_VERSION, XRD_FEATURE_VERSION, XRDPatternFeaturizer,
-                            featurize_patterns_in_worker, strongest_feature_fwhm_deg)
+                            feature_columns, featurize_patterns_in_worker, strongest_feature_fwhm_deg)
 from tasks.lattice_evidence import lattice_cells, lattice_evidence_dict
 from tasks.models import RankedPrediction, SpaceGroupClassifier, rank_rows
 from tasks.patterns import PatternError, PowderPattern
@@ -149,8 +149,8 @@ class Predictor:
         self.max_pattern_points = max_pattern_points
         self._xrd_featurizer = XRDPatternFeaturizer()
         self._n_peaks_column = self._xrd_featurizer.feature_labels().index("n_peaks")
-        self._first_q_columns = [i for i, name in enumerate(self._xrd_featurizer.feature_labels())
-                                 if name.startswith("peak_q_")]
+        self._first_q_columns = feature_columns(self._xrd_featurizer, XRD_FEATURE_VERSION,
+                                                lambda name: name.startswith("peak_q_"), "the plane-families check")
         self._formula_featurizer = None
         self._composition_answers: dict[str, tuple[str, np.ndarray]] = {}
         self.n_jobs = n_jobs  # processes for featurising large pattern batches; 0 = all cores, 1 = this one
