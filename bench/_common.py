@@ -10,6 +10,7 @@ import tarfile
 import warnings
 from datetime import datetime, timezone
 from pathlib import Path
+from typing import Any, NamedTuple
 
 REPO = Path(__file__).resolve().parents[1]
 SHARED = Path(os.environ.get("SPACEGROUP_SHARED_DATA", REPO.parent / "shared" / "data"))
@@ -75,6 +76,84 @@ def held_out_draw(n_train: int, n_test: int, seed: int = 0):
     records = mp_structures(n_train + n_test, start=3, step=step)
     order = np.random.default_rng(seed).permutation(len(records))
     return records, order[n_test:], order[:n_test]
+
+
+class MPDraw(NamedTuple):
+    """The features of ``bench/accuracy.py``'s MP draw: ``train`` (groups number the training materials, the
+    draw's first, then with ``add_remaining`` every other CGCNN material), ``test`` (two patterns of each held-out
+    material), the training materials' lines (row = group) and labels (index = group)."""
+
+    train: Any
+    test: Any
+    train_lines: Any
+    train_labels: Any
+    n_test_materials: int
+
+
+def mp_draw_features(n_train: int, n_test: int, augment: int = 3, add_remaining: bool = False) -> MPDraw:
+    """Features and lines of the draw ``held_out_draw(n_train, n_test)`` (``augment`` measured-like patterns per
+    training material, 2 per test material), with ``add_remaining`` every CGCNN material outside the draw added to
+    the training side. Cached in bench/out; the structures are read only for what is not cached yet."""
+    import numpy as np
+
+    from tasks.datasets import FeatureSet, xrd_feature_set
+    from tasks.features import XRD_FEATURE_VERSION
+    from tasks.isotype_refinement import LINES_VERSION, LineTable, line_table
+
+    out = REPO / "bench" / "out"
+    out.mkdir(parents=True, exist_ok=True)
+    draw = []
+
+    def records():  # (records, train indices, test indices), read once and only on a cache miss
+        if not draw:
+            draw.extend(held_out_draw(n_train, n_test))
+            recs, train_idx, test_idx = draw
+            assert not {recs[i][0] for i in test_idx} & {recs[i][0] for i in train_idx}
+        return draw
+
+    def lines(name: str, structures) -> LineTable:
+        cache = out / f"mp-{LINES_VERSION}-{name}.npz"
+        if cache.exists():
+            with np.load(cache) as d:
+                return LineTable.from_arrays(d)
+        table = line_table(structures())
+        np.savez_compressed(cache, **table.to_arrays())
+        return table
+
+    cache = out / f"mp-features-{XRD_FEATURE_VERSION}-{n_train}-{n_test}-{augment}.npz"
+    if cache.exists():
+        with np.load(cache) as d:
+            train = FeatureSet(d["Xtr"], d["ytr"], d["gtr"], XRD_FEATURE_VERSION)
+            test = FeatureSet(d["Xte"], d["yte"], d["gte"], XRD_FEATURE_VERSION)
+    else:
+        recs, train_idx, test_idx = records()
+        train = xrd_feature_set([recs[i][1] for i in train_idx], [recs[i][2] for i in train_idx],
+                                n_augment=augment, seed=11)
+        test = xrd_feature_set([recs[i][1] for i in test_idx], [recs[i][2] for i in test_idx], n_augment=2, seed=12)
+        np.savez_compressed(cache, Xtr=train.X, ytr=train.space_group, gtr=train.groups, Xte=test.X,
+                            yte=test.space_group, gte=test.groups)
+    train_lines = lines(f"{n_train}-{n_test}", lambda: [records()[0][i][1] for i in records()[1]])
+    if add_remaining:
+        step = CGCNN_MATERIALS // (n_train + n_test)
+        drawn = set(range(3, 3 + (n_train + n_test) * step, step))
+        outside = [i for i in range(CGCNN_MATERIALS) if i not in drawn]
+        cache = out / f"mp-features-{XRD_FEATURE_VERSION}-remaining-{n_train}-{n_test}-{augment}.npz"
+        if cache.exists():
+            with np.load(cache) as d:
+                remaining = FeatureSet(d["X"], d["y"], d["g"], XRD_FEATURE_VERSION)
+        else:
+            recs = mp_structures(indices=outside)
+            remaining = xrd_feature_set([r[1] for r in recs], [r[2] for r in recs], n_augment=augment, seed=13)
+            np.savez_compressed(cache, X=remaining.X, y=remaining.space_group, g=remaining.groups)
+        train_lines = LineTable.concatenate([train_lines, lines(
+            f"remaining-{n_train}-{n_test}", lambda: [r[1] for r in mp_structures(indices=outside)])])
+        # groups number materials: the remaining ones follow the draw's training materials
+        train = FeatureSet(np.vstack([train.X, remaining.X]),
+                           np.concatenate([train.space_group, remaining.space_group]),
+                           np.concatenate([train.groups, remaining.groups + n_train]), XRD_FEATURE_VERSION)
+    # labels by group: every material gives patterns (so it is in the cached draws), so this is one per material
+    train_labels = train.space_group[np.unique(train.groups, return_index=True)[1]]
+    return MPDraw(train, test, train_lines, train_labels, len(np.unique(test.groups)))
 
 
 def cached_lattice_cells(X):

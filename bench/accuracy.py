@@ -25,8 +25,7 @@ import numpy as np
 import sys
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from bench._common import (CGCNN_MATERIALS, REPO, SHARED, cached_lattice_cells, held_out_draw, mp_structures,
-                           require_shared, write_section)
+from bench._common import REPO, SHARED, cached_lattice_cells, mp_draw_features, require_shared, write_section
 
 OUT = REPO / "bench" / "out"
 # folder name -> space group, as interpreted in autoxrd_thinfilm_exp/PROVENANCE.md
@@ -81,34 +80,6 @@ def measured_patterns():
     return patterns, np.array(labels), names, skipped
 
 
-def _remaining_features(args, drawn: set[int]):
-    """Features (``args.augment`` patterns each) of every CGCNN material outside ``drawn``, cached."""
-    from tasks.datasets import FeatureSet, xrd_feature_set
-    from tasks.features import XRD_FEATURE_VERSION
-
-    cache = OUT / f"mp-features-{XRD_FEATURE_VERSION}-remaining-{args.train}-{args.test}-{args.augment}.npz"
-    if cache.exists():
-        with np.load(cache) as d:
-            return FeatureSet(d["X"], d["y"], d["g"], XRD_FEATURE_VERSION)
-    records = mp_structures(indices=[i for i in range(CGCNN_MATERIALS) if i not in drawn])
-    features = xrd_feature_set([r[1] for r in records], [r[2] for r in records], n_augment=args.augment, seed=13)
-    np.savez_compressed(cache, X=features.X, y=features.space_group, g=features.groups)
-    return features
-
-
-def _cached_line_table(name: str, structures):
-    """``tasks.isotype_refinement.line_table`` of ``structures()`` (called only on a cache miss), cached."""
-    from tasks.isotype_refinement import LINES_VERSION, LineTable, line_table
-
-    cache = OUT / f"mp-{LINES_VERSION}-{name}.npz"
-    if cache.exists():
-        with np.load(cache) as d:
-            return LineTable.from_arrays(d)
-    table = line_table(structures())
-    np.savez_compressed(cache, **table.to_arrays())
-    return table
-
-
 def fmt(metrics: dict) -> str:
     def f(key):
         value = metrics.get(key)
@@ -143,10 +114,9 @@ def main() -> None:
     args = parser.parse_args()
     warnings.filterwarnings("ignore")
     from tasks.calibration import IDENTITY
-    from tasks.datasets import FeatureSet, xrd_feature_set
+    from tasks.datasets import FeatureSet
     from tasks.evaluate import evaluate_probabilities, knn_baseline_proba, plot_confusion_and_calibration
     from tasks.features import XRD_FEATURE_VERSION, XRDPatternFeaturizer
-    from tasks.isotype_refinement import LineTable
     from tasks.models import SpaceGroupClassifier
     from tasks.neighbours import peak_sticks
     from tasks.pipeline import REAL_PATTERN_MODEL_OPTIONS
@@ -163,35 +133,8 @@ def main() -> None:
     pretrained = SpaceGroupClassifier.from_bytes(shipped.artifact)
 
     # (b) real MP structures: one draw of ids, split by material (de-duplicated by id)
-    records, train_idx, test_idx = held_out_draw(args.train, args.test)
-    step = CGCNN_MATERIALS // (args.train + args.test)
-    assert not {records[i][0] for i in test_idx} & {records[i][0] for i in train_idx}
-    cache = OUT / f"mp-features-{XRD_FEATURE_VERSION}-{args.train}-{args.test}-{args.augment}.npz"
-    OUT.mkdir(parents=True, exist_ok=True)
-    if cache.exists():
-        with np.load(cache) as d:
-            train = FeatureSet(d["Xtr"], d["ytr"], d["gtr"], XRD_FEATURE_VERSION)
-            test = FeatureSet(d["Xte"], d["yte"], d["gte"], XRD_FEATURE_VERSION)
-    else:
-        train = xrd_feature_set([records[i][1] for i in train_idx], [records[i][2] for i in train_idx],
-                                n_augment=args.augment, seed=11)
-        test = xrd_feature_set([records[i][1] for i in test_idx], [records[i][2] for i in test_idx],
-                               n_augment=2, seed=12)
-        np.savez_compressed(cache, Xtr=train.X, ytr=train.space_group, gtr=train.groups, Xte=test.X,
-                            yte=test.space_group, gte=test.groups)
-    train_labels = np.array([records[i][2] for i in train_idx])
-    # the training structures' lines, for the search's isotypic cell refinement; rows follow train.groups
-    train_lines = _cached_line_table(f"{args.train}-{args.test}", lambda: [records[i][1] for i in train_idx])
-    if args.add_remaining:
-        drawn = set(range(3, 3 + (args.train + args.test) * step, step))
-        remaining = _remaining_features(args, drawn)
-        train_lines = LineTable.concatenate([train_lines, _cached_line_table(
-            f"remaining-{args.train}-{args.test}",
-            lambda: [r[1] for r in mp_structures(indices=[i for i in range(CGCNN_MATERIALS) if i not in drawn])])])
-        # groups number materials: the remaining ones follow the draw's training materials
-        train = FeatureSet(np.vstack([train.X, remaining.X]), np.concatenate([train.space_group, remaining.space_group]),
-                           np.concatenate([train.groups, remaining.groups + len(train_idx)]), XRD_FEATURE_VERSION)
-        train_labels = np.concatenate([train_labels, remaining.space_group[np.unique(remaining.groups, return_index=True)[1]]])
+    draw = mp_draw_features(args.train, args.test, args.augment, args.add_remaining)
+    train, test, train_lines, train_labels = draw.train, draw.test, draw.train_lines, draw.train_labels
     n_train_materials = len(train_labels)
     t_fit = time.perf_counter()
     fitted_rows = training_and_held_out_rows(train, seed=0)[0]  # the rows fit_and_validate fits the model on
@@ -297,7 +240,7 @@ def main() -> None:
     lines = ["## XRD accuracy (bench/accuracy.py)", "",
              f"(a) frozen synthetic set: {len(frozen)} patterns of {len(np.unique(frozen.groups))} synthetic crystals "
              "never used for training. (b) Materials Project structures from the CGCNN set, "
-             f"{n_train_materials} train / {len(test_idx)} test materials split by material id"
+             f"{n_train_materials} train / {draw.n_test_materials} test materials split by material id"
              + (" (the draw's training materials and every CGCNN material outside the draw)" if args.add_remaining else "")
              + ", simulated with "
              f"measured-like augmentation ({args.augment} train / 2 test patterns each). (c) measured patterns: "

@@ -54,26 +54,37 @@ def _scored(model, features, labels, prior) -> list[tuple[str, dict]]:
     return rows
 
 
-def main() -> None:
-    warnings.filterwarnings("ignore")
+def held_out_formulas(seed: int):
+    """The CGCNN table's entries split as `spacegroup train --modality formula` splits them (GroupShuffleSplit over
+    reduced formulas, 10 %, ``random_state = seed + 7``): (compositions, labels, reduced formulas, training rows,
+    held-out rows)."""
     from sklearn.model_selection import GroupShuffleSplit
 
+    from tasks.formula_data import read_formula_table
+
+    table = require_shared("cgcnn_mp_crysxpp", "labels_spglib.csv")
+    comps, labels, groups, _ = read_formula_table(table, "formula_sum", "spg_number_symprec0.1")
+    _, group_ids = np.unique(np.asarray(groups), return_inverse=True)
+    train, hold = next(GroupShuffleSplit(n_splits=1, test_size=0.1, random_state=seed + 7)
+                       .split(np.zeros(len(labels)), groups=group_ids))
+    assert not set(group_ids[train]) & set(group_ids[hold])
+    return comps, labels, groups, train, hold
+
+
+def main() -> None:
+    warnings.filterwarnings("ignore")
     from tasks.formula_data import formula_feature_set, read_formula_table
     from tasks.models import SpaceGroupClassifier
     from tasks.pretrained import shipped_models
 
-    table = require_shared("cgcnn_mp_crysxpp", "labels_spglib.csv")
+    require_shared("cgcnn_mp_crysxpp", "labels_spglib.csv")
     shipped = {m.modality: m for m in shipped_models()}.get("formula")
     if shipped is None:
         print("skipped: no shipped formula model")
         return
     seed = int(shipped.metadata["parameters"]["model"]["random_state"])
     model = SpaceGroupClassifier.from_bytes(shipped.artifact)
-    comps, labels, groups, _ = read_formula_table(table, "formula_sum", "spg_number_symprec0.1")
-    _, group_ids = np.unique(np.asarray(groups), return_inverse=True)
-    train, hold = next(GroupShuffleSplit(n_splits=1, test_size=0.1, random_state=seed + 7)
-                       .split(np.zeros(len(labels)), groups=group_ids))
-    assert not set(group_ids[train]) & set(group_ids[hold])
+    comps, labels, groups, train, hold = held_out_formulas(seed)
     started = time.perf_counter()
     held = formula_feature_set([comps[i] for i in hold], labels[hold], [groups[i] for i in hold])
     featurise_s = time.perf_counter() - started

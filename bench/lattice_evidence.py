@@ -30,7 +30,7 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from bench._common import cached_lattice_cells, held_out_draw, require_shared, write_section  # noqa: E402
+from bench._common import cached_lattice_cells, mp_draw_features, require_shared, write_section  # noqa: E402
 
 OUT = Path(__file__).resolve().parent / "out"
 TIMED_PATTERNS = 200
@@ -60,11 +60,11 @@ def main() -> None:
     parser.add_argument("--augment", type=int, default=3, help="training patterns per material of the --mp-model run")
     args = parser.parse_args()
     warnings.filterwarnings("ignore")
-    from bench.accuracy import _cached_line_table, measured_patterns
+    from bench.accuracy import measured_patterns
     from bench.synthetic_sources import _mp_sets
     from tasks.crystallography import CRYSTAL_SYSTEMS, crystal_system_of
     from tasks.evaluate import evaluate_probabilities
-    from tasks.features import XRD_FEATURE_VERSION, XRDPatternFeaturizer
+    from tasks.features import XRDPatternFeaturizer
     from tasks.lattice_evidence import CONFIDENT_M, FORMAT_8_LATTICES, LATTICE_SEARCHES, LatticeEvidence
     from tasks.models import _three_way_group_split
     from tasks.models import SpaceGroupClassifier
@@ -136,14 +136,11 @@ def main() -> None:
                      + " |")
 
     if args.mp_model.exists():
-        cache = OUT / f"mp-features-{XRD_FEATURE_VERSION}-{args.mp_train}-{args.mp_test}-{args.augment}.npz"
-        with np.load(cache) as d:
-            X_tr, y_tr, g_tr, X_te, y_te = d["Xtr"], d["ytr"], d["gtr"], d["Xte"], d["yte"]
-        from tasks.datasets import FeatureSet
-
-        fitted = training_and_held_out_rows(FeatureSet(X_tr, y_tr, g_tr, XRD_FEATURE_VERSION), seed=0)[0]
-        records, train_idx, _ = held_out_draw(args.mp_train, args.mp_test)
-        train_lines = _cached_line_table(f"{args.mp_train}-{args.mp_test}", lambda: [records[i][1] for i in train_idx])
+        draw = mp_draw_features(args.mp_train, args.mp_test, args.augment)
+        X_tr, y_tr, g_tr = draw.train.X, draw.train.space_group, draw.train.groups
+        X_te, y_te = draw.test.X, draw.test.space_group
+        fitted = training_and_held_out_rows(draw.train, seed=0)[0]
+        train_lines = draw.train_lines
         model = SpaceGroupClassifier.from_bytes(args.mp_model.read_bytes())
         model.set_params(**REAL_PATTERN_MODEL_OPTIONS, lattice_evidence=True)
         t_fit = time.perf_counter()
