@@ -212,11 +212,11 @@ def cmd_train(args) -> int:
     return 0
 
 
-def _train_xrd_on_dataset(args) -> int:
+def _dataset_to_train_on(args, settings, engine, store):
+    """The registry dataset version ``--source mp`` (refreshed from the Materials Project first) or ``--source
+    dataset`` (``--dataset-id``, else the newest) names."""
     from storage.materials import get_dataset, latest_dataset
-    from tasks.pipeline import train_on_dataset_and_maybe_promote
 
-    settings, engine, store = _registry()
     if args.source == "mp":
         report = _refresh(settings, engine, store, "mp", None, None, 0)
         dataset = get_dataset(engine, report.dataset_version_id) if report.dataset_version_id else None
@@ -225,6 +225,14 @@ def _train_xrd_on_dataset(args) -> int:
     if dataset is None:
         raise UserFacingError("no dataset version to train on; run `spacegroup refresh` first"
                               if args.dataset_id is None else f"no dataset version with id {args.dataset_id}")
+    return dataset
+
+
+def _train_xrd_on_dataset(args) -> int:
+    from tasks.pipeline import train_on_dataset_and_maybe_promote
+
+    settings, engine, store = _registry()
+    dataset = _dataset_to_train_on(args, settings, engine, store)
     try:
         report, model = train_on_dataset_and_maybe_promote(
             engine, store, settings.reports_dir, settings.cache_dir, dataset, n_augment=args.augment, seed=args.seed,
@@ -304,9 +312,11 @@ def cmd_keys(args) -> int:
 def _train_formula(args) -> int:
     from tasks.pipeline import train_formula_and_maybe_promote
 
+    if args.source in ("mp", "dataset"):
+        return _train_formula_on_dataset(args)
     if args.source != "local" or args.path is None:
-        raise UserFacingError("formula models train on --source local --path TABLE.csv "
-                              "(columns --formula-column and --label-column)")
+        raise UserFacingError("formula models train on --source local --path TABLE.csv (columns --formula-column and "
+                              "--label-column), or on a registry dataset's materials: --source mp or dataset")
     settings, engine, store = _registry()
     try:
         report, model, rejected = train_formula_and_maybe_promote(
@@ -325,11 +335,37 @@ def _train_formula(args) -> int:
                 command=f"spacegroup train --modality formula --source local --path {args.path.name} "
                         f"--formula-column {args.formula_column} --label-column {args.label_column} "
                         f"--seed {args.seed} --estimators {args.estimators} --export {args.export}")
+    _print_formula_report(report)
+    return 0
+
+
+def _train_formula_on_dataset(args) -> int:
+    from tasks.pipeline import train_formula_on_dataset_and_maybe_promote
+
+    settings, engine, store = _registry()
+    dataset = _dataset_to_train_on(args, settings, engine, store)
+    try:
+        report, model = train_formula_on_dataset_and_maybe_promote(
+            engine, store, settings.reports_dir, dataset, seed=args.seed, n_estimators=args.estimators,
+            margin=args.margin if args.margin is not None else settings.promotion_margin,
+            allow_promotion=not args.no_promote)
+    except ValueError as exc:
+        raise UserFacingError(str(exc)) from None
+    if args.export:
+        _export(args.export, report, model, args, modality="formula",
+                dataset=f"formulas of dataset {dataset.id} ({dataset.source}), split by reduced formula",
+                metrics_key="frozen_holdout_formulas",
+                command=f"spacegroup train --modality formula --source {args.source} --seed {args.seed} "
+                        f"--estimators {args.estimators} --export {args.export}")
+    _print_formula_report(report)
+    return 0
+
+
+def _print_formula_report(report) -> None:
     cm = report.candidate_metrics
     print(f"candidate formula model {report.candidate_id}: held-out formulas (n={cm['n']}): SG top-1 "
           f"{cm['sg_top1']:.3f}, top-5 {cm['sg_top5']:.3f}, crystal system {cm['crystal_system_accuracy']:.3f}")
     print(f"  promoted: {'yes' if report.promoted else 'no (did not beat the champion)'}")
-    return 0
 
 
 def _export(path: Path, report, model, args, modality: str = "xrd", dataset: str | None = None,
@@ -426,6 +462,20 @@ def cmd_run(args) -> int:
     return 0
 
 
+#: the evaluations a model is registered with, in the order ``models list`` looks for one to show
+HEADLINE_EVALUATIONS = ("frozen_synthetic", "frozen_holdout", "frozen_holdout_formulas", "holdout_formulas")
+
+
+def _headline_top1(metrics: dict) -> str:
+    """SG top-1 of the model's own evaluation: synthetic models on the frozen synthetic set, models trained on a
+    dataset on its frozen hold-out, formula models on their held-out formulas."""
+    for name in HEADLINE_EVALUATIONS:
+        top1 = (metrics.get(name) or {}).get("sg_top1")
+        if top1 is not None:
+            return f"top1={top1:.3f} ({name})"
+    return "top1=-"
+
+
 def cmd_models(args) -> int:
     from storage.registry import RegistryError, get_model, list_models, promote, rollback
     from tasks.feature_versions import FEATURE_VERSIONS
@@ -437,9 +487,8 @@ def cmd_models(args) -> int:
     try:
         if args.models_command == "list":
             for m in list_models(engine, args.modality):
-                top1 = (m.metrics.get("frozen_synthetic") or {}).get("sg_top1")
-                print(f"{m.id:4d}  {m.modality:7s}  {m.stage:9s}  {m.name:40s}  "
-                      f"top1={top1 if top1 is None else f'{top1:.3f}'}  {m.created_at:%Y-%m-%d %H:%M}")
+                print(f"{m.id:4d}  {m.modality:7s}  {m.stage:9s}  {m.name:40s}  {_headline_top1(m.metrics)}  "
+                      f"{m.created_at:%Y-%m-%d %H:%M}")
         elif args.models_command == "show":
             m = get_model(engine, args.model_id)
             print(json.dumps(m.model_dump(mode="json"), indent=2, default=str))

@@ -19,7 +19,7 @@ DEPLOYMENTS = (
     DeploymentSpec("refresh-weekly", "refresh", "flows/refresh.py:refresh_flow", "0 3 * * 1",
                    "Weekly data refresh (Mondays 03:00 UTC)"),
     DeploymentSpec("retrain-monthly", "retrain", "flows/retrain.py:retrain_flow", "0 4 1 * *",
-                   "Monthly retraining with champion/challenger promotion (1st, 04:00 UTC)"),
+                   "Monthly retraining (XRD and formula) with champion/challenger promotion (1st, 04:00 UTC)"),
     DeploymentSpec("drift-monthly", "drift", "flows/drift.py:drift_flow", "0 5 1 * *",
                    "Monthly drift check (1st, 05:00 UTC)"),
     DeploymentSpec("batch-predict", "batch-predict", "flows/batch_predict.py:batch_predict_flow", None,

@@ -210,7 +210,7 @@ def openapi_document() -> dict:
             "responses": {"200": _ok("promoted", _ref("Model")), "404": PROBLEM, "409": PROBLEM,
                           **AUTH_ERRORS}}},
         "/models/train": {"post": {
-            "summary": "Start the retraining (admin)", "security": user,
+            "summary": "Start the retraining of the XRD and formula models (admin)", "security": user,
             "requestBody": {"required": False, **_json(_ref("TrainRequest"))},
             "responses": {"202": _ok("training started", {"type": "object"}), "400": PROBLEM, "415": PROBLEM,
                           **AUTH_ERRORS}}},

@@ -104,10 +104,10 @@ class ServiceState:
             run_id = _run_deployment("retrain/retrain-monthly", parameters, "a retrain")
             if run_id is not None:
                 return run_id
-        from tasks.pipeline import retrain_once
+        from tasks.pipeline import retrain_models_once
 
-        # the same function the retrain flow runs, without an orchestrator, in this process
-        future = self.background.submit(retrain_once, self.engine, self.store, self.settings, **parameters)
+        # what the retrain flow runs (XRD, then formula), without an orchestrator, in this process
+        future = self.background.submit(retrain_models_once, self.engine, self.store, self.settings, **parameters)
         name = f"thread-{id(future):x}"
         self.training_runs[name] = future
         return name

@@ -83,6 +83,14 @@ def test_retrain_flow_trains_on_the_newest_dataset_and_judges_on_frozen_holdout(
     assert result["promoted"] == (candidate.stage == "champion")
     markdown = artifact_markdown("retrain-report")
     assert "| sg_top1 |" in markdown and f"Candidate model **{candidate.id}**" in markdown
+    # and a formula challenger on the same dataset's formulas, judged against the shipped formula champion
+    with Session(engine) as session:
+        formula = session.get(ModelVersion, result["formula"]["candidate_id"])
+    assert formula.modality == "formula" and formula.dataset_version_id == result["dataset_version_id"]
+    assert formula.metrics["frozen_holdout_formulas"]["n"] > 0
+    assert result["formula"]["champion_before"] is not None  # the shipped formula model
+    assert result["formula"]["promoted"] == (formula.stage == "champion")
+    assert f"Candidate model **{formula.id}**" in artifact_markdown("retrain-formula-report")
     # the features of that dataset are cached by content hash, with the structures' lines for the search's cell
     # refinement: a second retrain reuses them
     cached = list((Path(os.environ["SPACEGROUP_HOME"]) / "cache").glob("features-*-lines.npz"))
