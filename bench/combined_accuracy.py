@@ -56,26 +56,27 @@ def _formula_model(excluded: set[str]):
     """The shipped formula model's recipe on the CGCNN table without the ``excluded`` reduced formulas; cached."""
     import hashlib
 
+    from tasks.dataset_features import is_frozen_holdout
     from tasks.formula_data import formula_feature_set, read_formula_table
     from tasks.models import SpaceGroupClassifier
     from tasks.pipeline import REAL_DATA_MODEL_OPTIONS
     from tasks.pretrained import shipped_models
-    from tasks.training import fit_and_validate_split
+    from tasks.training import fit_model
 
     shipped = {m.modality: m for m in shipped_models()}["formula"]
     seed = int(shipped.metadata["parameters"]["model"]["random_state"])
     n_estimators = int(shipped.metadata["command"].split("--estimators ")[1].split()[0])
     key = hashlib.sha256("\n".join(sorted(excluded)).encode()).hexdigest()[:12]
-    cache = OUT / f"formula-model-without-{key}-s{seed}-{n_estimators}.sgm"
+    cache = OUT / f"formula-model-without-{key}-frozen-s{seed}-{n_estimators}.sgm"
     if cache.exists():
         return SpaceGroupClassifier.from_bytes(cache.read_bytes()), 0.0
     t = time.perf_counter()
     root = require_shared("cgcnn_mp_crysxpp")
     comps, labels, groups, _ = read_formula_table(root / "labels_spglib.csv", "formula_sum", "spg_number_symprec0.1")
-    keep = [i for i, g in enumerate(groups) if g not in excluded]
+    # as the shipped model: every formula outside the frozen hold-out, here less the excluded ones too
+    keep = [i for i, g in enumerate(groups) if g not in excluded and not is_frozen_holdout(g)]
     features = formula_feature_set([comps[i] for i in keep], labels[keep], [groups[i] for i in keep])
-    model = fit_and_validate_split(features, dict(REAL_DATA_MODEL_OPTIONS), seed, n_estimators,
-                                   modality="formula")[0].model
+    model = fit_model(features, dict(REAL_DATA_MODEL_OPTIONS), seed, n_estimators, modality="formula")
     OUT.mkdir(parents=True, exist_ok=True)
     cache.write_bytes(model.to_bytes())
     return model, time.perf_counter() - t

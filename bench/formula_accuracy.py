@@ -1,7 +1,8 @@
 """Accuracy of the shipped formula model on the reduced formulas it never saw, with a prior baseline.
 
-Re-creates the held-out split of `spacegroup train --modality formula` (GroupShuffleSplit over reduced
-formulas, 10 %, random_state = seed + 7) on the CGCNN Materials Project table, featurises only that part,
+Re-creates the held-out split of `spacegroup train --modality formula` (the frozen hold-out: the reduced formulas
+one in ten of which a hash keeps out of every formula model's training) on the CGCNN Materials Project table,
+featurises only that part,
 and scores the shipped model next to the label-frequency baseline (always answer the commonest groups); in the
 same run, the shipped model without its prototype search and the search alone (``tasks/prototypes.py``).
 Then the same models on formulas from outside the table: the LeMaterial random sample of all of today's MP
@@ -54,21 +55,17 @@ def _scored(model, features, labels, prior) -> list[tuple[str, dict]]:
     return rows
 
 
-def held_out_formulas(seed: int):
-    """The CGCNN table's entries split as `spacegroup train --modality formula` splits them (GroupShuffleSplit over
-    reduced formulas, 10 %, ``random_state = seed + 7``): (compositions, labels, reduced formulas, training rows,
-    held-out rows)."""
-    from sklearn.model_selection import GroupShuffleSplit
-
+def held_out_formulas():
+    """The CGCNN table's entries split as `spacegroup train --modality formula` splits them (the frozen hold-out of
+    ``tasks.dataset_features.is_frozen_holdout`` over reduced formulas): (compositions, labels, reduced formulas,
+    training rows, held-out rows)."""
+    from tasks.dataset_features import is_frozen_holdout
     from tasks.formula_data import read_formula_table
 
     table = require_shared("cgcnn_mp_crysxpp", "labels_spglib.csv")
     comps, labels, groups, _ = read_formula_table(table, "formula_sum", "spg_number_symprec0.1")
-    _, group_ids = np.unique(np.asarray(groups), return_inverse=True)
-    train, hold = next(GroupShuffleSplit(n_splits=1, test_size=0.1, random_state=seed + 7)
-                       .split(np.zeros(len(labels)), groups=group_ids))
-    assert not set(group_ids[train]) & set(group_ids[hold])
-    return comps, labels, groups, train, hold
+    held = np.array([is_frozen_holdout(g) for g in groups], dtype=bool)
+    return comps, labels, groups, np.flatnonzero(~held), np.flatnonzero(held)
 
 
 def main() -> None:
@@ -82,9 +79,8 @@ def main() -> None:
     if shipped is None:
         print("skipped: no shipped formula model")
         return
-    seed = int(shipped.metadata["parameters"]["model"]["random_state"])
     model = SpaceGroupClassifier.from_bytes(shipped.artifact)
-    comps, labels, groups, train, hold = held_out_formulas(seed)
+    comps, labels, groups, train, hold = held_out_formulas()
     started = time.perf_counter()
     held = formula_feature_set([comps[i] for i in hold], labels[hold], [groups[i] for i in hold])
     featurise_s = time.perf_counter() - started

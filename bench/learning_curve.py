@@ -114,10 +114,7 @@ def formula_curve(args) -> tuple[list[str], dict]:
     from tasks.evaluate import evaluate_probabilities
     from tasks.prototypes import FormulaPrototypeNeighbours, prototype_columns
 
-    from tasks.pretrained import shipped_models
-
-    shipped = {m.modality: m for m in shipped_models()}["formula"]
-    comps, labels, groups, train, hold = held_out_formulas(int(shipped.metadata["parameters"]["model"]["random_state"]))
+    comps, labels, groups, train, hold = held_out_formulas()
     columns = np.array([prototype_columns(c) for c in comps])
     _, group_ids = np.unique(np.asarray(groups), return_inverse=True)
     train_groups = np.unique(group_ids[train])

@@ -310,7 +310,7 @@ def cmd_keys(args) -> int:
 
 
 def _train_formula(args) -> int:
-    from tasks.pipeline import train_formula_and_maybe_promote
+    from tasks.pipeline import FORMULA_EVALUATION, train_formula_and_maybe_promote
 
     if args.source in ("mp", "dataset"):
         return _train_formula_on_dataset(args)
@@ -330,8 +330,9 @@ def _train_formula(args) -> int:
         print(f"{len(rejected)} rows rejected, e.g. {rejected[0]}")
     if args.export:
         _export(args.export, report, model, args, modality="formula",
-                dataset=f"{report.n_training_patterns} formulas from {args.path.name}, split by reduced formula",
-                metrics_key="holdout_formulas",
+                dataset=f"{report.n_training_patterns} formulas from {args.path.name} (one reduced formula in ten held "
+                        "out by a hash of it)",
+                metrics_key=FORMULA_EVALUATION,
                 command=f"spacegroup train --modality formula --source local --path {args.path.name} "
                         f"--formula-column {args.formula_column} --label-column {args.label_column} "
                         f"--seed {args.seed} --estimators {args.estimators} --export {args.export}")
@@ -340,7 +341,7 @@ def _train_formula(args) -> int:
 
 
 def _train_formula_on_dataset(args) -> int:
-    from tasks.pipeline import train_formula_on_dataset_and_maybe_promote
+    from tasks.pipeline import FORMULA_EVALUATION, train_formula_on_dataset_and_maybe_promote
 
     settings, engine, store = _registry()
     dataset = _dataset_to_train_on(args, settings, engine, store)
@@ -354,7 +355,7 @@ def _train_formula_on_dataset(args) -> int:
     if args.export:
         _export(args.export, report, model, args, modality="formula",
                 dataset=f"formulas of dataset {dataset.id} ({dataset.source}), split by reduced formula",
-                metrics_key="frozen_holdout_formulas",
+                metrics_key=FORMULA_EVALUATION,
                 command=f"spacegroup train --modality formula --source {args.source} --seed {args.seed} "
                         f"--estimators {args.estimators} --export {args.export}")
     _print_formula_report(report)
@@ -462,7 +463,8 @@ def cmd_run(args) -> int:
     return 0
 
 
-#: the evaluations a model is registered with, in the order ``models list`` looks for one to show
+#: the evaluations a model is registered with, in the order ``models list`` looks for one to show (formula models
+#: registered before the frozen formula hold-out have "holdout_formulas")
 HEADLINE_EVALUATIONS = ("frozen_synthetic", "frozen_holdout", "frozen_holdout_formulas", "holdout_formulas")
 
 

@@ -14,12 +14,13 @@ from tasks.datasets import FeatureSet, xrd_feature_set
 from tasks.features import XRDPatternFeaturizer
 
 log = logging.getLogger(__name__)
-HOLDOUT_MODULUS = 10  # one material in ten, chosen by a hash of its id, is never trained on
+HOLDOUT_MODULUS = 10  # one key in ten, chosen by a hash of it, is never trained on
 
 
-def is_frozen_holdout(source_id: str) -> bool:
-    """Stable across dataset versions: a material is in the hold-out for good, so evaluations stay comparable."""
-    return int(hashlib.sha256(source_id.encode()).hexdigest()[:8], 16) % HOLDOUT_MODULUS == 0
+def is_frozen_holdout(key: str) -> bool:
+    """Whether a material (XRD models: ``key`` is its source id) or a reduced formula (formula models) is in the
+    frozen hold-out. Stable across dataset versions and sources: in it for good, so evaluations stay comparable."""
+    return int(hashlib.sha256(key.encode()).hexdigest()[:8], 16) % HOLDOUT_MODULUS == 0
 
 
 def material_features(materials, cache_dir: Path, key: str, n_augment: int = 2, seed: int = 0,

@@ -113,30 +113,61 @@ REAL_PATTERN_MODEL_OPTIONS = REAL_DATA_MODEL_OPTIONS | {"candidate_reranking": T
 SYNTHETIC_TYPES_MODEL_OPTIONS = REAL_PATTERN_MODEL_OPTIONS
 
 
+#: formula models, whatever they learn from, are judged on the reduced formulas ``is_frozen_holdout`` keeps out of
+#: every formula model's training: a shipped model and one trained on a later MP export never see the formulas
+#: their contest is held on
+FORMULA_EVALUATION = "frozen_holdout_formulas"
+
+
+def _train_formula_challenger(engine, store: ArtifactStore, reports_dir, compositions: list, labels, reduced: list,
+                              *, name: str, seed: int, n_estimators: int, margin: float, allow_promotion: bool,
+                              what: str, parameters: dict, dataset_version_id: int | None = None
+                              ) -> tuple[PipelineReport, SpaceGroupClassifier]:
+    """Fit a formula model on every formula outside the frozen hold-out, register it, and challenge the champion
+    on the hold-out (``what`` names the formulas in errors and the registry)."""
+    import numpy as np
+
+    from tasks.dataset_features import is_frozen_holdout
+    from tasks.formula_data import formula_feature_set
+    from tasks.training import fit_model
+
+    bootstrap_pretrained(engine, store)
+    features = formula_feature_set(compositions, np.asarray(labels), reduced)
+    held = np.array([is_frozen_holdout(formula) for formula in reduced], dtype=bool)
+    train, holdout = features.subset(~held), features.subset(held)
+    if len(holdout) == 0 or len(set(train.space_group.tolist())) < 2:
+        raise ValueError(f"{what} are too few or too uniform to train and evaluate a formula model on "
+                         f"({len(set(reduced))} reduced formulas, {len(holdout)} of the rows in the frozen hold-out "
+                         "of one reduced formula in ten)")
+    model = fit_model(train, dict(REAL_DATA_MODEL_OPTIONS), seed, n_estimators, modality="formula")
+    metrics = evaluate_probabilities(model.predict_proba(holdout.X), model.classes_, holdout.space_group)
+    version = register_model(
+        engine, store, model.to_bytes(), name=name, modality="formula", feature_version=model.feature_version,
+        dataset_version_id=dataset_version_id, metrics={FORMULA_EVALUATION: metrics},
+        parameters={"model": model.get_params(), "seed": seed} | parameters,
+        dataset_description=f"{what} ({len(train)} trained on; {len(holdout)} in the frozen hold-out, by reduced "
+                            "formula)",
+    )
+    report = challenge_champion(engine, store, reports_dir, version.id, model, metrics, holdout, FORMULA_EVALUATION,
+                                margin, allow_promotion)
+    report.n_training_patterns, report.n_training_crystals = len(train), len(np.unique(train.groups))
+    return report, model
+
+
 def train_formula_and_maybe_promote(engine, store: ArtifactStore, reports_dir, *, table_path, formula_column: str,
                                     label_column: str, seed: int, n_estimators: int = 400, margin: float = 0.0,
                                     allow_promotion: bool = True) -> tuple[PipelineReport, SpaceGroupClassifier, list]:
-    """Formula model from a local table; candidate and champion are compared on held-out reduced formulas."""
-    from tasks.formula_data import formula_feature_set, read_formula_table
-    from tasks.training import fit_and_validate_split
+    """Formula model from a local table of formulas and space groups (``FORMULA_EVALUATION``); also returns the
+    rows the table's reader rejected."""
+    from tasks.formula_data import read_formula_table
 
-    bootstrap_pretrained(engine, store)
     comps, labels, groups, rejected = read_formula_table(table_path, formula_column, label_column)
-    features = formula_feature_set(comps, labels, groups)
-    result, held_out = fit_and_validate_split(features, dict(REAL_DATA_MODEL_OPTIONS), seed, n_estimators,
-                                              modality="formula")
-    version = register_model(
-        engine, store, result.model.to_bytes(), name=f"formula-{Path(table_path).stem}-s{seed}", modality="formula",
-        feature_version=result.model.feature_version,
-        parameters={"model": result.model.get_params(), "seed": seed, "table": str(table_path),
-                    "n_rows": len(features), "n_rejected": len(rejected)},
-        metrics={"holdout_formulas": result.validation_metrics},
-        dataset_description=f"{len(features)} formulas from {Path(table_path).name} (split by reduced formula)",
-    )
-    report = challenge_champion(engine, store, reports_dir, version.id, result.model, result.validation_metrics,
-                                held_out, "holdout_formulas", margin, allow_promotion)
-    report.n_training_patterns, report.n_training_crystals = result.n_rows, result.n_structures
-    return report, result.model, rejected
+    report, model = _train_formula_challenger(
+        engine, store, reports_dir, comps, labels, groups, name=f"formula-{Path(table_path).stem}-s{seed}", seed=seed,
+        n_estimators=n_estimators, margin=margin, allow_promotion=allow_promotion,
+        what=f"{len(comps)} formulas from {Path(table_path).name}",
+        parameters={"table": str(table_path), "n_rows": len(comps), "n_rejected": len(rejected)})
+    return report, model, rejected
 
 
 MIN_DATASET_MATERIALS = 40
@@ -190,49 +221,23 @@ def train_formula_on_dataset_and_maybe_promote(engine, store: ArtifactStore, rep
                                                n_estimators: int = 400, margin: float = 0.0,
                                                allow_promotion: bool = True
                                                ) -> tuple[PipelineReport, SpaceGroupClassifier]:
-    """A formula challenger trained on a registry dataset version's formulas and spglib labels, judged against the
-    formula champion on the dataset's frozen hold-out formulas: one reduced formula in ten, by a hash of it, so no
-    reduced formula is on both sides and every retrain on a later version of the source is judged on the same
-    formulas. The formula model is a search-match that gains ~5 points of SG top-1 per doubling of its training
-    formulas (BENCHMARKS.md, learning_curve), so a fresh, larger MP export is what improves it. The shipped
-    champion learnt MP's formulas of its day, some of the hold-out's among them: the contest can favour it, never
-    the challenger."""
-    import numpy as np
+    """A formula challenger on a registry dataset version's formulas and spglib labels (``FORMULA_EVALUATION``).
+    The formula model is a search-match that gains ~5 points of SG top-1 per doubling of its training formulas
+    (BENCHMARKS.md, learning_curve), so a fresh, larger MP export is what improves it."""
     from pymatgen.core import Composition
 
     from storage.materials import dataset_materials
-    from tasks.dataset_features import is_frozen_holdout
-    from tasks.formula_data import formula_feature_set
 
-    bootstrap_pretrained(engine, store)
     materials = dataset_materials(engine, store, dataset)
     if len(materials) < MIN_DATASET_MATERIALS:
         raise ValueError(f"dataset {dataset.id} has {len(materials)} materials; at least {MIN_DATASET_MATERIALS} "
                          "are needed to train and hold out")
-    features = formula_feature_set([Composition(m.formula) for m in materials],
-                                   np.array([m.space_group_number for m in materials]),
-                                   [m.reduced_formula for m in materials])
-    held = np.array([is_frozen_holdout(m.reduced_formula) for m in materials])
-    train, holdout = features.subset(~held), features.subset(held)
-    if len(holdout) == 0 or len(set(train.space_group.tolist())) < 2:
-        raise ValueError(f"dataset {dataset.id} is too small or too uniform to train and evaluate a formula model on "
-                         f"({len(set(m.reduced_formula for m in materials))} reduced formulas, "
-                         f"{len(holdout)} of its materials held out)")
-    result = fit_and_validate(train, dict(REAL_DATA_MODEL_OPTIONS), seed, n_estimators, modality="formula")
-    metrics = evaluate_probabilities(result.model.predict_proba(holdout.X), result.model.classes_,
-                                     holdout.space_group)
-    version = register_model(
-        engine, store, result.model.to_bytes(), name=f"formula-{dataset.source}-ds{dataset.id}-s{seed}",
-        modality="formula", feature_version=result.model.feature_version, dataset_version_id=dataset.id,
-        parameters={"model": result.model.get_params(), "seed": seed, "n_materials": len(materials)},
-        metrics={"frozen_holdout_formulas": metrics, "holdout_validation": result.validation_metrics},
-        dataset_description=f"formulas of dataset {dataset.id} ({dataset.source}, {dataset.n_materials} materials; "
-                            "split by reduced formula)",
-    )
-    report = challenge_champion(engine, store, reports_dir, version.id, result.model, metrics, holdout,
-                                f"frozen_holdout_formulas:{dataset.source}", margin, allow_promotion)
-    report.n_training_patterns, report.n_training_crystals = result.n_rows, result.n_structures
-    return report, result.model
+    return _train_formula_challenger(
+        engine, store, reports_dir, [Composition(m.formula) for m in materials],
+        [m.space_group_number for m in materials], [m.reduced_formula for m in materials],
+        name=f"formula-{dataset.source}-ds{dataset.id}-s{seed}", seed=seed, n_estimators=n_estimators, margin=margin,
+        allow_promotion=allow_promotion, what=f"the formulas of dataset {dataset.id} ({dataset.source})",
+        parameters={"n_materials": len(materials)}, dataset_version_id=dataset.id)
 
 
 def retrain_formula_once(engine, store: ArtifactStore, settings, dataset_id: int | None = None,

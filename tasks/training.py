@@ -143,15 +143,23 @@ def training_and_held_out_rows(features: FeatureSet, seed: int = 0,
                 .split(features.X, groups=features.groups))
 
 
+def fit_model(features: FeatureSet, params: dict, seed: int = 0, n_estimators: int = 400,
+               modality: str = "xrd") -> SpaceGroupClassifier:
+    """A model fitted on every row of ``features`` (its early stopping and calibration split off inside ``fit``),
+    for callers that hold out their own evaluation rows."""
+    model = SpaceGroupClassifier(modality=modality, feature_version=features.feature_version,
+                                 n_estimators=n_estimators, random_state=seed, **params)
+    lines = features.reference_lines if model.structure_type_search and modality == "xrd" else None
+    model.fit(features.X, features.space_group, groups=features.groups, reference_lines=lines,
+              line_rows=None if lines is None else features.line_rows)
+    return model
+
+
 def fit_and_validate_split(features: FeatureSet, params: dict, seed: int = 0, n_estimators: int = 400,
                            modality: str = "xrd", test_size: float = 0.1) -> tuple[TrainingResult, FeatureSet]:
     """As :func:`fit_and_validate`, also returning the held-out rows (no group on both sides)."""
     train, hold = training_and_held_out_rows(features, seed, test_size)
-    model = SpaceGroupClassifier(modality=modality, feature_version=features.feature_version,
-                                 n_estimators=n_estimators, random_state=seed, **params)
-    lines = features.reference_lines if model.structure_type_search and modality == "xrd" else None
-    model.fit(features.X[train], features.space_group[train], groups=features.groups[train], reference_lines=lines,
-              line_rows=None if lines is None else features.line_rows[train])
+    model = fit_model(features.subset(train), params, seed, n_estimators, modality)
     metrics = evaluate_probabilities(model.predict_proba(features.X[hold]), model.classes_, features.space_group[hold])
     held_out = features.subset(np.isin(np.arange(len(features)), hold))
     return TrainingResult(model, metrics, len(features), len(np.unique(features.groups))), held_out

@@ -40,6 +40,15 @@ def test_formula_model_trains_registers_and_answers(tmp_path):
     proc = run_cli(home, "train", "--modality", "formula", "--source", "local", "--path", str(table),
                    "--estimators", "30", check=True)
     assert "2 rows rejected" in proc.stdout
+    # judged on the frozen hold-out: the rows whose reduced formula a hash keeps out of every formula model
+    from pymatgen.core import Composition
+
+    from tasks.dataset_features import is_frozen_holdout
+
+    rows = table.read_text().splitlines()[1:]
+    accepted = [line.split(",")[0] for line in rows if not line.startswith(("Xx2O,", "NaCl,999"))]
+    expected = sum(is_frozen_holdout(Composition(f).reduced_formula) for f in accepted)
+    assert f"held-out formulas (n={expected})" in proc.stdout and expected > 0
     assert "promoted: yes" in proc.stdout or "promoted: no" in proc.stdout
     listing = run_cli(home, "models", "list", "--modality", "formula", check=True).stdout
     assert "formula" in listing and "champion" in listing and len(listing.strip().splitlines()) == 2

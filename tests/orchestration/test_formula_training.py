@@ -26,7 +26,7 @@ def test_formula_model_trains_on_a_refreshed_mp_dataset_and_is_judged_on_frozen_
     candidate_id, n_held_out = int(found.group(1)), int(found.group(2))
     shown = json.loads(run_cli(home, "models", "show", str(candidate_id), check=True).stdout)
     assert shown["modality"] == "formula" and shown["dataset_version_id"] is not None
-    assert set(shown["metrics"]) == {"frozen_holdout_formulas", "holdout_validation"}
+    assert set(shown["metrics"]) == {"frozen_holdout_formulas"}
     # the refreshed dataset's materials: the frozen hold-out is every one whose reduced formula hashes into it
     materials = dataset_materials(get_engine(), default_store(), get_dataset(get_engine(), shown["dataset_version_id"]))
     assert shown["parameters"]["n_materials"] == len(materials) > 40
@@ -61,7 +61,7 @@ def test_without_an_orchestrator_both_models_are_retrained_on_the_dataset(mp_env
     for report, modality in ((xrd, "xrd"), (formula, "formula")):
         candidate = get_model(engine, report.candidate_id)
         assert candidate.modality == modality and candidate.dataset_version_id == refreshed.dataset_version_id
-    assert set(get_model(engine, formula.candidate_id).metrics) == {"frozen_holdout_formulas", "holdout_validation"}
+    assert set(get_model(engine, formula.candidate_id).metrics) == {"frozen_holdout_formulas"}
     shipped = get_model(engine, formula.champion_id_before)
     assert shipped.name == "formula_default"  # judged against the shipped formula model
     assert champion(engine, "formula").id == (formula.candidate_id if formula.promoted else shipped.id)
