@@ -147,9 +147,11 @@ def load_artifact_bytes(store: ArtifactStore, version: ModelVersion) -> bytes:
 
 
 def should_promote(candidate_metrics: dict, champion_metrics: dict | None, metric: str, margin: float) -> bool:
-    """Champion/challenger rule: promote only if the candidate beats the champion by ``margin`` on ``metric``."""
+    """Champion/challenger rule: promote only if the candidate beats the champion by more than ``margin`` on
+    ``metric``. A tie keeps the champion: a retrain on unchanged data reproduces it, and swapping it for its twin
+    would only churn the registry."""
     if champion_metrics is None or champion_metrics.get(metric) is None:
         return True
     if candidate_metrics.get(metric) is None:
         return False
-    return float(candidate_metrics[metric]) >= float(champion_metrics[metric]) + margin
+    return float(candidate_metrics[metric]) > float(champion_metrics[metric]) + margin

@@ -137,6 +137,8 @@ def test_material_source_ids_are_unique(engine):
     ({"sg_top1": 0.6}, None, 0.0, True),
     ({"sg_top1": 0.6}, {"sg_top1": 0.5}, 0.05, True),
     ({"sg_top1": 0.52}, {"sg_top1": 0.5}, 0.05, False),
+    ({"sg_top1": 0.5}, {"sg_top1": 0.5}, 0.0, False),  # a tie keeps the champion
+    ({"sg_top1": 0.501}, {"sg_top1": 0.5}, 0.0, True),
     ({}, {"sg_top1": 0.5}, 0.0, False),
 ])
 def test_promotion_rule(cand, champ, margin, expected):
