@@ -163,8 +163,9 @@ def main() -> None:
     formula_lines, formula = formula_curve(args)
     lines = ["## How the searches grow with reference materials (bench/learning_curve.py)", "",
              f"XRD: the structure-type search's vote on the {2 * args.test} patterns of bench/accuracy.py's "
-             f"{args.test} held-out MP materials (the --train {args.train} draw with every other CGCNN material), its references "
-             f"random subsets of the training materials ({args.augment} measured-like patterns each); the last rows "
+             f"{args.test} held-out MP materials (the --train {args.train} draw with every other CGCNN material), "
+             f"its references random subsets of the training materials ({args.augment} measured-like patterns each); "
+             "the last rows "
              "keep fewer patterns per material. Formula: the prototype vote on bench/formula_accuracy.py's held-out "
              "reduced formulas, its references random subsets of the training formulas.", ""]
     lines += xrd_lines + [""] + formula_lines + [""]

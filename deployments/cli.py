@@ -77,8 +77,8 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--source", choices=["synthetic", "local", "mp", "dataset"], default="synthetic",
                        help="synthetic: PyXtal crystals from MP Wyckoff statistics (xrd); local: a CSV of formulas "
                             "and space groups (formula); mp: refresh from the Materials Project (MP_API_KEY), then "
-                            "train on that dataset's patterns (xrd) or formulas (formula); dataset: a registry dataset version "
-                            "(--dataset-id, else the newest)")
+                            "train on that dataset's patterns (xrd) or formulas (formula); dataset: a registry "
+                            "dataset version (--dataset-id, else the newest)")
     train.add_argument("--dataset-id", type=int, default=None, help="dataset version for --source dataset")
     train.add_argument("--path", type=Path, help="the CSV for --source local")
     train.add_argument("--formula-column", default="formula")

@@ -354,7 +354,8 @@ def _train_formula_on_dataset(args) -> int:
         raise UserFacingError(str(exc)) from None
     if args.export:
         _export(args.export, report, model, args, modality="formula",
-                dataset=f"formulas of dataset {dataset.id} ({dataset.source}), split by reduced formula",
+                dataset=f"formulas of dataset {dataset.id} ({dataset.source}; one reduced formula in ten held out "
+                        "by a hash of it)",
                 metrics_key=FORMULA_EVALUATION,
                 command=f"spacegroup train --modality formula --source {args.source} --seed {args.seed} "
                         f"--estimators {args.estimators} --export {args.export}")
