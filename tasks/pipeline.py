@@ -227,7 +227,12 @@ def train_formula_on_dataset_and_maybe_promote(engine, store: ArtifactStore, rep
     from pymatgen.core import Composition
 
     from storage.materials import dataset_materials
+    from tasks.sources import SYNTHETIC_SOURCE
 
+    if dataset.source == SYNTHETIC_SOURCE:
+        raise ValueError(f"dataset {dataset.id} holds synthetic crystals, whose compositions are drawn at random: a "
+                         "formula model learns which structures real compounds take, so it trains on real materials "
+                         "(a dataset refreshed from the Materials Project or from local files)")
     materials = dataset_materials(engine, store, dataset)
     if len(materials) < MIN_DATASET_MATERIALS:
         raise ValueError(f"dataset {dataset.id} has {len(materials)} materials; at least {MIN_DATASET_MATERIALS} "
@@ -246,12 +251,15 @@ def retrain_formula_once(engine, store: ArtifactStore, settings, dataset_id: int
     """One formula retraining on dataset ``dataset_id`` (default: the newest with enough materials). Formula models
     learn from real materials only: with no such dataset there is nothing to train on (``None``)."""
     from storage.materials import get_dataset, latest_dataset
+    from tasks.sources import SYNTHETIC_SOURCE
 
     dataset = get_dataset(engine, dataset_id) if dataset_id is not None else latest_dataset(engine)
     if dataset_id is not None and dataset is None:
         raise ValueError(f"no dataset version with id {dataset_id}")
     if dataset is None or dataset.n_materials < MIN_DATASET_MATERIALS:
         return None, f"No formula retrain: no dataset version with {MIN_DATASET_MATERIALS}+ materials"
+    if dataset.source == SYNTHETIC_SOURCE:  # the weekly refresh without an MP key: random compositions
+        return None, f"No formula retrain: dataset {dataset.id} holds synthetic crystals, not real materials"
     report, _ = train_formula_on_dataset_and_maybe_promote(
         engine, store, settings.reports_dir, dataset, seed=seed, n_estimators=n_estimators,
         margin=settings.promotion_margin, allow_promotion=allow_promotion)

@@ -26,6 +26,7 @@ MP_DOCUMENT_FIELDS = ["material_id", "structure", "symmetry", "formula_pretty", 
                       "theoretical"]
 STRUCTURE_SUFFIXES = (".cif", ".vasp", ".poscar")
 MAX_MEMBER_BYTES = 20_000_000  # one structure file; larger archive members are refused unread (zip bombs)
+SYNTHETIC_SOURCE = "synthetic"  # the name of SyntheticSource's records and dataset versions
 
 
 class SourceError(RuntimeError):
@@ -383,7 +384,7 @@ class SyntheticSource:
         self.seed = seed
         self.n_jobs = n_jobs
         self.chunk_size = chunk_size
-        self.name = "synthetic"
+        self.name = SYNTHETIC_SOURCE
 
     def fetch(self, known: dict[str, datetime | None], known_deprecated=None) -> Iterator[list[SourceRecord]]:
         from tasks.synthetic import generate_crystals

@@ -65,3 +65,25 @@ def test_without_an_orchestrator_both_models_are_retrained_on_the_dataset(mp_env
     shipped = get_model(engine, formula.champion_id_before)
     assert shipped.name == "formula_default"  # judged against the shipped formula model
     assert champion(engine, "formula").id == (formula.candidate_id if formula.promoted else shipped.id)
+
+
+def test_formula_models_do_not_learn_from_synthetic_crystals(registry, tmp_path):
+    """The weekly refresh without an MP key snapshots synthetic crystals: fine for XRD models, but their
+    compositions are drawn at random, so no formula model is trained on them."""
+    from storage.materials import get_dataset
+    from storage.registry import list_models
+    from tasks.pipeline import MIN_DATASET_MATERIALS, retrain_formula_once, train_formula_on_dataset_and_maybe_promote
+    from tasks.refresh import refresh_from_source
+    from tasks.settings import get_settings
+    from tasks.sources import SyntheticSource
+
+    engine, store = registry
+    refreshed = refresh_from_source(engine, store, SyntheticSource(MIN_DATASET_MATERIALS + 5, seed=3, n_jobs=1),
+                                    n_jobs=1)
+    dataset = get_dataset(engine, refreshed.dataset_version_id)
+    assert dataset.source == "synthetic" and dataset.n_materials >= MIN_DATASET_MATERIALS
+    report, title = retrain_formula_once(engine, store, get_settings(), dataset.id, n_estimators=10)
+    assert report is None and "synthetic crystals, not real materials" in title
+    with pytest.raises(ValueError, match="compositions are drawn at random"):
+        train_formula_on_dataset_and_maybe_promote(engine, store, tmp_path, dataset, n_estimators=10)
+    assert list_models(engine, "formula") == []  # nothing trained, nothing registered
