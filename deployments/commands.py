@@ -177,11 +177,22 @@ def _human_cell(result: dict) -> str:
             f"indexed, M{cell['peaks_used']} = {cell['de_wolff_m']:.1f}")
 
 
+def _check_training_arguments(args) -> None:
+    """Counts and margins a scientist may mistype, refused before anything is generated or trained."""
+    for name, least in (("crystals", 1), ("augment", 1), ("trials", 0), ("estimators", 1)):
+        value = getattr(args, name, None)
+        if value is not None and value < least:
+            raise UserFacingError(f"--{name} must be at least {least}, not {value}")
+    if getattr(args, "margin", None) is not None and args.margin < 0:
+        raise UserFacingError(f"--margin is the SG top-1 gain a challenger must exceed to be promoted: 0 or more, "
+                              f"not {args.margin:g}")
+
+
 def cmd_train(args) -> int:
-    from tasks.lattice_evidence import LatticeEvidenceError
     from tasks.pipeline import train_and_maybe_promote
     from tasks.synthetic import GeneratorConfig
 
+    _check_training_arguments(args)
     if args.modality == "formula":
         if args.lattice_evidence:
             raise UserFacingError("--lattice-evidence indexes patterns: it is for --modality xrd")
@@ -201,7 +212,7 @@ def cmd_train(args) -> int:
             margin=args.margin if args.margin is not None else settings.promotion_margin,
             allow_promotion=not args.no_promote, progress=update,
             generator=GeneratorConfig(prototype_fraction=args.structure_types), lattice_evidence=args.lattice_evidence)
-    except LatticeEvidenceError as exc:  # a training set too small for the lattice evidence
+    except ValueError as exc:  # a training set too small to fit, or for the lattice evidence
         raise UserFacingError(str(exc)) from None
     finally:
         for bar in bars.values():
@@ -323,7 +334,7 @@ def _train_formula(args) -> int:
             engine, store, settings.reports_dir, table_path=args.path, formula_column=args.formula_column,
             label_column=args.label_column, seed=args.seed, n_estimators=args.estimators,
             margin=args.margin if args.margin is not None else settings.promotion_margin,
-            allow_promotion=not args.no_promote)
+            allow_promotion=not args.no_promote, n_trials=args.trials)
     except (FileNotFoundError, ValueError) as exc:
         raise UserFacingError(str(exc)) from None
     if rejected:
@@ -335,7 +346,8 @@ def _train_formula(args) -> int:
                 metrics_key=FORMULA_EVALUATION,
                 command=f"spacegroup train --modality formula --source local --path {args.path.name} "
                         f"--formula-column {args.formula_column} --label-column {args.label_column} "
-                        f"--seed {args.seed} --estimators {args.estimators} --export {args.export}")
+                        f"--seed {args.seed} --trials {args.trials} --estimators {args.estimators} "
+                        f"--export {args.export}")
     _print_formula_report(report)
     return 0
 
@@ -349,7 +361,7 @@ def _train_formula_on_dataset(args) -> int:
         report, model = train_formula_on_dataset_and_maybe_promote(
             engine, store, settings.reports_dir, dataset, seed=args.seed, n_estimators=args.estimators,
             margin=args.margin if args.margin is not None else settings.promotion_margin,
-            allow_promotion=not args.no_promote)
+            allow_promotion=not args.no_promote, n_trials=args.trials)
     except ValueError as exc:
         raise UserFacingError(str(exc)) from None
     if args.export:
@@ -358,7 +370,7 @@ def _train_formula_on_dataset(args) -> int:
                         "by a hash of it)",
                 metrics_key=FORMULA_EVALUATION,
                 command=f"spacegroup train --modality formula --source {args.source} --seed {args.seed} "
-                        f"--estimators {args.estimators} --export {args.export}")
+                        f"--trials {args.trials} --estimators {args.estimators} --export {args.export}")
     _print_formula_report(report)
     return 0
 
@@ -395,7 +407,7 @@ def _export(path: Path, report, model, args, modality: str = "xrd", dataset: str
                               + (" --lattice-evidence" if getattr(args, "lattice_evidence", False) else "")
                               + f" --export {path}",
     }
-    if modality == "xrd" and getattr(args, "trials", 0) > 0:
+    if getattr(args, "trials", 0) > 0:
         # the Optuna-searched values, reused by later `--trials 0` runs (tasks.pipeline.default_parameters)
         meta["parameters"]["searched"] = {k: v for k, v in model.get_params().items() if k in SEARCHED_KEYS}
     if modality == "formula":
@@ -435,16 +447,21 @@ def cmd_run(args) -> int:
     """The main job: synthetic crystals -> train -> evaluate -> champion -> predict the examples -> report."""
     from tasks.pipeline import train_and_maybe_promote
 
+    _check_training_arguments(args)
     started = time.perf_counter()
     settings, engine, store = _registry()
     print(f"ml-space-group main job: home {settings.home}")
     update, bars = _progress_bar(args.crystals, args.crystals * args.augment)
-    report, _ = train_and_maybe_promote(
-        engine, store, settings.reports_dir, n_crystals=args.crystals, n_augment=args.augment, seed=args.seed,
-        n_trials=args.trials, progress=update,
-        margin=args.margin if args.margin is not None else settings.promotion_margin)
-    for bar in bars.values():
-        bar.close()
+    try:
+        report, _ = train_and_maybe_promote(
+            engine, store, settings.reports_dir, n_crystals=args.crystals, n_augment=args.augment, seed=args.seed,
+            n_trials=args.trials, progress=update,
+            margin=args.margin if args.margin is not None else settings.promotion_margin)
+    except ValueError as exc:  # too few crystals to train on
+        raise UserFacingError(str(exc)) from None
+    finally:
+        for bar in bars.values():
+            bar.close()
     _print_training_report(report, settings)
     import tasks
 

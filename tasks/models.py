@@ -176,7 +176,9 @@ class SpaceGroupClassifier(ClassifierMixin, BaseEstimator):
         if X.ndim != 2 or len(X) != len(y):
             raise ValueError(f"X must be 2-D with one row per label; got X {X.shape} and {len(y)} labels")
         if len(X) < 20:
-            raise ValueError(f"need at least 20 training rows, got {len(X)}")
+            raise ValueError(f"a model needs at least 20 training rows (patterns or formulas) to fit, with its early "
+                             f"stopping and calibration shares, and got {len(X)}: train on more crystals, patterns "
+                             "or formulas")
         if self.candidate_reranking and not self.structure_type_search:
             raise ValueError("candidate_reranking re-ranks the structure-type search's candidates: "
                              "it needs structure_type_search=True")

@@ -58,9 +58,10 @@ def challenge_champion(engine, store: ArtifactStore, reports_dir, candidate_id: 
                           plots)
 
 
-def default_parameters(engine) -> dict:
-    """Hyperparameters recorded with the current XRD champion (from its Optuna search), else model defaults."""
-    current = champion(engine, "xrd")
+def default_parameters(engine, modality: str = "xrd") -> dict:
+    """Hyperparameters recorded with the current champion of ``modality`` (from its Optuna search), else model
+    defaults."""
+    current = champion(engine, modality)
     if current is not None and current.parameters.get("searched"):
         return dict(current.parameters["searched"])
     return {}
@@ -121,10 +122,11 @@ FORMULA_EVALUATION = "frozen_holdout_formulas"
 
 def _train_formula_challenger(engine, store: ArtifactStore, reports_dir, compositions: list, labels, reduced: list,
                               *, name: str, seed: int, n_estimators: int, margin: float, allow_promotion: bool,
-                              what: str, parameters: dict, dataset_version_id: int | None = None
+                              what: str, parameters: dict, dataset_version_id: int | None = None, n_trials: int = 0
                               ) -> tuple[PipelineReport, SpaceGroupClassifier]:
     """Fit a formula model on every formula outside the frozen hold-out, register it, and challenge the champion
-    on the hold-out (``what`` names the formulas in errors and the registry)."""
+    on the hold-out (``what`` names the formulas in errors and the registry). Hyperparameters: an Optuna search of
+    ``n_trials`` on a fifth of the training formulas, else those the formula champion's search found."""
     import numpy as np
 
     from tasks.dataset_features import is_frozen_holdout
@@ -139,12 +141,17 @@ def _train_formula_challenger(engine, store: ArtifactStore, reports_dir, composi
         raise ValueError(f"{what} are too few or too uniform to train and evaluate a formula model on "
                          f"({len(set(reduced))} reduced formulas, {len(holdout)} of the rows in the frozen hold-out "
                          "of one reduced formula in ten)")
-    model = fit_model(train, dict(REAL_DATA_MODEL_OPTIONS), seed, n_estimators, modality="formula")
+    if n_trials > 0:
+        searched, history = search_hyperparameters(train, n_trials, seed, modality="formula")
+    else:
+        searched, history = default_parameters(engine, "formula"), []
+    model = fit_model(train, searched | REAL_DATA_MODEL_OPTIONS, seed, n_estimators, modality="formula")
     metrics = evaluate_probabilities(model.predict_proba(holdout.X), model.classes_, holdout.space_group)
     version = register_model(
         engine, store, model.to_bytes(), name=name, modality="formula", feature_version=model.feature_version,
         dataset_version_id=dataset_version_id, metrics={FORMULA_EVALUATION: metrics},
-        parameters={"model": model.get_params(), "seed": seed} | parameters,
+        parameters={"searched": searched, "search_history": history, "model": model.get_params(), "seed": seed}
+        | parameters,
         dataset_description=f"{what} ({len(train)} trained on; {len(holdout)} in the frozen hold-out, by reduced "
                             "formula)",
     )
@@ -156,7 +163,8 @@ def _train_formula_challenger(engine, store: ArtifactStore, reports_dir, composi
 
 def train_formula_and_maybe_promote(engine, store: ArtifactStore, reports_dir, *, table_path, formula_column: str,
                                     label_column: str, seed: int, n_estimators: int = 400, margin: float = 0.0,
-                                    allow_promotion: bool = True) -> tuple[PipelineReport, SpaceGroupClassifier, list]:
+                                    allow_promotion: bool = True, n_trials: int = 0
+                                    ) -> tuple[PipelineReport, SpaceGroupClassifier, list]:
     """Formula model from a local table of formulas and space groups (``FORMULA_EVALUATION``); also returns the
     rows the table's reader rejected."""
     from tasks.formula_data import read_formula_table
@@ -164,7 +172,7 @@ def train_formula_and_maybe_promote(engine, store: ArtifactStore, reports_dir, *
     comps, labels, groups, rejected = read_formula_table(table_path, formula_column, label_column)
     report, model = _train_formula_challenger(
         engine, store, reports_dir, comps, labels, groups, name=f"formula-{Path(table_path).stem}-s{seed}", seed=seed,
-        n_estimators=n_estimators, margin=margin, allow_promotion=allow_promotion,
+        n_estimators=n_estimators, margin=margin, allow_promotion=allow_promotion, n_trials=n_trials,
         what=f"{len(comps)} formulas from {Path(table_path).name}",
         parameters={"table": str(table_path), "n_rows": len(comps), "n_rejected": len(rejected)})
     return report, model, rejected
@@ -219,7 +227,7 @@ def train_on_dataset_and_maybe_promote(engine, store: ArtifactStore, reports_dir
 
 def train_formula_on_dataset_and_maybe_promote(engine, store: ArtifactStore, reports_dir, dataset, *, seed: int = 0,
                                                n_estimators: int = 400, margin: float = 0.0,
-                                               allow_promotion: bool = True
+                                               allow_promotion: bool = True, n_trials: int = 0
                                                ) -> tuple[PipelineReport, SpaceGroupClassifier]:
     """A formula challenger on a registry dataset version's formulas and spglib labels (``FORMULA_EVALUATION``).
     The formula model is a search-match that gains ~5 points of SG top-1 per doubling of its training formulas
@@ -242,7 +250,7 @@ def train_formula_on_dataset_and_maybe_promote(engine, store: ArtifactStore, rep
         [m.space_group_number for m in materials], [m.reduced_formula for m in materials],
         name=f"formula-{dataset.source}-ds{dataset.id}-s{seed}", seed=seed, n_estimators=n_estimators, margin=margin,
         allow_promotion=allow_promotion, what=f"the formulas of dataset {dataset.id} ({dataset.source})",
-        parameters={"n_materials": len(materials)}, dataset_version_id=dataset.id)
+        parameters={"n_materials": len(materials)}, dataset_version_id=dataset.id, n_trials=n_trials)
 
 
 def retrain_formula_once(engine, store: ArtifactStore, settings, dataset_id: int | None = None,

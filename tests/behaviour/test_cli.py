@@ -132,6 +132,11 @@ def test_formulas_are_answered_per_input_by_the_shipped_formula_model(tmp_path):
     (("models", "promote", "42"), "no model version with id 42"),
     (("models", "rollback"), "no predecessor|no xrd champion"),
     (("symmetry", "missing.cif"), "does not exist"),
+    (("train", "--augment", "0"), "--augment must be at least 1, not 0"),
+    (("train", "--modality", "formula", "--trials", "-2"), "--trials must be at least 0, not -2"),
+    (("run", "--margin", "-0.1"), "--margin is the SG top-1 gain a challenger must exceed to be promoted: 0 or more"),
+    (("train", "--crystals", "3", "--augment", "1"), "a model needs at least 20 training rows .* and got [0-9]+: "
+                                                     "train on more crystals"),
 ])
 def test_bad_requests_get_one_clear_line(tmp_path, args, message):
     proc = run_cli(tmp_path / "home", *args)

@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
-import json
 import itertools
+import json
+import re
 
 import pytest
 
@@ -66,3 +67,31 @@ def test_bad_table_is_named(tmp_path):
     assert proc.returncode == 2 and "no column 'formula'" in proc.stderr
     proc = run_cli(tmp_path / "home", "train", "--modality", "formula", "--source", "synthetic")
     assert proc.returncode == 2 and "--source local" in proc.stderr
+
+
+@pytest.mark.slow
+def test_formula_hyperparameters_come_from_a_search_and_are_reused(tmp_path):
+    """`--trials N` searches the boosters' hyperparameters on a fifth of the training formulas; the export records
+    them, and a later retrain without a search (the monthly flow's) takes them from the champion."""
+    from tasks.pipeline import default_parameters
+
+    table = tmp_path / "formulas.csv"
+    write_table(table)
+    home = tmp_path / "home"
+    export = tmp_path / "searched.npz"
+    proc = run_cli(home, "train", "--modality", "formula", "--source", "local", "--path", str(table), "--trials",
+                   "2", "--estimators", "20", "--export", str(export), check=True)
+    meta = json.loads(export.with_suffix(".json").read_text())
+    assert set(meta["parameters"]["searched"]) == {"max_depth", "learning_rate", "colsample_bytree",
+                                                   "min_child_weight", "subsample"}
+    assert "--trials 2" in meta["command"]
+    candidate = int(re.search(r"candidate formula model (\d+)", proc.stdout).group(1))
+    shown = json.loads(run_cli(home, "models", "show", str(candidate), check=True).stdout)
+    assert len(shown["parameters"]["search_history"]) == 2
+    assert shown["parameters"]["searched"] == meta["parameters"]["searched"]
+    if shown["stage"] != "champion":
+        run_cli(home, "models", "promote", str(candidate), check=True)
+    from storage.engine import make_engine
+
+    engine = make_engine(f"sqlite:///{home / 'registry.sqlite'}")
+    assert default_parameters(engine, "formula") == shown["parameters"]["searched"]
