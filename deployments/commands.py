@@ -321,7 +321,7 @@ def cmd_keys(args) -> int:
 
 
 def _train_formula(args) -> int:
-    from tasks.pipeline import FORMULA_EVALUATION, train_formula_and_maybe_promote
+    from tasks.pipeline import train_formula_and_maybe_promote
 
     if args.source in ("mp", "dataset"):
         return _train_formula_on_dataset(args)
@@ -340,20 +340,15 @@ def _train_formula(args) -> int:
     if rejected:
         print(f"{len(rejected)} rows rejected, e.g. {rejected[0]}")
     if args.export:
-        _export(args.export, report, model, args, modality="formula",
-                dataset=f"{report.n_training_patterns} formulas from {args.path.name} (one reduced formula in ten held "
-                        "out by a hash of it)",
-                metrics_key=FORMULA_EVALUATION,
-                command=f"spacegroup train --modality formula --source local --path {args.path.name} "
-                        f"--formula-column {args.formula_column} --label-column {args.label_column} "
-                        f"--seed {args.seed} --trials {args.trials} --estimators {args.estimators} "
-                        f"--export {args.export}")
+        _export_formula(args, report, model, f"{report.n_training_patterns} formulas from {args.path.name}",
+                        f"--source local --path {args.path.name} --formula-column {args.formula_column} "
+                        f"--label-column {args.label_column}")
     _print_formula_report(report)
     return 0
 
 
 def _train_formula_on_dataset(args) -> int:
-    from tasks.pipeline import FORMULA_EVALUATION, train_formula_on_dataset_and_maybe_promote
+    from tasks.pipeline import train_formula_on_dataset_and_maybe_promote
 
     settings, engine, store = _registry()
     dataset = _dataset_to_train_on(args, settings, engine, store)
@@ -365,14 +360,21 @@ def _train_formula_on_dataset(args) -> int:
     except ValueError as exc:
         raise UserFacingError(str(exc)) from None
     if args.export:
-        _export(args.export, report, model, args, modality="formula",
-                dataset=f"formulas of dataset {dataset.id} ({dataset.source}; one reduced formula in ten held out "
-                        "by a hash of it)",
-                metrics_key=FORMULA_EVALUATION,
-                command=f"spacegroup train --modality formula --source {args.source} --seed {args.seed} "
-                        f"--trials {args.trials} --estimators {args.estimators} --export {args.export}")
+        _export_formula(args, report, model, f"the formulas of dataset {dataset.id} ({dataset.source})",
+                        f"--source {args.source}")
     _print_formula_report(report)
     return 0
+
+
+def _export_formula(args, report, model, what: str, source_options: str) -> None:
+    """``_export`` of a formula model, with the command that rebuilds it (``source_options``: where its formulas
+    came from)."""
+    from tasks.pipeline import FORMULA_EVALUATION
+
+    _export(args.export, report, model, args, modality="formula",
+            dataset=f"{what} (one reduced formula in ten held out by a hash of it)", metrics_key=FORMULA_EVALUATION,
+            command=f"spacegroup train --modality formula {source_options} --seed {args.seed} --trials {args.trials} "
+                    f"--estimators {args.estimators} --export {args.export}")
 
 
 def _print_formula_report(report) -> None:
