@@ -188,6 +188,11 @@ def _check_training_arguments(args) -> None:
                               f"not {args.margin:g}")
 
 
+def _margin(args, settings) -> float:
+    """The promotion margin: ``--margin``, else the configured one."""
+    return args.margin if args.margin is not None else settings.promotion_margin
+
+
 def cmd_train(args) -> int:
     from tasks.pipeline import train_and_maybe_promote
     from tasks.synthetic import GeneratorConfig
@@ -209,7 +214,7 @@ def cmd_train(args) -> int:
         report, model = train_and_maybe_promote(
             engine, store, settings.reports_dir, n_crystals=args.crystals, n_augment=args.augment, seed=args.seed,
             n_trials=args.trials, n_estimators=args.estimators,
-            margin=args.margin if args.margin is not None else settings.promotion_margin,
+            margin=_margin(args, settings),
             allow_promotion=not args.no_promote, progress=update,
             generator=GeneratorConfig(prototype_fraction=args.structure_types), lattice_evidence=args.lattice_evidence)
     except ValueError as exc:  # a training set too small to fit, or for the lattice evidence
@@ -248,7 +253,7 @@ def _train_xrd_on_dataset(args) -> int:
         report, model = train_on_dataset_and_maybe_promote(
             engine, store, settings.reports_dir, settings.cache_dir, dataset, n_augment=args.augment, seed=args.seed,
             n_estimators=args.estimators, allow_promotion=not args.no_promote, n_jobs=settings.n_jobs,
-            margin=args.margin if args.margin is not None else settings.promotion_margin,
+            margin=_margin(args, settings),
             lattice_evidence=True if args.lattice_evidence else None)
     except ValueError as exc:
         raise UserFacingError(str(exc)) from None
@@ -333,7 +338,7 @@ def _train_formula(args) -> int:
         report, model, rejected = train_formula_and_maybe_promote(
             engine, store, settings.reports_dir, table_path=args.path, formula_column=args.formula_column,
             label_column=args.label_column, seed=args.seed, n_estimators=args.estimators,
-            margin=args.margin if args.margin is not None else settings.promotion_margin,
+            margin=_margin(args, settings),
             allow_promotion=not args.no_promote, n_trials=args.trials)
     except (FileNotFoundError, ValueError) as exc:
         raise UserFacingError(str(exc)) from None
@@ -355,7 +360,7 @@ def _train_formula_on_dataset(args) -> int:
     try:
         report, model = train_formula_on_dataset_and_maybe_promote(
             engine, store, settings.reports_dir, dataset, seed=args.seed, n_estimators=args.estimators,
-            margin=args.margin if args.margin is not None else settings.promotion_margin,
+            margin=_margin(args, settings),
             allow_promotion=not args.no_promote, n_trials=args.trials)
     except ValueError as exc:
         raise UserFacingError(str(exc)) from None
@@ -458,7 +463,7 @@ def cmd_run(args) -> int:
         report, _ = train_and_maybe_promote(
             engine, store, settings.reports_dir, n_crystals=args.crystals, n_augment=args.augment, seed=args.seed,
             n_trials=args.trials, progress=update,
-            margin=args.margin if args.margin is not None else settings.promotion_margin)
+            margin=_margin(args, settings))
     except ValueError as exc:  # too few crystals to train on
         raise UserFacingError(str(exc)) from None
     finally:
