@@ -419,7 +419,8 @@ def _export(path: Path, report, model, args, modality: str = "xrd", dataset: str
         meta["parameters"]["searched"] = {k: v for k, v in model.get_params().items() if k in SEARCHED_KEYS}
     if modality == "formula":
         meta["attribution"] = ("Trained on Materials Project data (CC-BY-4.0): A. Jain et al., APL Materials 1, "
-                               "011002 (2013). Weights only; no data is shipped.")
+                               "011002 (2013). No structures are shipped; the prototype search's references are the "
+                               "training formulas' compositions (as places on Pettifor's map) and space groups.")
     path.with_suffix(".json").write_text(json.dumps(meta, indent=2) + "\n")
 
 

@@ -1,4 +1,6 @@
-"""Pretrained models shipped with the package (weights only), with their recorded sha256 and provenance.
+"""Pretrained models shipped with the package (no training data files), with their recorded sha256 and
+provenance. A model with a structure-type search carries its references (the formula model: its training formulas'
+places on Pettifor's map and their space groups).
 
 Each model is a pair ``<name>.npz`` (the artifact) + ``<name>.json`` (metadata: modality, sha256, feature
 version, parameters, metrics, and the command that reproduces it).
