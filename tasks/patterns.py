@@ -90,7 +90,8 @@ def validate_pattern(
     if tt.size != y.size:
         raise PatternError(f"2θ has {tt.size} values but intensity has {y.size}{where}")
     if tt.size < MIN_POINTS:
-        raise PatternError(f"the pattern has only {tt.size} points{where}; at least {MIN_POINTS} are needed")
+        raise PatternError(f"the pattern has only {tt.size} point{'' if tt.size == 1 else 's'}{where}; at least "
+                           f"{MIN_POINTS} are needed")
     if max_points is not None and tt.size > max_points:
         raise PatternError(f"the pattern has {tt.size} points{where}; at most {max_points} are accepted")
     bad = ~np.isfinite(tt) | ~np.isfinite(y)

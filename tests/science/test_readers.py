@@ -89,6 +89,7 @@ def test_start_step_stop_format(tmp_path):
 @pytest.mark.parametrize("body,message", [
     ("", "no numeric data"),
     ("\n".join(f"{10 + i * 0.1} {i}" for i in range(20)), "only 20 points"),
+    ("10 5\n", "only 1 point in"),
     ("\n".join(f"{10 + i * 0.1} {'nan' if i == 30 else i}" for i in range(100)), "NaN"),
     ("\n".join(f"{10 + (i if i != 50 else 49) * 0.1:.1f} {i}" for i in range(100)), "appears twice"),
     ("\n".join(f"{20 - i * 0.1} {i}" for i in range(100)), r"falls throughout .* d-spacings, name it 'd \(Å\)'"),
