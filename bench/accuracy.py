@@ -118,7 +118,7 @@ def main() -> None:
     from tasks.evaluate import evaluate_probabilities, knn_baseline_proba, plot_confusion_and_calibration
     from tasks.features import XRD_FEATURE_VERSION, XRDPatternFeaturizer
     from tasks.models import SpaceGroupClassifier
-    from tasks.neighbours import peak_sticks
+    from tasks.neighbours import N_NEIGHBOURS, peak_sticks
     from tasks.pipeline import REAL_PATTERN_MODEL_OPTIONS
     from tasks.pretrained import shipped_models
     from tasks.priors import MP_PRIOR_STRENGTH, SpaceGroupPrior
@@ -141,6 +141,7 @@ def main() -> None:
     if args.reuse_model:
         mp_model = SpaceGroupClassifier.from_bytes(args.reuse_model.read_bytes())
         mp_model.set_params(**REAL_PATTERN_MODEL_OPTIONS, lattice_evidence=args.lattice_evidence)
+        mp_model.neighbours_.n_neighbours = N_NEIGHBOURS  # the search as a fit today sets it, not as it was saved
         mp_model.refit_answer_calibration(train.X[fitted_rows], train.space_group[fitted_rows], train.groups[fitted_rows],
                                           reference_lines=train_lines, cells_of=cached_lattice_cells)
     else:
@@ -277,8 +278,8 @@ def main() -> None:
               "and confidence calibration refitted without it; "
               f"{NO_RERANKING_ROW}: the same model without the re-ranker (the mixture of boosters and vote, no "
               f"confidence calibration); {NO_SEARCH_ROW}: without the search's term either (temperature and head "
-              f"weight left as fitted with it); {SEARCH_ROW}: the vote of its 20 nearest training patterns up to a "
-              "lattice scale change, their cells refined, alone."
+              f"weight left as fitted with it); {SEARCH_ROW}: the vote of its {mp_model.neighbours_.n_neighbours} "
+              "nearest training patterns up to a lattice scale change, their cells refined, alone."
               + (f" {EVIDENCE_ROW}: the same answers with each pattern's best cells of the "
                  f"{len(mp_model.lattice_searches)} lattice searches correcting their crystal systems "
                  "(tasks/lattice_evidence.py; `--lattice-evidence`), by weights fitted on the model's calibration "
