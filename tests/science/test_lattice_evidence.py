@@ -3,8 +3,9 @@ correction of a model's systems, and its place in the model (fit, answer, artifa
 
 import numpy as np
 import pytest
-from scipy.special import softmax
+from scipy.special import log_softmax, softmax
 
+from tasks.calibration import IDENTITY, beta_calibrated, with_top_confidence
 from tasks.crystallography import CRYSTAL_SYSTEMS
 from tasks.features import XRD_FEATURE_VERSION, XRDPatternFeaturizer
 from tasks.lattice_evidence import (LATTICE_SEARCHES, MIN_FIT_PATTERNS, LatticeEvidence, evidence_columns,
@@ -129,7 +130,16 @@ def test_the_model_moves_each_group_by_its_systems_shift_and_keeps_it_in_its_art
     plain, corrected = model.predict_proba(X), model.predict_proba(X, lattice_cells=cells)
     shift = model.lattice_evidence_.log_shift(cells)
     columns = [CRYSTAL_SYSTEMS.index(s) for s in ("monoclinic", "orthorhombic", "hexagonal", "cubic")]
-    assert np.allclose(corrected, softmax(np.log(plain) + shift[:, columns], axis=1), atol=1e-9)
+    staged = log_softmax(np.log(plain) + shift[:, columns], axis=1)
+    # the staged answers' own confidence calibration (fitted on these rows) maps their top confidences, keeping the
+    # ranking; an artifact without one (stages fitted before it) answers with the shift alone
+    calibration = model.lattice_confidence_calibration_
+    assert calibration != IDENTITY
+    top = beta_calibrated(calibration, np.exp(staged.max(axis=1)))
+    assert np.allclose(corrected, softmax(with_top_confidence(staged, top), axis=1), atol=1e-9)
+    assert (corrected.argmax(axis=1) == staged.argmax(axis=1)).all()
+    right = corrected.argmax(axis=1) == np.searchsorted(model.classes_, y)
+    assert abs(corrected.max(axis=1).mean() - right.mean()) < abs(np.exp(staged.max(axis=1)).mean() - right.mean())
     orthorhombic = y == 62
     assert corrected[orthorhombic, 1].mean() > plain[orthorhombic, 1].mean()
     loaded = SpaceGroupClassifier.from_bytes(model.to_bytes())
@@ -139,7 +149,13 @@ def test_the_model_moves_each_group_by_its_systems_shift_and_keeps_it_in_its_art
     loaded.lattice_evidence_ = None
     assert _format(loaded) == "spacegroup-xgb-npz-7"  # without it, still readable there
     loaded = SpaceGroupClassifier.from_bytes(model.to_bytes())
+    assert loaded.lattice_confidence_calibration_ == pytest.approx(calibration)
     assert np.allclose(loaded.predict_proba(X, lattice_cells=cells), corrected, atol=1e-6)
+    loaded.lattice_confidence_calibration_ = IDENTITY  # as an artifact saved without it is read
+    older = SpaceGroupClassifier.from_bytes(loaded.to_bytes())
+    assert older.lattice_confidence_calibration_ == IDENTITY
+    assert np.allclose(older.predict_proba(X, lattice_cells=cells), softmax(staged, axis=1), atol=1e-6)
+    loaded = SpaceGroupClassifier.from_bytes(model.to_bytes())
     ranked = loaded.rank(X[:3], k=2, lattice_cells=cells[:3])
     assert [r.space_groups[0] for r in ranked] == list(loaded.classes_[corrected[:3].argmax(axis=1)])
 
