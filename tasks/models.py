@@ -523,9 +523,9 @@ class SpaceGroupClassifier(ClassifierMixin, BaseEstimator):
             arrays |= self.reranker_.to_arrays()
         if self.has_lattice_evidence:
             arrays |= self.lattice_evidence_.to_arrays()
+            if getattr(self, "lattice_confidence_calibration_", IDENTITY) != IDENTITY:
+                arrays["lattice_confidence_calibration"] = np.array(self.lattice_confidence_calibration_)
         arrays["confidence_calibration"] = np.array(getattr(self, "confidence_calibration_", IDENTITY))
-        if getattr(self, "lattice_confidence_calibration_", IDENTITY) != IDENTITY:
-            arrays["lattice_confidence_calibration"] = np.array(self.lattice_confidence_calibration_)
         buffer = io.BytesIO()
         np.savez_compressed(buffer, **arrays)
         return buffer.getvalue()
