@@ -245,7 +245,8 @@ def main() -> None:
              + (" (the draw's training materials and every CGCNN material outside the draw)" if args.add_remaining else "")
              + ", simulated with "
              f"measured-like augmentation ({args.augment} train / 2 test patterns each). (c) measured patterns: "
-             f"{len(measured)} readable files (autoxrd thin films, 7 classes; 12 single-phase IUCr Rietveld pdCIFs; TaCr2O6) "
+             f"{len(measured)} readable files ({sum(n.endswith('.xy') for n in measured_names)} autoxrd thin films, 7 "
+             f"classes; {sum(n.endswith('.cif') for n in measured_names)} single-phase IUCr Rietveld pdCIFs; TaCr2O6) "
              "- small and imbalanced.", "",
              "| set | model | " + " | ".join(HEADLINE) + " |", "|" + "---|" * (len(HEADLINE) + 2)]
     for eval_set, model_name, metrics in rows:
