@@ -165,9 +165,9 @@ def main() -> None:
              f"XRD: the structure-type search's vote on the {2 * args.test} patterns of bench/accuracy.py's "
              f"{args.test} held-out MP materials (the --train {args.train} draw with every other CGCNN material), "
              f"its references random subsets of the training materials ({args.augment} measured-like patterns each); "
-             "the last rows "
-             "keep fewer patterns per material. Formula: the prototype vote on bench/formula_accuracy.py's held-out "
-             "reduced formulas, its references random subsets of the training formulas.", ""]
+             "the last rows keep fewer patterns per material. Formula: the prototype vote on "
+             "bench/formula_accuracy.py's held-out reduced formulas, its references random subsets of the training "
+             "formulas.", ""]
     lines += xrd_lines + [""] + formula_lines + [""]
     lines += _trend_lines("XRD, vote with cells refined", xrd["sizes"], xrd["refined"], XRD_TARGET)
     lines += _trend_lines("Formula, prototype vote", formula["sizes"], formula["vote"], FORMULA_TARGET)

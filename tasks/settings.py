@@ -42,7 +42,8 @@ class Settings(BaseSettings):
                                    "learnt it from its training set); see tasks/priors.py.")
     n_jobs: int = Field(0, ge=0, description="Worker processes for generation/featurisation; 0 = all cores.")
     frozen_eval_crystals: int = Field(300, ge=10, description="Crystals in the frozen synthetic evaluation set.")
-    promotion_margin: float = Field(0.0, ge=0.0, description="SG top-1 gain a challenger must exceed over the champion.")
+    promotion_margin: float = Field(0.0, ge=0.0,
+                                    description="SG top-1 gain a challenger must exceed over the champion.")
     refresh_source: str = Field("auto", description="Weekly refresh source: auto (mp with a key, else synthetic), "
                                 "mp, synthetic, or a path to local files.")
     refresh_synthetic_crystals: int = Field(200, ge=1, description="Crystals a synthetic refresh adds.")
