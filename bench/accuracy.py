@@ -283,8 +283,9 @@ def main() -> None:
               "nearest training patterns up to a lattice scale change, their cells refined, alone."
               + (f" {EVIDENCE_ROW}: the same answers with each pattern's best cells of the "
                  f"{len(mp_model.lattice_searches)} lattice searches correcting their crystal systems "
-                 "(tasks/lattice_evidence.py; `--lattice-evidence`), by weights fitted on the model's calibration "
-                 "split (sampled down to 3,000 patterns)." if mp_model.has_lattice_evidence else ""),
+                 "(tasks/lattice_evidence.py; `--lattice-evidence`), by a small booster over the answer's "
+                 "crystal-system probabilities and the cells' figures fitted on the model's calibration split "
+                 "(sampled down to 3,000 patterns)." if mp_model.has_lattice_evidence else ""),
               f"Pretrained model, in-process (features + model, one pattern at a time): p50 {np.percentile(single, 50):.1f} ms, "
               f"p95 {np.percentile(single, 95):.1f} ms; batch of {len(batch)}: {batch_rate:.0f} patterns/s.",
               "", "ece_sampling_floor: the ECE a perfectly calibrated model would show on the same number of answers at "

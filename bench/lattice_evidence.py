@@ -62,6 +62,9 @@ def main() -> None:
     warnings.filterwarnings("ignore")
     from bench.accuracy import measured_patterns
     from bench.synthetic_sources import _mp_sets
+    from scipy.special import softmax
+
+    from tasks.calibration import IDENTITY, fit_beta_calibration
     from tasks.crystallography import CRYSTAL_SYSTEMS, crystal_system_of
     from tasks.evaluate import evaluate_probabilities
     from tasks.features import XRDPatternFeaturizer
@@ -91,19 +94,24 @@ def main() -> None:
             cells = cells[:, :2 * len(model.lattice_searches)]
         return evaluate_probabilities(model.predict_proba(X, p, cells), model.classes_, y)
 
-    def with_four_lattices(model, offset, cells, systems):
-        """A copy of the model whose stage reads the four primitive lattices alone, fitted on the same answers."""
+    def with_four_lattices(model, offset, cells, systems, n_searches=FORMAT_8_LATTICES):
+        """A copy of the model whose stage is the linear one (artifact formats 8 and 9) of the first ``n_searches``
+        (default: the four primitive lattices alone), fitted on the same answers, without a calibration of its own."""
         copy = SpaceGroupClassifier.from_bytes(model.to_bytes())
-        copy.lattice_evidence_ = LatticeEvidence.fit(offset, cells[:, :2 * FORMAT_8_LATTICES], systems)
+        copy.lattice_evidence_ = LatticeEvidence.fit(offset, cells[:, :2 * n_searches], systems)
+        copy.lattice_confidence_calibration_ = IDENTITY
         return copy
 
     shipped = SpaceGroupClassifier.from_bytes({m.modality: m for m in shipped_models()}["xrd"].artifact)
     lines = ["## The lattice evidence (bench/lattice_evidence.py)", "",
              "`spacegroup predict --lattice-evidence`: each pattern's best primitive orthorhombic, cubic, tetragonal "
              "and hexagonal cells, and its best orthorhombic cell whose lines a C centring or Pnma's rules may thin "
-             "(from the first 16 peaks of its feature row), correct the model's crystal systems by weights fitted on "
-             "the model's calibration split (tasks/lattice_evidence.py). 'four lattices': the stage of the primitive "
-             "lattices alone (as models of artifact format 8 have it), fitted on the same answers.", "",
+             "(from the first 16 peaks of its feature row), correct the model's crystal systems, by a small booster "
+             "over the answer's crystal-system probabilities and the cells' figures (new fits) or by weights of the "
+             "cells' figures alone (the linear stage of artifact formats 8 and 9, the shipped model's), fitted on the "
+             "model's calibration split (tasks/lattice_evidence.py). 'four lattices': the linear stage of the "
+             "primitive lattices alone (as models of artifact format 8 have it), fitted on the same answers; "
+             "'linear': the linear stage of the five searches with its staged answers' calibration (format 9).", "",
              "1. The shipped XRD model. (b): 1600 measured-like patterns of the 800 held-out MP materials of "
              "bench/accuracy.py's 20,000 / 800 draw, under the MP prior counted on the draw's other training "
              "materials; (c): bench/accuracy.py's measured patterns, same prior. 'refitted on (v)': the stage fitted "
@@ -153,10 +161,17 @@ def main() -> None:
         encoded = np.searchsorted(model.classes_, y[calib])
         answers = model.fit_answer_calibration(X[calib], encoded, g[calib])
         cells_calib = cached_lattice_cells(X[calib])
-        model.fit_lattice_evidence(X[calib], encoded, cells=cells_calib, answers=answers)
+        model.fit_lattice_evidence(X[calib], encoded, cells=cells_calib, answers=answers, groups=g[calib])
         t_fit = time.perf_counter() - t_fit
-        model_four = with_four_lattices(model, np.log(np.clip(model._system_marginals(answers), 1e-9, 1.0)),
-                                        cells_calib, model.systems_[model.class_system_[encoded]])
+        offset = model._system_log_proba_of(np.log(np.clip(answers, 1e-300, 1.0)))
+        true_systems = model.systems_[model.class_system_[encoded]]
+        model_four = with_four_lattices(model, offset, cells_calib, true_systems)
+        # the linear stage of the five searches, with its in-sample calibration, as models of format 9 have it
+        model_linear = with_four_lattices(model, offset, cells_calib, true_systems, len(LATTICE_SEARCHES))
+        staged = softmax(np.log(np.clip(answers, 1e-300, 1.0))
+                         + model_linear._lattice_shift(cells_calib, np.log(np.clip(answers, 1e-300, 1.0))), axis=1)
+        model_linear.lattice_confidence_calibration_ = fit_beta_calibration(staged.max(axis=1),
+                                                                            staged.argmax(axis=1) == encoded)
         cells_te = cached_lattice_cells(X_te)
         lines += ["", f"2. An MP-trained model ({args.mp_model.name}: boosters and structure-type search trained on "
                   f"the {args.mp_train} / {args.mp_test} draw's training materials, {args.augment} patterns each), "
@@ -168,6 +183,8 @@ def main() -> None:
             lines.append(_row(f"{name}: MP-trained, as it is", scored(model, X, y, None)))
             lines.append(_row(f"{name}: MP-trained, with its lattice evidence, four lattices",
                               scored(model_four, X, y, None, cells)))
+            lines.append(_row(f"{name}: MP-trained, with its lattice evidence, linear",
+                              scored(model_linear, X, y, None, cells)))
             lines.append(_row(f"{name}: MP-trained, with its lattice evidence", scored(model, X, y, None, cells)))
     else:
         lines += ["", f"2. No MP-trained model at {args.mp_model} (make one with bench/accuracy.py --save-model): "

@@ -8,8 +8,8 @@ from scipy.special import log_softmax, softmax
 from tasks.calibration import IDENTITY, beta_calibrated, with_top_confidence
 from tasks.crystallography import CRYSTAL_SYSTEMS
 from tasks.features import XRD_FEATURE_VERSION, XRDPatternFeaturizer
-from tasks.lattice_evidence import (LATTICE_SEARCHES, MIN_FIT_PATTERNS, LatticeEvidence, evidence_columns,
-                                    lattice_cells, lattice_evidence_dict)
+from tasks.lattice_evidence import (LATTICE_SEARCHES, MIN_FIT_PATTERNS, BoostedLatticeEvidence, LatticeEvidence,
+                                    evidence_columns, lattice_cells, lattice_evidence_dict)
 from tasks.models import ModelFormatError, SpaceGroupClassifier
 from tests.science.test_cells import ORTHORHOMBIC, STRUCTURES, measured_like
 
@@ -84,6 +84,35 @@ def test_the_fit_learns_what_the_cells_add_to_the_model():
     assert proba[:, [CRYSTAL_SYSTEMS.index("cubic"), CRYSTAL_SYSTEMS.index("hexagonal")]].max() < 0.01
 
 
+def test_the_boosted_stage_learns_the_same_and_what_the_model_already_knew_too():
+    cells, systems, indexed = _labelled_cells(1500)
+    knows_nothing = np.log(np.full((1500, 7), 1 / 7))
+    evidence, cross = BoostedLatticeEvidence.fit(knows_nothing, cells, systems, groups=np.arange(1500) // 3)
+    assert cross.shape == (1500, 7) and evidence.lattices == tuple(LATTICE_SEARCHES)
+    test_cells, _, test_indexed = _labelled_cells(1000, seed=1)
+    proba = softmax(knows_nothing[:1000] + evidence.log_shift(test_cells, knows_nothing[:1000]), axis=1)
+    ortho = proba[:, CRYSTAL_SYSTEMS.index("orthorhombic")]
+    assert ortho[test_indexed].mean() == pytest.approx(0.91, abs=0.05)
+    assert ortho[~test_indexed].mean() == pytest.approx(0.17, abs=0.05)
+    # the cross-fitted shifts are those of stages that never saw the row: they say the same, less surely
+    cross_ortho = softmax(knows_nothing + cross, axis=1)[:, CRYSTAL_SYSTEMS.index("orthorhombic")]
+    assert cross_ortho[indexed].mean() == pytest.approx(0.91, abs=0.06)
+    # where the model already knows the system, the cells change little: a sure monoclinic answer stays monoclinic
+    sure = np.full((1500, 7), np.log(0.001))
+    sure[np.arange(1500), systems] = np.log(0.994)
+    evidence, _ = BoostedLatticeEvidence.fit(sure, cells, systems)
+    monoclinic = CRYSTAL_SYSTEMS.index("monoclinic")
+    sure_mono = np.tile(sure[systems == monoclinic][:1], (len(test_cells), 1))
+    moved = softmax(sure_mono + evidence.log_shift(test_cells, sure_mono), axis=1)
+    assert moved[:, monoclinic].min() > 0.9
+    with pytest.raises(ValueError, match="crystal-system probabilities"):
+        evidence.log_shift(test_cells)
+    with pytest.raises(ValueError, match="reads the cells of 5 searches"):
+        evidence.log_shift(test_cells[:, :8], sure_mono)
+    loaded = BoostedLatticeEvidence.from_arrays(evidence.to_arrays())
+    assert np.allclose(loaded.log_shift(test_cells, sure_mono), evidence.log_shift(test_cells, sure_mono))
+
+
 def test_cells_that_tell_nothing_new_leave_the_answer_nearly_as_it_was():
     cells, systems, _ = _labelled_cells(1500)
     rng = np.random.default_rng(3)
@@ -128,7 +157,8 @@ def toy_model():
 def test_the_model_moves_each_group_by_its_systems_shift_and_keeps_it_in_its_artifact(toy_model):
     model, X, y, cells = toy_model
     plain, corrected = model.predict_proba(X), model.predict_proba(X, lattice_cells=cells)
-    shift = model.lattice_evidence_.log_shift(cells)
+    assert isinstance(model.lattice_evidence_, BoostedLatticeEvidence)
+    shift = model.lattice_evidence_.log_shift(cells, model._system_log_proba_of(np.log(plain)))
     columns = [CRYSTAL_SYSTEMS.index(s) for s in ("monoclinic", "orthorhombic", "hexagonal", "cubic")]
     staged = log_softmax(np.log(plain) + shift[:, columns], axis=1)
     # the staged answers' own confidence calibration (fitted on these rows) maps their top confidences, keeping the
@@ -145,7 +175,7 @@ def test_the_model_moves_each_group_by_its_systems_shift_and_keeps_it_in_its_art
     loaded = SpaceGroupClassifier.from_bytes(model.to_bytes())
     assert loaded.has_lattice_evidence and loaded.get_params()["lattice_evidence"] is True
     assert loaded.lattice_searches == tuple(LATTICE_SEARCHES)
-    assert _format(model) == "spacegroup-xgb-npz-9"  # the code before the fifth search refuses it by its format
+    assert _format(model) == "spacegroup-xgb-npz-10"  # the code before the boosted stage refuses it by its format
     loaded.lattice_evidence_ = None
     assert _format(loaded) == "spacegroup-xgb-npz-7"  # without it, still readable there
     loaded = SpaceGroupClassifier.from_bytes(model.to_bytes())
@@ -160,17 +190,23 @@ def test_the_model_moves_each_group_by_its_systems_shift_and_keeps_it_in_its_art
     assert [r.space_groups[0] for r in ranked] == list(loaded.classes_[corrected[:3].argmax(axis=1)])
 
 
-def test_a_stage_of_the_four_primitive_lattices_still_reads_and_answers_as_format_8(toy_model):
+@pytest.mark.parametrize("n_searches, fmt", [(4, "spacegroup-xgb-npz-8"), (5, "spacegroup-xgb-npz-9")])
+def test_linear_stages_of_four_or_five_searches_still_read_and_answer_as_formats_8_and_9(toy_model, n_searches, fmt):
     model, X, y, cells = toy_model
     older = SpaceGroupClassifier.from_bytes(model.to_bytes())
-    older.fit_lattice_evidence(X, np.searchsorted(older.classes_, y), cells[:, :8])
-    assert older.lattice_searches == ("orthorhombic", "cubic", "tetragonal", "hexagonal")
-    assert _format(older) == "spacegroup-xgb-npz-8"
+    offset = older._system_log_proba_of(np.log(older.predict_proba(X)))
+    older.lattice_evidence_ = LatticeEvidence.fit(offset, cells[:, :2 * n_searches],
+                                                  older.systems_[older.class_system_[np.searchsorted(older.classes_,
+                                                                                                     y)]])
+    assert older.lattice_searches == tuple(LATTICE_SEARCHES)[:n_searches]
+    assert _format(older) == fmt
     loaded = SpaceGroupClassifier.from_bytes(older.to_bytes())
-    assert np.allclose(loaded.predict_proba(X, lattice_cells=cells[:, :8]),
-                       older.predict_proba(X, lattice_cells=cells[:, :8]), atol=1e-9)
-    with pytest.raises(ValueError, match="reads the cells of 4 searches"):
-        loaded.predict_proba(X, lattice_cells=cells)
+    assert isinstance(loaded.lattice_evidence_, LatticeEvidence)
+    assert np.allclose(loaded.predict_proba(X, lattice_cells=cells[:, :2 * n_searches]),
+                       older.predict_proba(X, lattice_cells=cells[:, :2 * n_searches]), atol=1e-9)
+    if n_searches == 4:
+        with pytest.raises(ValueError, match="reads the cells of 4 searches"):
+            loaded.predict_proba(X, lattice_cells=cells)
 
 
 def test_a_large_calibration_split_is_indexed_on_a_sample_only(toy_model, monkeypatch):
@@ -221,6 +257,12 @@ def test_a_model_without_the_evidence_says_how_to_get_it(toy_model):
     buffer = io.BytesIO()
     np.savez(buffer, **arrays)
     with pytest.raises(ModelFormatError, match="lattice evidence weights"):
+        SpaceGroupClassifier.from_bytes(buffer.getvalue())
+    del arrays["lattice_evidence"]
+    arrays["lattice_evidence_booster"] = np.frombuffer(b"not a booster", dtype=np.uint8)
+    buffer = io.BytesIO()
+    np.savez(buffer, **arrays)
+    with pytest.raises(ModelFormatError, match="not a space-group model artifact"):
         SpaceGroupClassifier.from_bytes(buffer.getvalue())
 
 
