@@ -238,12 +238,15 @@ class BoostedLatticeEvidence:
         offset, features, y = _fit_inputs(system_log_proba, cells, system_index)
         features = np.column_stack([offset, features])
         groups = np.arange(len(y)) if groups is None else np.asarray(groups)
-        cross = np.zeros_like(offset)
+        stage = _train_stage(features, y, seed)
         n_folds = min(STAGE_FOLDS, len(np.unique(groups)))
+        if n_folds < 2:  # one material: nothing to hold out, so the in-sample shifts
+            return cls(stage), _log_system_proba(stage, features) - offset
+        cross = np.zeros_like(offset)
         for fit_rows, score_rows in GroupKFold(n_splits=n_folds).split(features, groups=groups):
             fold = _train_stage(features[fit_rows], y[fit_rows], seed)
             cross[score_rows] = _log_system_proba(fold, features[score_rows]) - offset[score_rows]
-        return cls(_train_stage(features, y, seed)), cross
+        return cls(stage), cross
 
     def log_shift(self, cells: np.ndarray, system_log_proba: np.ndarray | None = None) -> np.ndarray:
         """What the cells (``lattice_cells`` of ``lattices``) change in each crystal system's log-probability

@@ -109,6 +109,8 @@ def test_the_boosted_stage_learns_the_same_and_what_the_model_already_knew_too()
         evidence.log_shift(test_cells)
     with pytest.raises(ValueError, match="reads the cells of 5 searches"):
         evidence.log_shift(test_cells[:, :8], sure_mono)
+    _, in_sample = BoostedLatticeEvidence.fit(sure, cells, systems, groups=np.zeros(1500))  # one material
+    assert np.allclose(in_sample, evidence.log_shift(cells, sure))
     loaded = BoostedLatticeEvidence.from_arrays(evidence.to_arrays())
     assert np.allclose(loaded.log_shift(test_cells, sure_mono), evidence.log_shift(test_cells, sure_mono))
 
