@@ -67,7 +67,8 @@ L2_PENALTY = 1.0
 #: 84 weights; on fewer patterns the fit learns the split's accidents (a 24-pattern fit turned silicon monoclinic)
 MIN_FIT_PATTERNS = 300
 #: a larger calibration split is sampled down to this many patterns for the fit: at ~0.6 s a pattern, the searches
-#: of a full MP retrain's split (~12,000 patterns) would add an hour
+#: of a full MP retrain's split (~12,000 patterns) would add an hour, and the boosted stage fitted on all of them
+#: answered no better within the noise (BENCHMARKS.md)
 MAX_FIT_PATTERNS = 3000
 PARALLEL_MIN_ROWS = 64  # below this, starting worker processes costs more than it saves
 #: the boosted stage (``BoostedLatticeEvidence``), chosen on the headline MP-trained model's 3,000 stage patterns by
@@ -218,7 +219,7 @@ class BoostedLatticeEvidence:
     reads the two together, so that a confident orthorhombic cell can settle a pattern the model hesitated over
     between orthorhombic and monoclinic without moving one it was sure of. On the headline MP-trained model's stage
     patterns (3,000, grouped five-fold cross-validation), crystal system 0.758 with the linear stage, 0.765 with
-    this one; on (b) 0.799 -> 0.815 (BENCHMARKS.md).
+    this one; on bench/accuracy.py's (b) 0.803 and 0.824 (BENCHMARKS.md).
     """
 
     def __init__(self, booster: xgb.Booster) -> None:
