@@ -94,7 +94,7 @@ def main() -> None:
             cells = cells[:, :2 * len(model.lattice_searches)]
         return evaluate_probabilities(model.predict_proba(X, p, cells), model.classes_, y)
 
-    def with_four_lattices(model, offset, cells, systems, n_searches=FORMAT_8_LATTICES):
+    def with_linear_stage(model, offset, cells, systems, n_searches=FORMAT_8_LATTICES):
         """A copy of the model whose stage is the linear one (artifact formats 8 and 9) of the first ``n_searches``
         (default: the four primitive lattices alone), fitted on the same answers, without a calibration of its own."""
         copy = SpaceGroupClassifier.from_bytes(model.to_bytes())
@@ -122,7 +122,7 @@ def main() -> None:
     system_of = np.array([CRYSTAL_SYSTEMS.index(crystal_system_of(int(v))) for v in valid.space_group])
     offset_v = np.log(np.clip(reference._system_marginals(reference.predict_proba(valid.X)), 1e-9, 1.0))
     reference.lattice_evidence_ = LatticeEvidence.fit(offset_v, cells_v, system_of)
-    reference_four = with_four_lattices(reference, offset_v, cells_v, system_of)
+    reference_four = with_linear_stage(reference, offset_v, cells_v, system_of)
     for name, (X, y, cells) in sets.items():
         lines.append(_row(f"{name}: shipped model, as it is", scored(shipped, X, y, prior)))
         if shipped.has_lattice_evidence:
@@ -165,9 +165,9 @@ def main() -> None:
         t_fit = time.perf_counter() - t_fit
         offset = model._system_log_proba_of(np.log(np.clip(answers, 1e-300, 1.0)))
         true_systems = model.systems_[model.class_system_[encoded]]
-        model_four = with_four_lattices(model, offset, cells_calib, true_systems)
+        model_four = with_linear_stage(model, offset, cells_calib, true_systems)
         # the linear stage of the five searches, with its in-sample calibration, as models of format 9 have it
-        model_linear = with_four_lattices(model, offset, cells_calib, true_systems, len(LATTICE_SEARCHES))
+        model_linear = with_linear_stage(model, offset, cells_calib, true_systems, len(LATTICE_SEARCHES))
         staged = softmax(np.log(np.clip(answers, 1e-300, 1.0))
                          + model_linear._lattice_shift(cells_calib, np.log(np.clip(answers, 1e-300, 1.0))), axis=1)
         model_linear.lattice_confidence_calibration_ = fit_beta_calibration(staged.max(axis=1),
