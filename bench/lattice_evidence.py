@@ -163,13 +163,13 @@ def main() -> None:
         cells_calib = cached_lattice_cells(X[calib])
         model.fit_lattice_evidence(X[calib], encoded, cells=cells_calib, answers=answers, groups=g[calib])
         t_fit = time.perf_counter() - t_fit
-        offset = model._system_log_proba_of(np.log(np.clip(answers, 1e-300, 1.0)))
+        log_answers = np.log(np.clip(answers, 1e-300, 1.0))
+        offset = model._system_log_proba_of(log_answers)
         true_systems = model.systems_[model.class_system_[encoded]]
         model_four = with_linear_stage(model, offset, cells_calib, true_systems)
         # the linear stage of the five searches, with its in-sample calibration, as models of format 9 have it
         model_linear = with_linear_stage(model, offset, cells_calib, true_systems, len(LATTICE_SEARCHES))
-        staged = softmax(np.log(np.clip(answers, 1e-300, 1.0))
-                         + model_linear._lattice_shift(cells_calib, np.log(np.clip(answers, 1e-300, 1.0))), axis=1)
+        staged = softmax(log_answers + model_linear._lattice_shift(cells_calib, log_answers), axis=1)
         model_linear.lattice_confidence_calibration_ = fit_beta_calibration(staged.max(axis=1),
                                                                             staged.argmax(axis=1) == encoded)
         cells_te = cached_lattice_cells(X_te)
