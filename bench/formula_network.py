@@ -168,7 +168,7 @@ def main() -> None:
     # the shipped command's recipe: the class defaults, seed 1, 200 rounds (tasks/pretrained/formula_default.json)
     model = fit_model(train, dict(REAL_DATA_MODEL_OPTIONS), seed=1, n_estimators=200, modality="formula")
     boosters_s = time.perf_counter() - t
-    import torch  # only now: imported before the boosters' fit, its OpenMP runtime left XGBoost one core of two
+    import torch  # only now: imported before the boosters' fit, it left XGBoost one core of two (BENCHMARKS.md)
 
     torch.set_num_threads(os.cpu_count() or 1)
 
@@ -192,12 +192,13 @@ def main() -> None:
     calib_X, calib_y = train.X[calib_rows], encoded[train_rows][calib_rows]
     temperature = fit_temperature(network_log_proba(calib_X), calib_y)
 
+    def pooled_logits(boosters: np.ndarray, network: np.ndarray, weight: float) -> np.ndarray:
+        return (1 - weight) * log_softmax(boosters, axis=1) + weight * log_softmax(network / temperature, axis=1)
+
     def pooled(weight: float):
         """The model with its boosters' log-probabilities pooled with the network's at ``weight``."""
         variant = copy.copy(model)
-        boosters = model._logits
-        variant._logits = lambda X: ((1 - weight) * log_softmax(boosters(X), axis=1)
-                                     + weight * log_softmax(network_log_proba(X) / temperature, axis=1))
+        variant._logits = lambda X: pooled_logits(model._logits(X), network_log_proba(X), weight)
         variant.fit_answer_calibration(calib_X, calib_y, train.groups[calib_rows])
         return variant
 
@@ -206,11 +207,9 @@ def main() -> None:
         alone.neighbours_, alone.confidence_calibration_ = None, IDENTITY
         return alone
 
-    def calib_top1(weight: float) -> float:
-        proba = without_vote(pooled(weight)).predict_proba(calib_X)
-        return float(np.mean(proba.argmax(axis=1) == calib_y))
-
-    chosen = max(POOL_WEIGHTS, key=calib_top1)
+    calib_boosters, calib_network = model._logits(calib_X), network_log_proba(calib_X)
+    chosen = max(POOL_WEIGHTS, key=lambda weight: np.mean(
+        pooled_logits(calib_boosters, calib_network, weight).argmax(axis=1) == calib_y))
     variants = [("boosters (the shipped recipe)", model), ("network", pooled(1.0)),
                 (f"boosters and network pooled (network weight {chosen})", pooled(chosen))]
     rows = []
